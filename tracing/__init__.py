@@ -1,0 +1,27 @@
+"""Distributed tracing for Python on AWS Lambda, viewed in AWS X-Ray.
+
+Importing this package has no side effects: it opens no socket, starts no
+thread and imports no tracing backend. ``configure()`` does the set-up.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._api import annotate, flush, metadata, span
+from ._configure import configure
+from ._lambda import handler
+
+if TYPE_CHECKING:
+    from . import sqs as sqs
+
+__all__ = ["annotate", "configure", "flush", "handler", "metadata", "span", "sqs"]
+
+
+def __getattr__(name: str) -> Any:
+    # ``tracing.sqs`` is imported on first use so that ``import tracing`` stays cheap.
+    if name == "sqs":
+        import importlib
+
+        return importlib.import_module(".sqs", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

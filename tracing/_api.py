@@ -1,0 +1,192 @@
+"""``tracing.span``, ``annotate``, ``metadata`` and ``flush``."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from contextvars import Token
+from types import TracebackType
+from typing import Any, TypeVar
+
+from ._runtime import current_node, get_runtime
+from ._scope import STACK
+from ._span import NOOP, Span, clean_annotation, clean_name, entity_dict
+
+__all__ = ["annotate", "flush", "metadata", "span"]
+
+log = logging.getLogger("tracing")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _open_child(name: str) -> Span:
+    """Create a span under the current node, or NOOP when nothing is recorded."""
+    parent = current_node()
+    if parent is None:
+        return NOOP
+    if isinstance(parent, Span):
+        if not parent.recording:
+            return NOOP
+        scope = parent.scope
+        if scope is not None and not scope.admit():
+            return NOOP
+        child = Span(name, scope)
+        parent.add_child(child)
+        return child
+    # An aws-xray-sdk entity (xray_recorder.capture around tracing.span).
+    if not getattr(parent, "sampled", False):
+        return NOOP
+    segment = getattr(parent, "parent_segment", parent)
+    scope = getattr(segment, "scope", None)
+    if scope is not None and not scope.admit():
+        return NOOP
+    child = Span(name, scope)
+    parent.subsegments.append(_SdkChild(child, parent.id))
+    return child
+
+
+class _SdkChild:
+    """Lets an SDK parent serialize one of our spans among its subsegments."""
+
+    __slots__ = ("parent_id", "span", "sampled")
+
+    def __init__(self, span: Span, parent_id: str) -> None:
+        self.span = span
+        self.parent_id = parent_id
+        self.sampled = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return entity_dict(self.span)
+
+    def close(self, end_time: float | None = None) -> None:
+        self.span.finish(end_time)
+
+
+class span:  # noqa: N801 - lower case: it reads as a function at call sites
+    """Record a block or a function as a subsegment.
+
+    Works as a context manager and as a decorator (sync or async functions), in
+    the init phase, in invocations and inside SQS processing, and nests. Keyword
+    arguments become annotations (string, number or bool values).
+
+    Example::
+
+        with tracing.span("load config", table="orders") as s:
+            s.put_metadata("rows", 12)
+
+        @tracing.span("charge card")
+        def charge(order): ...
+
+    Use a fresh ``tracing.span(...)`` for each ``with``; the decorator form
+    creates one per call, so it is safe under recursion, threads and asyncio.
+    """
+
+    __slots__ = ("_annotations", "_name", "_span", "_token")
+
+    def __init__(self, name: str, **annotations: Any) -> None:
+        self._name = name
+        self._annotations = annotations
+        self._span: Span = NOOP
+        self._token: Token[tuple[Any, ...]] | None = None
+
+    def __enter__(self) -> Span:
+        try:
+            runtime = get_runtime()
+            if runtime is None or runtime.settings.disabled:
+                return NOOP
+            child = _open_child(clean_name(self._name))
+            if child.recording:
+                for key, value in self._annotations.items():
+                    child.annotate(key, value)
+                self._token = STACK.set((*STACK.get(), child))
+            self._span = child
+            return child
+        except Exception:
+            log.debug("tracing: could not open span %r", self._name, exc_info=True)
+            return NOOP
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        child = self._span
+        token = self._token
+        self._span, self._token = NOOP, None
+        if not child.recording:
+            return
+        try:
+            if exc is not None:
+                child.record_exception(exc)
+            child.finish()
+            if token is not None:
+                try:
+                    STACK.reset(token)
+                except ValueError:  # exited in another context than entered
+                    STACK.set(tuple(node for node in STACK.get() if node is not child))
+        except Exception:
+            log.debug("tracing: could not close span %r", self._name, exc_info=True)
+
+    def __call__(self, fn: F) -> F:
+        name, annotations = self._name, self._annotations
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def traced_async(*args: Any, **kwargs: Any) -> Any:
+                with span(name, **annotations):
+                    return await fn(*args, **kwargs)
+
+            return traced_async  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def traced(*args: Any, **kwargs: Any) -> Any:
+            with span(name, **annotations):
+                return fn(*args, **kwargs)
+
+        return traced  # type: ignore[return-value]
+
+
+def annotate(key: str, value: str | int | float | bool) -> None:
+    """Add an indexed annotation (searchable in X-Ray) to the current span."""
+    node = current_node()
+    if node is None:
+        return
+    try:
+        if isinstance(node, Span):
+            node.annotate(key, value)
+            return
+        cleaned = clean_annotation(key, value)
+        if cleaned is not None:
+            node.put_annotation(*cleaned)
+    except Exception:
+        log.debug("tracing: annotate(%r) failed", key, exc_info=True)
+
+
+def metadata(key: str, value: Any, namespace: str = "default") -> None:
+    """Add non-indexed metadata (any JSON-able value) to the current span."""
+    node = current_node()
+    if node is None:
+        return
+    try:
+        node.put_metadata(key, value, namespace)
+    except Exception:
+        log.debug("tracing: metadata(%r) failed", key, exc_info=True)
+
+
+def flush(timeout_s: float = 2.0) -> bool:
+    """Send everything pending now; True when nothing is left.
+
+    With the xray backend every document is sent when its scope ends, so this
+    only matters for backends that batch (otel). Never raises.
+    """
+    runtime = get_runtime()
+    if runtime is None:
+        return True
+    try:
+        return runtime.backend.flush(timeout_s)
+    except Exception:
+        runtime.log_once("flush", "tracing: flush failed")
+        return False

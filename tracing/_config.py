@@ -1,0 +1,166 @@
+"""One frozen :class:`Settings`, built from ``configure()`` arguments and env vars.
+
+Explicit arguments win over ``TRACING_*`` environment variables, which win over
+defaults. A bad explicit argument raises ``ValueError`` at ``configure()`` time
+(a programming error, caught in development). A bad environment value is logged
+once and replaced by its default: a typo in a deployed function's environment must
+not stop the function from starting.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, TypeVar
+
+__all__ = ["DEFAULT_REDACT_KEYS", "Settings", "load_settings"]
+
+log = logging.getLogger("tracing.config")
+
+Backend = Literal["xray", "otel"]
+InitTrace = Literal["sampled", "always", "off"]
+T = TypeVar("T")
+
+DEFAULT_REDACT_KEYS: tuple[str, ...] = (
+    "password",
+    "secret",
+    "token",
+    "authorization",
+    "cookie",
+    "api_key",
+    "apikey",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every option of the library. See the README's configuration table."""
+
+    service: str = "service"
+    backend: Backend = "xray"
+    disabled: bool = False
+    daemon_address: str = "127.0.0.1:2000"
+    patch_botocore: bool = True
+    deadline_margin_ms: int = 100
+    init_trace: InitTrace = "sampled"
+    max_init_spans: int = 1000
+    max_spans_per_invocation: int = 1000
+    capture_event: bool = False
+    capture_response: bool = False
+    redact_keys: tuple[str, ...] = DEFAULT_REDACT_KEYS
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected a boolean, got {text!r}")
+
+
+def _positive_int(value: Any) -> int:
+    number = int(value)
+    if number < 0 or isinstance(value, bool):
+        raise ValueError(f"expected a non-negative integer, got {value!r}")
+    return number
+
+
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {value!r}")
+        return text
+
+    return check
+
+
+def _name(value: Any) -> str:
+    text = str(value).strip()
+    if not text or len(text) > 200:
+        raise ValueError(f"expected a name of 1-200 characters, got {value!r}")
+    return text
+
+
+def _address(value: Any) -> str:
+    text = str(value).strip()
+    # The daemon address may be "host:port" or "tcp:h:p udp:h:p"; we only use UDP.
+    for part in text.split():
+        if part.startswith("udp:"):
+            text = part[4:]
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port, got {value!r}")
+    return f"{host}:{port}"
+
+
+def _keys(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(dict.fromkeys(str(item).strip().lower() for item in items if str(item).strip()))
+
+
+# option -> (env var, parser). Env vars follow one pattern: TRACING_<OPTION>.
+_OPTIONS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "service": ("TRACING_SERVICE", _name),
+    "backend": ("TRACING_BACKEND", _choice("xray", "otel")),
+    "disabled": ("TRACING_DISABLED", lambda v: _bool(v) if isinstance(v, str) else bool(v)),
+    "daemon_address": ("AWS_XRAY_DAEMON_ADDRESS", _address),
+    "patch_botocore": (
+        "TRACING_PATCH_BOTOCORE",
+        lambda v: _bool(v) if isinstance(v, str) else bool(v),
+    ),
+    "deadline_margin_ms": ("TRACING_DEADLINE_MARGIN_MS", _positive_int),
+    "init_trace": ("TRACING_INIT_TRACE", _choice("sampled", "always", "off")),
+    "max_init_spans": ("TRACING_MAX_INIT_SPANS", _positive_int),
+    "max_spans_per_invocation": ("TRACING_MAX_SPANS", _positive_int),
+    "capture_event": ("TRACING_CAPTURE_EVENT", lambda v: _bool(v) if isinstance(v, str) else bool(v)),
+    "capture_response": (
+        "TRACING_CAPTURE_RESPONSE",
+        lambda v: _bool(v) if isinstance(v, str) else bool(v),
+    ),
+    "redact_keys": ("TRACING_REDACT_KEYS", _keys),
+}
+
+
+def load_settings(
+    arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build the settings for ``configure()``.
+
+    Args:
+        arguments: Keyword arguments given to ``configure()``; ``None`` values
+            count as not given. Unknown names are kept in ``Settings.extra`` for
+            backends (for example ``tracer_provider``).
+        environ: Environment to read, ``os.environ`` by default.
+
+    Raises:
+        ValueError: An explicit argument has an invalid value.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for option, (variable, parse) in _OPTIONS.items():
+        given = arguments.get(option)
+        if given is not None:
+            try:
+                values[option] = parse(given)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"tracing.configure({option}=...): {exc}") from None
+            continue
+        raw = env.get(variable)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[option] = parse(raw)
+        except (TypeError, ValueError) as exc:
+            log.error("tracing: ignoring %s=%r (%s); using the default", variable, raw, exc)
+    if "service" not in values:
+        values["service"] = env.get("AWS_LAMBDA_FUNCTION_NAME") or Settings.service
+    if "redact_keys" in values:
+        values["redact_keys"] = tuple(dict.fromkeys(DEFAULT_REDACT_KEYS + values["redact_keys"]))
+    known = {f.name for f in fields(Settings)}
+    values["extra"] = {k: v for k, v in arguments.items() if k not in known and v is not None}
+    return Settings(**values)

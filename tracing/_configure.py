@@ -1,0 +1,108 @@
+"""``tracing.configure()``: settings, backend installation, the init window."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from ._config import Settings, load_settings
+from ._guard import DeadlineGuard
+from ._init_phase import InitPhase
+from ._runtime import Runtime, get_runtime, in_lambda_environment, set_runtime
+from .backends import Backend
+from .backends.xray_udp import UDPEmitter
+
+__all__ = ["configure", "ensure_configured"]
+
+log = logging.getLogger("tracing")
+
+
+class _NoBackend:
+    """Used when tracing is disabled or the backend library failed to load."""
+
+    name = "none"
+
+    def install(self) -> None:
+        return None
+
+    def flush(self, timeout_s: float) -> bool:
+        return True
+
+
+def configure(service: str | None = None, backend: str | None = None, **options: Any) -> Settings:
+    """Set up tracing. Call once, at module import (in the Lambda init phase).
+
+    Opens the init window (work from now until the first invocation is kept and
+    replayed into its trace), installs the backend, and instruments boto3. Opens
+    no socket and starts no thread: both happen on first use.
+
+    Args:
+        service: Service name, annotated on every invocation. Defaults to
+            ``TRACING_SERVICE``, then ``AWS_LAMBDA_FUNCTION_NAME``.
+        backend: ``"xray"`` (default) or ``"otel"``; env ``TRACING_BACKEND``.
+        **options: Any option of the README's configuration table, for example
+            ``deadline_margin_ms=200`` or ``init_trace="always"``.
+
+    Returns:
+        The effective settings. A second call changes nothing and returns the
+        settings of the first.
+
+    Raises:
+        ValueError: An explicit argument has an invalid value.
+        TypeError: An unknown option was given.
+    """
+    existing = get_runtime()
+    if existing is not None:
+        log.debug("tracing: configure() called again; keeping the first configuration")
+        return existing.settings
+    settings = load_settings({"service": service, "backend": backend, **options})
+    started = time.time()
+    in_lambda = in_lambda_environment()
+    chosen: Backend = _NoBackend()
+    if not settings.disabled:
+        chosen = _load_backend(settings)
+    init = None
+    if in_lambda and not settings.disabled:
+        init = InitPhase(started, settings.max_init_spans, settings.init_trace)
+    runtime = Runtime(
+        settings=settings,
+        emitter=UDPEmitter(settings.daemon_address),
+        backend=chosen,
+        in_lambda=in_lambda,
+        init=init,
+    )
+    if settings.deadline_margin_ms > 0:
+        runtime.guard = DeadlineGuard(settings.deadline_margin_ms / 1000.0, runtime.on_deadline)
+    set_runtime(runtime)
+    return settings
+
+
+def _load_backend(settings: Settings) -> Backend:
+    try:
+        if settings.backend == "otel":
+            raise NotImplementedError("the otel backend is not available in this version")
+        from .backends.xray import XRayBackend
+
+        backend = XRayBackend(settings.service, settings.patch_botocore)
+        backend.install()
+        return backend
+    except Exception:
+        log.exception(
+            "tracing: backend %r could not be installed; tracing.span and handler "
+            "spans are still recorded, library-native spans are not",
+            settings.backend,
+        )
+        return _NoBackend()
+
+
+def ensure_configured() -> Runtime | None:
+    """Return the runtime, configuring with defaults if needed. Never raises."""
+    runtime = get_runtime()
+    if runtime is None:
+        try:
+            configure()
+        except Exception:
+            log.exception("tracing: default configuration failed; tracing is off")
+        runtime = get_runtime()
+    return runtime

@@ -1,0 +1,118 @@
+"""The init window: record work done at import, replay it into the first trace.
+
+During the Lambda INIT phase there is no trace id yet, so aws-xray-sdk discards
+every subsegment ("discarded due to Lambda worker still initializing",
+aws-xray-sdk-python#185) and Powertools and OTel record nothing. Here init work
+goes into a buffered ``Init`` span under a placeholder trace id. When the first
+invocation starts, the buffer is closed and emitted once as an independent
+subsegment of that invocation's trace (``trace_id`` = Root, ``parent_id`` =
+Parent), then freed.
+
+When does init end? The runtime gives no signal, so the Init entity ends at the
+later of: the end of the last span recorded during init, and the moment
+``@tracing.handler`` wrapped the handler (module import normally ends right
+after). It is never stretched to the first invocation's start, which under
+provisioned concurrency can be minutes later.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from ._header import TraceHeader, new_id, new_trace_id
+from ._scope import Scope
+from ._span import Span, entity_dict
+
+__all__ = ["InitPhase"]
+
+log = logging.getLogger("tracing.init")
+
+
+class InitPhase:
+    """The buffered Init span of one execution environment.
+
+    Args:
+        started: When init work started (``configure()`` time), epoch seconds.
+        limit: Most init spans kept; the newest beyond it are dropped and counted.
+        mode: ``"sampled"`` (follow the first invocation), ``"always"`` or ``"off"``.
+    """
+
+    def __init__(self, started: float, limit: int, mode: str) -> None:
+        self.root = Span("Init", start_time=started)
+        # The placeholder is a valid, fresh trace id: with mode "always" it becomes
+        # the Init's own trace, so headers propagated during init still resolve.
+        self.scope = Scope(self.root, new_trace_id(started), None, limit=limit)
+        self.mode = mode
+        self.open = True
+        self.marked_end: float | None = None
+
+    def mark_end(self) -> None:
+        """Note a moment init work was still going on (``@tracing.handler`` time)."""
+        if self.open:
+            self.marked_end = time.time()
+
+    def _end_time(self) -> float:
+        ends = [self.marked_end or self.root.start_time]
+        for child in self.root.children or ():
+            end = getattr(child, "end_time", None)
+            if isinstance(end, float):
+                ends.append(end)
+        return max(ends)
+
+    def close(
+        self, header: TraceHeader | None, sampled: bool, service: str, emit: Any
+    ) -> str | None:
+        """End the init window at the first invocation and emit it once.
+
+        Args:
+            header: The first invocation's trace header.
+            sampled: Whether the first invocation is recorded.
+            service: Service name, used when Init becomes its own trace.
+            emit: ``callable(document)`` sending one top-level document.
+
+        Returns:
+            The Init's own trace id when it was emitted as a separate trace.
+        """
+        if not self.open:
+            return None
+        self.open = False
+        root = self.root
+        try:
+            if self.mode == "off":
+                return None
+            root.end_time = self._end_time()
+            root.annotations = {
+                "ColdStart": True,
+                "InitType": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
+            }
+            if sampled and header is not None and header.parent is not None:
+                emit(self.scope.document(trace_id=header.root, parent_id=header.parent))
+                return None
+            if self.mode == "always":
+                trace_id = self.scope.trace_id or new_trace_id(root.start_time)
+                init = entity_dict(root)
+                if self.scope.dropped:
+                    init.setdefault("metadata", {}).setdefault("tracing", {})[
+                        "dropped_spans"
+                    ] = self.scope.dropped
+                emit(
+                    {
+                        "name": service,
+                        "id": new_id(),
+                        "trace_id": trace_id,
+                        "start_time": root.start_time,
+                        "end_time": root.end_time,
+                        "origin": "AWS::Lambda::Function",
+                        "annotations": {"ColdStart": True},
+                        "subsegments": [init],
+                    }
+                )
+                return trace_id
+            log.debug("tracing: first invocation not sampled; Init not emitted")
+            return None
+        finally:
+            # Free the buffer: the init tree can be large and is never needed again.
+            root.children = None

@@ -1,0 +1,107 @@
+"""Process-wide state set up by ``configure()``, and the current-span lookup."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._config import Settings
+from ._init_phase import InitPhase
+from ._scope import STACK, Scope, seal_open
+from .backends import Backend
+from .backends.xray_udp import UDPEmitter
+
+__all__ = ["Runtime", "current_node", "get_runtime", "set_runtime"]
+
+log = logging.getLogger("tracing")
+
+
+@dataclass(eq=False)
+class Runtime:
+    """Everything ``configure()`` decided, shared by the public functions."""
+
+    settings: Settings
+    emitter: UDPEmitter
+    backend: Backend
+    in_lambda: bool
+    init: InitPhase | None
+    cold: bool = True
+    guard: Any = None
+    errors_logged: set[str] = field(default_factory=set)
+
+    def emit(self, document: dict[str, Any]) -> None:
+        """Send one top-level document. Never raises."""
+        self.emitter.send(document)
+
+    def emit_scope(self, scope: Scope) -> bool:
+        """Emit ``scope`` unless the deadline guard already did."""
+        if not scope.claim():
+            return False
+        self.emitter.send(scope.document())
+        return True
+
+    def on_deadline(self, scope: Scope) -> None:
+        """Guard callback: send ``scope`` now, open entities closed as timeouts."""
+        if not scope.claim():
+            return
+        now = time.time()
+        for _attempt in range(3):  # the handler thread may be mutating the tree
+            try:
+                doc = scope.document()
+                break
+            except RuntimeError:
+                continue
+        else:
+            log.warning("tracing: could not snapshot a timed-out invocation")
+            return
+        seal_open(doc, now)
+        self.emitter.send(doc)
+        log.warning(
+            "tracing: invocation %s still running %d ms before its deadline; sent its "
+            "trace as a timeout",
+            doc.get("name"),
+            self.settings.deadline_margin_ms,
+        )
+
+    def log_once(self, key: str, message: str, *args: object) -> None:
+        """Log an internal failure the first time it happens."""
+        if key in self.errors_logged:
+            log.debug(message, *args, exc_info=True)
+            return
+        self.errors_logged.add(key)
+        log.warning(message + " (further occurrences logged at debug level)", *args, exc_info=True)
+
+
+_RUNTIME: list[Runtime | None] = [None]
+
+
+def get_runtime() -> Runtime | None:
+    """The configured runtime, or ``None`` before ``configure()``."""
+    return _RUNTIME[0]
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    """Install (or clear, for tests) the process-wide runtime."""
+    _RUNTIME[0] = runtime
+
+
+def current_node() -> Any:
+    """The innermost open span or SDK entity in this context, or ``None``.
+
+    Outside any scope, during the init window, that is the buffered Init span.
+    """
+    stack = STACK.get()
+    if stack:
+        return stack[-1]
+    runtime = _RUNTIME[0]
+    if runtime is not None and runtime.init is not None and runtime.init.open:
+        return runtime.init.root
+    return None
+
+
+def in_lambda_environment() -> bool:
+    """True inside a Lambda execution environment (or our local runtime)."""
+    return bool(os.environ.get("LAMBDA_TASK_ROOT"))

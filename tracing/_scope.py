@@ -1,0 +1,107 @@
+"""Scopes: the units of emission, and the current-span stack.
+
+A :class:`Scope` is one top-level X-Ray document (the Init subsegment, an
+invocation subsegment, a consumer segment) with its trace id, parent id, span
+budget, and a once-only emission latch shared by the handler and the deadline
+guard.
+
+The current span lives in a ``contextvars.ContextVar`` holding an immutable tuple
+stack, so asyncio tasks and ``contextvars.copy_context()`` threads each see their
+own nesting and nothing leaks from one invocation into the next (the stack is
+replaced, not appended to, when an invocation starts). The stack can also hold
+aws-xray-sdk entities, pushed by our SDK ``Context``; see ``backends/xray.py``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextvars import ContextVar
+from typing import Any
+
+from ._span import Span, entity_dict
+
+__all__ = ["STACK", "Scope", "seal_open"]
+
+STACK: ContextVar[tuple[Any, ...]] = ContextVar("tracing_stack", default=())
+
+
+class Scope:
+    """One top-level document and everything nested in it.
+
+    Args:
+        root: The top span of the document.
+        trace_id: X-Ray trace id, or ``None`` while unknown (init phase).
+        parent_id: Parent entity id, ``None`` for a segment starting a trace.
+        segment: Emit as a segment document rather than an independent subsegment.
+        limit: Most spans admitted; the rest are counted in ``dropped``.
+    """
+
+    __slots__ = ("done", "dropped", "limit", "parent_id", "root", "segment", "spans", "trace_id", "_lock")
+
+    def __init__(
+        self,
+        root: Span,
+        trace_id: str | None,
+        parent_id: str | None,
+        *,
+        segment: bool = False,
+        limit: int = 1000,
+    ) -> None:
+        self.root = root
+        self.trace_id = trace_id
+        self.parent_id = parent_id
+        self.segment = segment
+        self.limit = limit
+        self.spans = 0
+        self.dropped = 0
+        self.done = False
+        self._lock = threading.Lock()
+        root.scope = self
+
+    def admit(self) -> bool:
+        """Count one more span; False once the budget is spent."""
+        if self.spans >= self.limit:
+            self.dropped += 1
+            return False
+        self.spans += 1
+        return True
+
+    def claim(self) -> bool:
+        """Take the right to emit this scope; True for exactly one caller."""
+        with self._lock:
+            if self.done:
+                return False
+            self.done = True
+            return True
+
+    def document(self, trace_id: str | None = None, parent_id: str | None = None) -> dict[str, Any]:
+        """Build the top-level document, optionally re-stamped into another trace."""
+        doc = entity_dict(self.root)
+        doc["trace_id"] = trace_id or self.trace_id
+        parent = parent_id or self.parent_id
+        if parent is not None:
+            doc["parent_id"] = parent
+        if not self.segment:
+            doc["type"] = "subsegment"
+        if self.dropped:
+            doc.setdefault("metadata", {}).setdefault("tracing", {})["dropped_spans"] = self.dropped
+        return doc
+
+
+def seal_open(entity: dict[str, Any], now: float | None = None) -> int:
+    """Close every in-progress entity of ``entity`` at ``now`` as a timeout fault.
+
+    Used by the deadline guard: the handler is still running, so whatever is open
+    is what the timeout interrupted. Returns how many entities were closed.
+    """
+    when = time.time() if now is None else now
+    closed = 0
+    if entity.pop("in_progress", None) or "end_time" not in entity:
+        entity["end_time"] = when
+        entity["fault"] = True
+        entity.setdefault("annotations", {})["Timeout"] = True
+        closed += 1
+    for child in entity.get("subsegments", ()):
+        closed += seal_open(child, when)
+    return closed

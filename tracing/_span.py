@@ -1,0 +1,282 @@
+"""The span model of the core, and its conversion to X-Ray entity dicts.
+
+A :class:`Span` is the cheapest object that can become an X-Ray segment or
+subsegment. It uses ``__slots__`` and creates its dicts lazily, because one is made
+per invocation and per ``tracing.span`` on the hot path. Children can be spans or
+foreign entities (aws-xray-sdk subsegments) that know how to ``to_dict()``
+themselves.
+
+Wire rules enforced here (see DESIGN.md): names at most 200 characters,
+annotation keys ``[A-Za-z0-9_]`` with string/number/bool values, at most 50
+annotations per entity, ``AWS.``-prefixed metadata namespaces reserved.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import traceback
+from typing import Any, Protocol
+
+from ._header import new_id
+
+__all__ = ["MAX_ANNOTATIONS", "Foreign", "Span", "entity_dict", "exception_cause"]
+
+log = logging.getLogger("tracing.span")
+
+MAX_NAME = 200
+MAX_ANNOTATIONS = 50
+MAX_ANNOTATION_VALUE = 1000
+MAX_STACK_FRAMES = 30
+_BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_]")
+# X-Ray rejects names with characters outside this set; the SDK strips the same.
+_BAD_NAME_CHARS = re.compile(r"[^\w .:/%&#=+\\\-@]", re.UNICODE)
+
+
+class Foreign(Protocol):
+    """A child entity produced by another library (an aws-xray-sdk subsegment)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def clean_name(name: object) -> str:
+    """Return a name X-Ray accepts: allowed characters, at most 200 long."""
+    text = name if isinstance(name, str) else str(name)
+    if len(text) > MAX_NAME:
+        text = text[:MAX_NAME]
+    if _BAD_NAME_CHARS.search(text):
+        text = _BAD_NAME_CHARS.sub("_", text)
+    return text or "unnamed"
+
+
+def clean_annotation(key: object, value: object) -> tuple[str, str | int | float | bool] | None:
+    """Validate one annotation; ``None`` when the value type is not indexable."""
+    if isinstance(value, str):
+        if len(value) > MAX_ANNOTATION_VALUE:
+            value = value[:MAX_ANNOTATION_VALUE]
+    elif not isinstance(value, (bool, int, float)):
+        return None
+    text = key if isinstance(key, str) else str(key)
+    text = _BAD_KEY_CHARS.sub("_", text[:250])
+    if not text:
+        return None
+    return text, value
+
+
+class Span:
+    """One unit of work: becomes an X-Ray segment or subsegment.
+
+    Attributes are public for the core's own use; user code goes through
+    ``tracing.span``/``annotate``/``metadata``.
+    """
+
+    __slots__ = (
+        "annotations",
+        "aws",
+        "cause",
+        "children",
+        "end_time",
+        "error",
+        "fault",
+        "http",
+        "id",
+        "metadata",
+        "name",
+        "namespace",
+        "scope",
+        "start_time",
+        "throttle",
+        "view",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        scope: Any = None,
+        start_time: float | None = None,
+        span_id: str | None = None,
+    ) -> None:
+        self.name = name
+        self.id = span_id or new_id()
+        self.start_time = time.time() if start_time is None else start_time
+        self.end_time: float | None = None
+        self.scope = scope
+        self.annotations: dict[str, str | int | float | bool] | None = None
+        self.metadata: dict[str, dict[str, Any]] | None = None
+        self.children: list[Span | Foreign] | None = None
+        self.fault = False
+        self.error = False
+        self.throttle = False
+        self.cause: dict[str, Any] | None = None
+        self.namespace: str | None = None
+        self.aws: dict[str, Any] | None = None
+        self.http: dict[str, Any] | None = None
+        self.view: Any = None  # lazily-built aws-xray-sdk view, see backends/xray.py
+
+    @property
+    def recording(self) -> bool:
+        """True for spans that will be sent (the no-op span says False)."""
+        return True
+
+    def annotate(self, key: object, value: object) -> None:
+        """Add an indexed annotation; invalid ones are dropped with a debug line."""
+        cleaned = clean_annotation(key, value)
+        if cleaned is None:
+            log.debug("tracing: annotation %r dropped: %s is not str/number/bool", key, type(value))
+            return
+        annotations = self.annotations
+        if annotations is None:
+            self.annotations = annotations = {}
+        elif len(annotations) >= MAX_ANNOTATIONS and cleaned[0] not in annotations:
+            log.debug("tracing: annotation %r dropped: %d per entity at most", key, MAX_ANNOTATIONS)
+            return
+        annotations[cleaned[0]] = cleaned[1]
+
+    def put_metadata(self, key: object, value: object, namespace: str = "default") -> None:
+        """Add non-indexed metadata under ``namespace`` (``AWS.*`` is reserved)."""
+        if not isinstance(namespace, str) or namespace.startswith("AWS."):
+            log.debug("tracing: metadata namespace %r is reserved or invalid", namespace)
+            return
+        if self.metadata is None:
+            self.metadata = {}
+        self.metadata.setdefault(namespace, {})[str(key)] = value
+
+    def add_child(self, child: Span | Foreign) -> None:
+        """Attach a finished or open child entity."""
+        if self.children is None:
+            self.children = [child]
+        else:
+            self.children.append(child)
+
+    def record_exception(self, exc: BaseException) -> None:
+        """Mark the span ``fault`` and describe ``exc`` in ``cause``."""
+        self.fault = True
+        self.cause = exception_cause(exc)
+
+    def finish(self, end_time: float | None = None) -> None:
+        """Close the span; a second call keeps the first end time."""
+        if self.end_time is None:
+            self.end_time = time.time() if end_time is None else end_time
+
+
+class NoopSpan(Span):
+    """The span of untraced work: accepts every call and records nothing."""
+
+    __slots__ = ()
+
+    @property
+    def recording(self) -> bool:
+        return False
+
+    def annotate(self, key: object, value: object) -> None:
+        return None
+
+    def put_metadata(self, key: object, value: object, namespace: str = "default") -> None:
+        return None
+
+    def add_child(self, child: Span | Foreign) -> None:
+        return None
+
+    def record_exception(self, exc: BaseException) -> None:
+        return None
+
+    def finish(self, end_time: float | None = None) -> None:
+        return None
+
+
+NOOP = NoopSpan("noop", span_id="0000000000000000", start_time=0.0)
+
+
+def exception_cause(exc: BaseException) -> dict[str, Any]:
+    """Build an X-Ray ``cause`` for ``exc``: type, message and stack frames."""
+    frames = traceback.extract_tb(exc.__traceback__)[-MAX_STACK_FRAMES:]
+    stack = [
+        {"path": frame.filename, "line": frame.lineno, "label": frame.name}
+        for frame in reversed(frames)
+    ]
+    try:
+        message = str(exc)
+    except Exception:  # a broken __str__ must not break the handler
+        message = f"<unprintable {type(exc).__name__}>"
+    exception: dict[str, Any] = {
+        "id": new_id(),
+        "type": type(exc).__qualname__,
+        "message": message[:MAX_ANNOTATION_VALUE * 4],
+        "stack": stack,
+    }
+    if len(traceback.extract_tb(exc.__traceback__)) > MAX_STACK_FRAMES:
+        exception["truncated"] = len(traceback.extract_tb(exc.__traceback__)) - MAX_STACK_FRAMES
+    return {"working_directory": os.getcwd(), "exceptions": [exception]}
+
+
+_FOREIGN_DROP = ("trace_id", "parent_id", "type", "parent_segment")
+
+
+def foreign_dict(child: Foreign) -> dict[str, Any]:
+    """Serialize an SDK child, dropping fields that nesting makes implicit.
+
+    Nested SDK subsegments carry their own ``trace_id``/``parent_id``; for init
+    work those are the placeholder's, so they are removed here and re-stamped by
+    position in the tree.
+    """
+    return _strip(child.to_dict())
+
+
+def _strip(data: dict[str, Any]) -> dict[str, Any]:
+    for key in _FOREIGN_DROP:
+        data.pop(key, None)
+    if data.get("in_progress") is False:
+        del data["in_progress"]
+    nested = data.get("subsegments")
+    if nested:
+        data["subsegments"] = [_strip(item) for item in nested]
+    return data
+
+
+def entity_dict(span: Span, now: float | None = None) -> dict[str, Any]:
+    """Convert a span tree to an X-Ray entity dict (nested, no trace fields).
+
+    Open spans are written ``in_progress`` unless ``now`` is given, in which case
+    they are closed at ``now`` (used by the deadline guard).
+    """
+    data: dict[str, Any] = {"name": span.name, "id": span.id, "start_time": span.start_time}
+    end = span.end_time
+    if end is None and now is not None:
+        end = now
+    if end is None:
+        data["in_progress"] = True
+    else:
+        data["end_time"] = end
+    if span.namespace:
+        data["namespace"] = span.namespace
+    if span.fault:
+        data["fault"] = True
+    if span.error:
+        data["error"] = True
+    if span.throttle:
+        data["throttle"] = True
+    if span.annotations:
+        data["annotations"] = dict(span.annotations)
+    if span.metadata:
+        data["metadata"] = {ns: dict(values) for ns, values in span.metadata.items()}
+    if span.aws:
+        data["aws"] = dict(span.aws)
+    if span.http:
+        data["http"] = dict(span.http)
+    if span.cause:
+        data["cause"] = span.cause
+    children = span.children
+    if children:
+        out = []
+        for child in list(children):  # copy: the deadline guard reads from another thread
+            if isinstance(child, Span):
+                out.append(entity_dict(child, now))
+            else:
+                try:
+                    out.append(foreign_dict(child))
+                except Exception:  # a foreign entity must never break emission
+                    log.debug("tracing: could not serialize %r", child, exc_info=True)
+        data["subsegments"] = out
+    return data

@@ -1,0 +1,157 @@
+"""Send X-Ray segment documents to the daemon over UDP, split to fit.
+
+Each datagram is ``{"format":"json","version":1}\\n`` followed by one document,
+which is what the X-Ray daemon (and the Lambda daemon) accepts. The daemon's
+receive buffer is 64 KB: a bigger datagram is lost (``OSError: Message too long``).
+aws-xray-sdk only streams subsegments past a *count* threshold, so a single large
+document is still lost there; here every document is measured after encoding and
+split into independent subsegments (``type``, ``trace_id``, ``parent_id``) until
+each part fits. An entity that is too large on its own has its metadata replaced
+by a truncation note, so the entity itself still arrives.
+
+Sending never blocks (non-blocking socket) and never raises: failures are counted
+and logged once per kind of error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from typing import Any
+
+__all__ = ["HEADER", "MAX_DATAGRAM", "UDPEmitter", "encode", "split_document"]
+
+log = logging.getLogger("tracing.emitter")
+
+HEADER = b'{"format":"json","version":1}\n'
+#: Largest datagram the daemon keeps (its buffer is 64 KiB); a little slack kept.
+MAX_DATAGRAM = 64 * 1024 - 256
+_MAX_BODY = MAX_DATAGRAM - len(HEADER)
+
+
+def encode(document: dict[str, Any]) -> bytes:
+    """Encode one document as compact JSON; unknown values become ``repr``."""
+    return json.dumps(document, separators=(",", ":"), default=repr).encode()
+
+
+def split_document(document: dict[str, Any], limit: int = _MAX_BODY) -> list[bytes]:
+    """Encode ``document``, splitting it into parts of at most ``limit`` bytes.
+
+    The document must be top-level (carry ``trace_id``). Children that do not fit
+    are detached into independent subsegments parented to their old parent, so
+    the X-Ray service reassembles the same tree. Parents are sent before
+    children.
+    """
+    body = encode(document)
+    if len(body) <= limit:
+        return [body]
+    trace_id = document.get("trace_id")
+    children: list[dict[str, Any]] = document.pop("subsegments", None) or []
+    if len(encode(document)) > limit:
+        _shrink(document, limit)
+    budget = limit - len(encode(document)) - len(',"subsegments":[]')
+    kept: list[dict[str, Any]] = []
+    detached: list[dict[str, Any]] = []
+    for child in children:
+        size = len(encode(child)) + 1
+        if size <= budget:
+            kept.append(child)
+            budget -= size
+        else:
+            child["type"] = "subsegment"
+            child["trace_id"] = trace_id
+            child["parent_id"] = document["id"]
+            detached.append(child)
+    if kept:
+        document["subsegments"] = kept
+    parts = [encode(document)]
+    for child in detached:
+        parts.extend(split_document(child, limit))
+    return parts
+
+
+def _shrink(document: dict[str, Any], limit: int) -> None:
+    """Make a childless entity fit: drop metadata first, then trim the stack."""
+    note: dict[str, Any] = {}
+    metadata = document.pop("metadata", None)
+    if metadata is not None:
+        note["metadata_bytes"] = len(encode(metadata))
+    if len(encode(document)) > limit and "cause" in document:
+        for exception in document["cause"].get("exceptions", []):
+            exception["stack"] = exception.get("stack", [])[:5]
+            exception["message"] = str(exception.get("message", ""))[:1000]
+        note["cause_trimmed"] = True
+    if len(encode(document)) > limit and "annotations" in document:
+        note["annotations"] = len(document.pop("annotations"))
+    document["metadata"] = {"tracing": {"truncated": note}}
+
+
+class UDPEmitter:
+    """Sends documents to ``host:port``; creates its socket on first use."""
+
+    def __init__(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        self.address = (host.strip("[]"), int(port))
+        self._sock: socket.socket | None = None
+        self._target: Any = None
+        self._lock = threading.Lock()
+        self._errors_seen: set[str] = set()
+        self.sent = 0
+        self.failed = 0
+
+    def _socket(self) -> socket.socket:
+        with self._lock:
+            if self._sock is None:
+                family, _, _, _, target = socket.getaddrinfo(
+                    self.address[0], self.address[1], type=socket.SOCK_DGRAM
+                )[0]
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                sock.setblocking(False)  # a full buffer drops the datagram, never waits
+                self._target = target
+                self._sock = sock
+            return self._sock
+
+    def send(self, document: dict[str, Any]) -> None:
+        """Encode, split and send one top-level document. Never raises."""
+        try:
+            parts = split_document(document)
+        except Exception as exc:  # unserializable beyond repr, recursion...
+            self._fail("encode", exc)
+            return
+        for body in parts:
+            self.send_raw(HEADER + body)
+
+    def send_raw(self, datagram: bytes) -> None:
+        """Send one already-framed datagram. Never raises."""
+        try:
+            sock = self._sock or self._socket()
+            sock.sendto(datagram, self._target)
+            self.sent += 1
+        except Exception as exc:
+            self._fail("send", exc)
+
+    def _fail(self, what: str, exc: Exception) -> None:
+        self.failed += 1
+        kind = f"{what}:{type(exc).__name__}:{getattr(exc, 'errno', '')}"
+        if kind not in self._errors_seen:
+            self._errors_seen.add(kind)
+            log.warning(
+                "tracing: could not %s a trace document to %s:%s (%s); further %s errors "
+                "are counted, not logged",
+                what,
+                self.address[0],
+                self.address[1],
+                exc,
+                kind,
+            )
+        else:
+            log.debug("tracing: %s failed again: %s", what, exc)
+
+    def close(self) -> None:
+        """Close the socket; a later send reopens it."""
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
