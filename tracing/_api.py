@@ -50,7 +50,7 @@ def _open_child(name: str) -> Span:
 class _SdkChild:
     """Lets an SDK parent serialize one of our spans among its subsegments."""
 
-    __slots__ = ("parent_id", "span", "sampled")
+    __slots__ = ("parent_id", "sampled", "span")
 
     def __init__(self, span: Span, parent_id: str) -> None:
         self.span = span
@@ -188,5 +188,5 @@ def flush(timeout_s: float = 2.0) -> bool:
     try:
         return runtime.backend.flush(timeout_s)
     except Exception:
-        runtime.log_once("flush", "tracing: flush failed")
+        runtime.log_once("flush", "tracing: flush failed (logged once, then at debug level)")
         return False

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
-__all__ = ["DEFAULT_REDACT_KEYS", "Settings", "load_settings"]
+__all__ = ["BACKEND_OPTIONS", "DEFAULT_REDACT_KEYS", "Settings", "load_settings"]
 
 log = logging.getLogger("tracing.config")
 
@@ -33,12 +33,17 @@ DEFAULT_REDACT_KEYS: tuple[str, ...] = (
     "apikey",
 )
 
+DEFAULT_SERVICE = "service"
+
+#: Options passed through to a backend rather than kept in :class:`Settings`.
+BACKEND_OPTIONS = frozenset({"tracer_provider", "exporter", "botocore_instrumentation"})
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every option of the library. See the README's configuration table."""
 
-    service: str = "service"
+    service: str = DEFAULT_SERVICE
     backend: Backend = "xray"
     disabled: bool = False
     daemon_address: str = "127.0.0.1:2000"
@@ -117,7 +122,10 @@ _OPTIONS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "init_trace": ("TRACING_INIT_TRACE", _choice("sampled", "always", "off")),
     "max_init_spans": ("TRACING_MAX_INIT_SPANS", _positive_int),
     "max_spans_per_invocation": ("TRACING_MAX_SPANS", _positive_int),
-    "capture_event": ("TRACING_CAPTURE_EVENT", lambda v: _bool(v) if isinstance(v, str) else bool(v)),
+    "capture_event": (
+        "TRACING_CAPTURE_EVENT",
+        lambda v: _bool(v) if isinstance(v, str) else bool(v),
+    ),
     "capture_response": (
         "TRACING_CAPTURE_RESPONSE",
         lambda v: _bool(v) if isinstance(v, str) else bool(v),
@@ -158,9 +166,13 @@ def load_settings(
         except (TypeError, ValueError) as exc:
             log.error("tracing: ignoring %s=%r (%s); using the default", variable, raw, exc)
     if "service" not in values:
-        values["service"] = env.get("AWS_LAMBDA_FUNCTION_NAME") or Settings.service
+        values["service"] = env.get("AWS_LAMBDA_FUNCTION_NAME") or DEFAULT_SERVICE
     if "redact_keys" in values:
         values["redact_keys"] = tuple(dict.fromkeys(DEFAULT_REDACT_KEYS + values["redact_keys"]))
     known = {f.name for f in fields(Settings)}
-    values["extra"] = {k: v for k, v in arguments.items() if k not in known and v is not None}
+    extra = {k: v for k, v in arguments.items() if k not in known and v is not None}
+    unknown = sorted(set(extra) - BACKEND_OPTIONS)
+    if unknown:
+        raise TypeError(f"tracing.configure() got unknown option(s): {', '.join(unknown)}")
+    values["extra"] = extra
     return Settings(**values)

@@ -33,9 +33,10 @@ MAX_HEADER_LENGTH = 512
 _ROOT = re.compile(r"1-[0-9a-f]{8}-[0-9a-f]{24}\Z")
 _ID = re.compile(r"[0-9a-f]{16}\Z")
 _EXTRA_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
-# Values of pass-through keys such as ``Lineage=a87bd80c:1|68fd508a:5``: printable
-# ASCII without separators or whitespace.
-_EXTRA_VALUE = re.compile(r"[!-:<>-~]{1,256}\Z")
+# Values of pass-through keys such as ``Lineage=a87bd80c:1|68fd508a:5`` or
+# ``Self=1-...``: a conservative alphabet, so nothing markup-like or control-like
+# travels on from a hostile producer.
+_EXTRA_VALUE = re.compile(r"[A-Za-z0-9:|._+/@,-]{1,256}\Z")
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})\Z")
 _SAMPLED_VALUES = frozenset({"0", "1", "?"})
 

@@ -95,9 +95,9 @@ class InitPhase:
                 trace_id = self.scope.trace_id or new_trace_id(root.start_time)
                 init = entity_dict(root)
                 if self.scope.dropped:
-                    init.setdefault("metadata", {}).setdefault("tracing", {})[
-                        "dropped_spans"
-                    ] = self.scope.dropped
+                    init.setdefault("metadata", {}).setdefault("tracing", {})["dropped_spans"] = (
+                        self.scope.dropped
+                    )
                 emit(
                     {
                         "name": service,

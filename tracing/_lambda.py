@@ -108,7 +108,10 @@ def _begin(runtime: Runtime, name: str, event: Any, context: Any) -> _Begun | No
             runtime.guard.arm(scope, context)
         return span, scope, STACK.set((span,))
     except Exception:
-        runtime.log_once("begin", "tracing: could not start the invocation trace")
+        runtime.log_once(
+            "begin",
+            "tracing: could not start the invocation trace (logged once, then at debug level)",
+        )
         return None
 
 
@@ -134,4 +137,7 @@ def _finish(runtime: Runtime, begun: _Begun, exc: BaseException | None, result: 
         if not runtime.emit_scope(scope):
             log.debug("tracing: %s ended after its timeout was already sent", span.name)
     except Exception:
-        runtime.log_once("finish", "tracing: could not send the invocation trace")
+        runtime.log_once(
+            "finish",
+            "tracing: could not send the invocation trace (logged once, then at debug level)",
+        )

@@ -67,12 +67,13 @@ class Runtime:
         )
 
     def log_once(self, key: str, message: str, *args: object) -> None:
-        """Log an internal failure the first time it happens."""
-        if key in self.errors_logged:
-            log.debug(message, *args, exc_info=True)
-            return
+        """Log the exception being handled: a warning the first time, then debug.
+
+        Call from an ``except`` block; ``message`` should say it is logged once.
+        """
+        level = logging.DEBUG if key in self.errors_logged else logging.WARNING
         self.errors_logged.add(key)
-        log.warning(message + " (further occurrences logged at debug level)", *args, exc_info=True)
+        log.log(level, message, *args, exc_info=True)
 
 
 _RUNTIME: list[Runtime | None] = [None]

@@ -37,7 +37,17 @@ class Scope:
         limit: Most spans admitted; the rest are counted in ``dropped``.
     """
 
-    __slots__ = ("done", "dropped", "limit", "parent_id", "root", "segment", "spans", "trace_id", "_lock")
+    __slots__ = (
+        "_lock",
+        "done",
+        "dropped",
+        "limit",
+        "parent_id",
+        "root",
+        "segment",
+        "spans",
+        "trace_id",
+    )
 
     def __init__(
         self,

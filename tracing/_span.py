@@ -203,7 +203,7 @@ def exception_cause(exc: BaseException) -> dict[str, Any]:
     exception: dict[str, Any] = {
         "id": new_id(),
         "type": type(exc).__qualname__,
-        "message": message[:MAX_ANNOTATION_VALUE * 4],
+        "message": message[: MAX_ANNOTATION_VALUE * 4],
         "stack": stack,
     }
     if len(traceback.extract_tb(exc.__traceback__)) > MAX_STACK_FRAMES:

@@ -39,7 +39,7 @@ __all__ = ["SpanView", "XRayBackend"]
 log = logging.getLogger("tracing.backends.xray")
 
 
-class _Untraced(DummySegment):
+class _Untraced(DummySegment):  # type: ignore[misc]  # the SDK ships no types
     """Parent for SDK work outside any recorded trace: keeps nothing."""
 
     def add_subsegment(self, subsegment: Any) -> None:
@@ -61,7 +61,7 @@ class _Untraced(DummySegment):
 _UNTRACED = _Untraced("untraced")
 
 
-class SpanView(Segment):
+class SpanView(Segment):  # type: ignore[misc]
     """An aws-xray-sdk ``Segment`` face on one of our spans.
 
     SDK code calls it as it would a segment; every mutation is forwarded to the
@@ -142,7 +142,7 @@ class SpanView(Segment):
     def add_throttle_flag(self) -> None:
         self.span.throttle = True
 
-    def apply_status_code(self, status_code: int) -> None:
+    def apply_status_code(self, status_code: Any) -> None:
         if not isinstance(status_code, int):
             return
         if 400 <= status_code < 500:
@@ -178,7 +178,7 @@ def _entity_for(node: Any) -> Any:
     return node
 
 
-class BridgeContext(Context):
+class BridgeContext(Context):  # type: ignore[misc]
     """The recorder ``Context`` that stores SDK entities on our span stack."""
 
     def __init__(self) -> None:  # the SDK's __init__ only builds a threading.local

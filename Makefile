@@ -1,0 +1,35 @@
+# Everything starts from a machine with only python3: the venv is made on demand.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	touch $(STAMP)
+
+## demo: run the example functions in the local Lambda runtime and show their traces
+demo: $(STAMP)
+	$(BIN)/python -m examples.demo
+
+## test: lint, type-check and run the whole test suite
+test: lint typecheck
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check tracing tests examples benchmarks
+	$(BIN)/ruff format --check tracing tests examples benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## bench: performance figures against the anchors (not part of make test)
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

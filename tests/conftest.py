@@ -1,0 +1,45 @@
+"""Shared fixtures: a clean environment for every test, and a real UDP daemon."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tracing import testing
+
+# Variables a test may set that would leak into the next one.
+_PREFIXES = ("TRACING_", "AWS_LAMBDA_", "_X_AMZN_", "AWS_XRAY_")
+_NAMES = ("LAMBDA_TASK_ROOT", "_HANDLER")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Start each test unconfigured, outside Lambda, with dummy AWS credentials."""
+    for name in list(os.environ):
+        if name.startswith(_PREFIXES) or name in _NAMES:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    testing.reset()
+    yield
+    testing.reset()
+
+
+@pytest.fixture
+def daemon(monkeypatch: pytest.MonkeyPatch) -> Iterator[testing.DaemonListener]:
+    """A real UDP listener; ``AWS_XRAY_DAEMON_ADDRESS`` points at it."""
+    with testing.DaemonListener() as listener:
+        monkeypatch.setenv("AWS_XRAY_DAEMON_ADDRESS", listener.address)
+        yield listener
+
+
+@pytest.fixture
+def in_lambda(monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]) -> None:
+    """Make the process look like a Lambda execution environment."""
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(tmp_path))
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "orders-api")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
