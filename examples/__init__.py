@@ -1,0 +1,1 @@
+"""Example functions and the local demo (``make demo``)."""

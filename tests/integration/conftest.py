@@ -1,0 +1,48 @@
+"""Integration fixtures: moto's HTTP server and a launcher for traced functions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tracing import testing
+from tracing.local.aws import LocalAWS
+from tracing.local.runtime import LocalLambda
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def aws() -> Iterator[LocalAWS]:
+    """moto's server for the whole session, with the parameters the fixtures read."""
+    with LocalAWS() as local:
+        local.client("ssm").put_parameter(Name="/app/currency", Value="EUR", Type="String")
+        yield local
+
+
+LaunchFn = Callable[..., LocalLambda]
+
+
+@pytest.fixture
+def launch(aws: LocalAWS, daemon: testing.DaemonListener) -> Iterator[LaunchFn]:
+    """Start a fixture function in the real runtime, traced to ``daemon``."""
+    started: list[LocalLambda] = []
+
+    def _launch(handler: str, *, timeout_s: float = 3.0, **env: str) -> LocalLambda:
+        function = LocalLambda(
+            handler,
+            code_dir=FIXTURES,
+            function_name="traced-app",
+            timeout_s=timeout_s,
+            env={**aws.env, **env},
+            xray_daemon_address=daemon.address,
+        )
+        started.append(function)
+        function.start()
+        return function
+
+    yield _launch
+    for function in started:
+        function.stop()

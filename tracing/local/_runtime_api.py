@@ -1,0 +1,296 @@
+"""The Lambda Runtime API (2018-06-01) server behind `tracing.local.runtime`.
+
+`RuntimeAPIServer` serves ``/invocation/next``, ``/response``, ``/error`` and
+``/init/error`` on loopback; `PendingInvocation` is one queued event and
+`InvokeResult` its outcome. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ["InvokeResult", "PendingInvocation", "RuntimeAPIServer"]
+
+# Same logger as before the split, so existing logging configuration still applies.
+logger = logging.getLogger("tracing.local.runtime")
+
+_PREFIX = "/2018-06-01/runtime"
+_DEFAULT_ARN = "arn:aws:lambda:us-east-1:123456789012:function:local-function"
+
+
+def _error(error_type: str, message: str) -> dict[str, Any]:
+    return {"errorType": error_type, "errorMessage": message}
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    """Outcome of one invocation.
+
+    Attributes:
+        request_id: The ``Lambda-Runtime-Aws-Request-Id`` of the invocation.
+        ok: True when the runtime posted ``/response``.
+        payload: The decoded JSON response when ``ok`` (raw bytes if not JSON).
+        error: The decoded error body (``errorType``, ``errorMessage``, ...) if not ok.
+        duration_ms: Time from handing the event to the runtime until the result,
+            like Lambda's Duration (init excluded).
+        timed_out: True when the deadline passed and the process was killed.
+    """
+
+    request_id: str
+    ok: bool
+    payload: Any
+    error: dict[str, Any] | None
+    duration_ms: float
+    timed_out: bool
+
+
+class PendingInvocation:
+    """An event queued on a `RuntimeAPIServer`; ``wait()`` for its result."""
+
+    def __init__(self, body: bytes, trace: str | None, deadline_ms: int, arn: str) -> None:
+        self.request_id = str(uuid.uuid4())
+        self.body, self.trace_header, self.function_arn = body, trace, arn
+        self.deadline_ms = deadline_ms
+        self.submitted_at = time.perf_counter()
+        self.dispatched_at: float | None = None  # when /next handed it out
+        self._result: InvokeResult | None = None
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+
+    def wait(self, timeout: float) -> InvokeResult | None:
+        """Block up to ``timeout`` seconds; return the result or None if pending."""
+        self._done.wait(timeout)
+        return self._result
+
+    def resolve(
+        self,
+        ok: bool,
+        payload: Any,
+        error: dict[str, Any] | None,
+        timed_out: bool = False,
+    ) -> InvokeResult | None:
+        """Record the outcome. The first call wins and gets the result; later get None."""
+        with self._lock:
+            if self._result is not None:
+                return None
+            start = self.dispatched_at or self.submitted_at
+            ms = (time.perf_counter() - start) * 1000.0
+            self._result = InvokeResult(self.request_id, ok, payload, error, ms, timed_out)
+        self._done.set()
+        return self._result
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return body  # a handler returning bytes gets application/unknown, not JSON
+
+
+def _decode_error(body: bytes, header_type: str | None) -> dict[str, Any]:
+    decoded = _decode(body)
+    error = decoded if isinstance(decoded, dict) else {"errorMessage": str(decoded)}
+    error.setdefault("errorType", header_type or "Runtime.Unknown")
+    return error
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # HTTP/1.1 keeps the client's connection alive; TCP_NODELAY avoids the
+    # Nagle/delayed-ACK interaction that stalls every invoke by 40-90 ms.
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: _HTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the default per-request stderr line."""
+
+    def _reply(
+        self, status: int, body: bytes = b"", headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.send_response_only(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        """Serve ``/invocation/next`` (long poll) and SnapStart's ``/restore/next``."""
+        if self.path == f"{_PREFIX}/restore/next":
+            self._reply(200)
+        elif self.path != f"{_PREFIX}/invocation/next":
+            self._reply(404, b'{"errorType":"NotFound"}')
+        elif (inv := self.server.api._next_invocation()) is None:
+            self.close_connection = True  # stopping, or polled by a killed runtime
+        else:
+            headers = {
+                "Lambda-Runtime-Aws-Request-Id": inv.request_id,
+                "Lambda-Runtime-Deadline-Ms": str(inv.deadline_ms),
+                "Lambda-Runtime-Invoked-Function-Arn": inv.function_arn,
+            }
+            if inv.trace_header is not None:  # absent => awslambdaric unsets the env
+                headers["Lambda-Runtime-Trace-Id"] = inv.trace_header
+            self._reply(200, inv.body, headers)
+
+    def do_POST(self) -> None:
+        """Accept ``/response``, ``/error``, ``/init/error`` and ``/restore/error``."""
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        error_type = self.headers.get("Lambda-Runtime-Function-Error-Type")
+        parts = self.path.split("/")
+        if self.path in (f"{_PREFIX}/init/error", f"{_PREFIX}/restore/error"):
+            self.server.api.init_error = _decode_error(body, error_type)
+            self._reply(202)
+        elif len(parts) != 6 or parts[5] not in ("response", "error"):
+            self._reply(404, b'{"errorType":"NotFound"}')
+        elif (inv := self.server.api._take_inflight(parts[4])) is None:
+            self._reply(400, b'{"errorType":"InvalidRequestID"}')
+        else:
+            if parts[5] == "response":
+                inv.resolve(True, _decode(body), None)
+            else:
+                inv.resolve(False, None, _decode_error(body, error_type))
+            self._reply(202)
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True  # a pending long poll must never block interpreter exit
+
+    def __init__(self, address: tuple[str, int], api: RuntimeAPIServer) -> None:
+        super().__init__(address, _Handler)
+        self.api = api
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Killing a runtime mid-request breaks its connection; that is expected.
+        logger.debug("runtime API connection %s failed: %r", client_address, sys.exc_info()[1])
+
+
+class RuntimeAPIServer:
+    """Lambda Runtime API (2018-06-01) server, usable without `LocalLambda`.
+
+    Args:
+        host: Interface to bind; keep it on loopback.
+        port: TCP port; 0 picks a free one.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._bind = (host, port)
+        self._httpd: _HTTPServer | None = None
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[PendingInvocation] = queue.Queue()
+        self._inflight: dict[str, PendingInvocation] = {}
+        self._stopping = threading.Event()
+        self._polled = threading.Event()
+        # Bumped by reset_runtime() so a long poll held for a killed runtime
+        # gives up instead of swallowing the next event.
+        self._generation = 0
+        self.init_error: dict[str, Any] | None = None
+
+    @property
+    def address(self) -> str:
+        """``host:port`` for ``AWS_LAMBDA_RUNTIME_API``; the server must be running."""
+        if self._httpd is None:
+            raise RuntimeError("RuntimeAPIServer is not started")
+        host, port = self._httpd.server_address[:2]
+        return f"{host!s}:{port}"
+
+    def start(self) -> None:
+        """Bind and serve from a daemon thread; no-op when already running."""
+        if self._httpd is None:
+            self._stopping.clear()
+            self._httpd = _HTTPServer(self._bind, self)
+            kwargs = {"poll_interval": 0.1}
+            threading.Thread(target=self._httpd.serve_forever, kwargs=kwargs, daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop serving, close the socket and fail every unfinished invocation."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            self._stopping.set()
+            httpd.shutdown()  # waits for serve_forever to return
+            httpd.server_close()
+            self.reset_runtime("runtime API server stopped")
+
+    def submit(
+        self,
+        event: Any,
+        *,
+        trace_header: str | None = None,
+        deadline_ms: int | None = None,
+        function_arn: str = _DEFAULT_ARN,
+    ) -> PendingInvocation:
+        """Queue an event for the runtime's next ``/next`` poll.
+
+        Args:
+            event: A JSON-serialisable event; bytes and str are sent verbatim.
+            trace_header: Sent as ``Lambda-Runtime-Trace-Id``; omitted when None.
+            deadline_ms: Epoch-ms deadline; defaults to 3 s from now.
+            function_arn: Sent as ``Lambda-Runtime-Invoked-Function-Arn``.
+
+        Returns:
+            A handle whose ``wait(timeout)`` returns the `InvokeResult`.
+        """
+        if isinstance(event, str):
+            event = event.encode()
+        body = bytes(event) if isinstance(event, (bytes, bytearray)) else json.dumps(event).encode()
+        if deadline_ms is None:
+            deadline_ms = int(time.time() * 1000) + 3000
+        inv = PendingInvocation(body, trace_header, deadline_ms, function_arn)
+        self._queue.put(inv)
+        return inv
+
+    def wait_for_next_poll(self, timeout: float) -> bool:
+        """True once the runtime polled ``/next`` since start or reset (init done)."""
+        return self._polled.wait(timeout)
+
+    def reset_runtime(self, reason: str = "runtime restarted") -> None:
+        """Forget the previous runtime process before a new one starts.
+
+        Clears the poll flag and ``init_error`` and resolves queued or in-flight
+        invocations as ``Runtime.ExitError`` with ``reason``.
+        """
+        with self._lock:
+            self._generation += 1
+            self._polled.clear()
+            self.init_error = None
+            leftovers = list(self._inflight.values())
+            self._inflight.clear()
+            while not self._queue.empty():
+                leftovers.append(self._queue.get_nowait())
+        for inv in leftovers:
+            inv.resolve(False, None, _error("Runtime.ExitError", reason))
+
+    def _next_invocation(self) -> PendingInvocation | None:
+        generation = self._generation
+        self._polled.set()
+        while not self._stopping.is_set():
+            try:
+                inv = self._queue.get(timeout=0.25)
+            except queue.Empty:
+                if generation != self._generation:
+                    return None
+                continue
+            with self._lock:  # atomic with reset_runtime()
+                if generation != self._generation:
+                    self._queue.put(inv)  # leave it for the live runtime's poll
+                    return None
+                if inv.wait(0) is not None:
+                    continue  # already resolved by its caller
+                inv.dispatched_at = time.perf_counter()
+                self._inflight[inv.request_id] = inv
+                return inv
+        return None
+
+    def _take_inflight(self, request_id: str) -> PendingInvocation | None:
+        with self._lock:
+            return self._inflight.pop(request_id, None)
