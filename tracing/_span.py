@@ -191,10 +191,10 @@ NOOP = NoopSpan("noop", span_id="0000000000000000", start_time=0.0)
 
 def exception_cause(exc: BaseException) -> dict[str, Any]:
     """Build an X-Ray ``cause`` for ``exc``: type, message and stack frames."""
-    frames = traceback.extract_tb(exc.__traceback__)[-MAX_STACK_FRAMES:]
+    all_frames = traceback.extract_tb(exc.__traceback__)
     stack = [
         {"path": frame.filename, "line": frame.lineno, "label": frame.name}
-        for frame in reversed(frames)
+        for frame in reversed(all_frames[-MAX_STACK_FRAMES:])
     ]
     try:
         message = str(exc)
@@ -206,8 +206,8 @@ def exception_cause(exc: BaseException) -> dict[str, Any]:
         "message": message[: MAX_ANNOTATION_VALUE * 4],
         "stack": stack,
     }
-    if len(traceback.extract_tb(exc.__traceback__)) > MAX_STACK_FRAMES:
-        exception["truncated"] = len(traceback.extract_tb(exc.__traceback__)) - MAX_STACK_FRAMES
+    if len(all_frames) > MAX_STACK_FRAMES:
+        exception["truncated"] = len(all_frames) - MAX_STACK_FRAMES
     return {"working_directory": os.getcwd(), "exceptions": [exception]}
 
 

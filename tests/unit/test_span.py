@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from tracing._scope import Scope, seal_open
+from tracing._span import MAX_ANNOTATIONS, NOOP, Span, clean_name, entity_dict
+
+
+def test_names_are_cleaned_and_capped() -> None:
+    assert clean_name("x" * 300) == "x" * 200
+    assert clean_name("<script>") == "_script_"
+    assert clean_name("") == "unnamed"
+    assert clean_name("## handler: GET /orders") == "## handler: GET /orders"
+
+
+def test_annotations_follow_the_wire_rules() -> None:
+    span = Span("s")
+    span.annotate("ok", 1)
+    span.annotate("has space", True)
+    span.annotate("list", [1])  # dropped: not indexable
+    span.annotate("long", "v" * 5000)
+    assert span.annotations is not None
+    assert span.annotations["ok"] == 1
+    assert span.annotations["has_space"] is True
+    assert "list" not in span.annotations
+    assert len(str(span.annotations["long"])) == 1000
+    for index in range(100):
+        span.annotate(f"k{index}", index)
+    assert len(span.annotations) == MAX_ANNOTATIONS
+
+
+def test_reserved_metadata_namespace_is_refused() -> None:
+    span = Span("s")
+    span.put_metadata("k", 1, namespace="AWS.xray")
+    span.put_metadata("k", 2)
+    assert span.metadata == {"default": {"k": 2}}
+
+
+def test_noop_span_records_nothing() -> None:
+    NOOP.annotate("a", 1)
+    NOOP.put_metadata("b", 2)
+    NOOP.add_child(Span("c"))
+    assert NOOP.annotations is None
+    assert NOOP.children is None
+    assert not NOOP.recording
+
+
+def test_open_spans_serialize_in_progress_and_seal_as_timeouts() -> None:
+    root = Span("root")
+    child = Span("child")
+    root.add_child(child)
+    done = Span("done")
+    done.finish()
+    root.add_child(done)
+    doc = Scope(root, "1-5759e988-bd862e3fe1be46a994272793", "53995c3f42cd8ad8").document()
+    assert doc["in_progress"] is True
+    assert doc["type"] == "subsegment"
+    assert seal_open(doc, now=doc["start_time"] + 1) == 2
+    assert doc["fault"] is True
+    assert doc["annotations"]["Timeout"] is True
+    assert doc["subsegments"][1].get("fault") is None
+
+
+def test_exception_cause_has_type_message_and_stack() -> None:
+    span = Span("s")
+    try:
+        raise KeyError("missing")
+    except KeyError as exc:
+        span.record_exception(exc)
+    data = entity_dict(span)
+    assert data["fault"] is True
+    [exception] = data["cause"]["exceptions"]
+    assert exception["type"] == "KeyError"
+    assert exception["stack"][0]["label"] == "test_exception_cause_has_type_message_and_stack"
