@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean example-package
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,15 @@ typecheck: $(STAMP)
 ## bench: performance figures against the anchors (not part of make test)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+## example-package: build examples/build/orders_api for `sam deploy` (Linux x86_64, Python 3.12)
+example-package: $(STAMP)
+	rm -rf examples/build && mkdir -p examples/build/wheels examples/build/orders_api
+	$(BIN)/python -m pip wheel --quiet --no-deps -w examples/build/wheels .
+	$(BIN)/python -m pip install --quiet --target examples/build/orders_api \
+		--platform manylinux2014_x86_64 --python-version 3.12 --only-binary=:all: \
+		examples/build/wheels/*.whl
+	cp examples/orders_api/app.py examples/build/orders_api/
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

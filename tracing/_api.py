@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 from collections.abc import Callable
 from contextvars import Token
@@ -132,7 +131,9 @@ class span:  # noqa: N801 - lower case: it reads as a function at call sites
 
     def __call__(self, fn: F) -> F:
         name, annotations = self._name, self._annotations
-        if inspect.iscoroutinefunction(fn):
+        # CO_COROUTINE: what inspect.iscoroutinefunction checks, without importing
+        # inspect (4 ms) at cold start.
+        if getattr(getattr(fn, "__code__", None), "co_flags", 0) & 0x80:
 
             @functools.wraps(fn)
             async def traced_async(*args: Any, **kwargs: Any) -> Any:

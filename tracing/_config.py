@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any, Literal, TypeVar
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple, TypeVar
 
 __all__ = ["BACKEND_OPTIONS", "DEFAULT_REDACT_KEYS", "Settings", "load_settings"]
 
@@ -39,9 +39,8 @@ DEFAULT_SERVICE = "service"
 BACKEND_OPTIONS = frozenset({"tracer_provider", "exporter", "botocore_instrumentation"})
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Every option of the library. See the README's configuration table."""
+class Settings(NamedTuple):
+    """Every option of the library (immutable). See the README's configuration table."""
 
     service: str = DEFAULT_SERVICE
     backend: Backend = "xray"
@@ -55,7 +54,7 @@ class Settings:
     capture_event: bool = False
     capture_response: bool = False
     redact_keys: tuple[str, ...] = DEFAULT_REDACT_KEYS
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = MappingProxyType({})
 
 
 def _bool(text: str) -> bool:
@@ -169,10 +168,10 @@ def load_settings(
         values["service"] = env.get("AWS_LAMBDA_FUNCTION_NAME") or DEFAULT_SERVICE
     if "redact_keys" in values:
         values["redact_keys"] = tuple(dict.fromkeys(DEFAULT_REDACT_KEYS + values["redact_keys"]))
-    known = {f.name for f in fields(Settings)}
+    known = set(Settings._fields)
     extra = {k: v for k, v in arguments.items() if k not in known and v is not None}
     unknown = sorted(set(extra) - BACKEND_OPTIONS)
     if unknown:
         raise TypeError(f"tracing.configure() got unknown option(s): {', '.join(unknown)}")
-    values["extra"] = extra
+    values["extra"] = MappingProxyType(extra)
     return Settings(**values)

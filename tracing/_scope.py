@@ -14,7 +14,6 @@ aws-xray-sdk entities, pushed by our SDK ``Context``; see ``backends/xray.py``.
 
 from __future__ import annotations
 
-import threading
 import time
 from contextvars import ContextVar
 from typing import Any
@@ -38,8 +37,7 @@ class Scope:
     """
 
     __slots__ = (
-        "_lock",
-        "done",
+        "_token",
         "dropped",
         "limit",
         "parent_id",
@@ -65,8 +63,7 @@ class Scope:
         self.limit = limit
         self.spans = 0
         self.dropped = 0
-        self.done = False
-        self._lock = threading.Lock()
+        self._token = [True]
         root.scope = self
 
     def admit(self) -> bool:
@@ -78,12 +75,22 @@ class Scope:
         return True
 
     def claim(self) -> bool:
-        """Take the right to emit this scope; True for exactly one caller."""
-        with self._lock:
-            if self.done:
-                return False
-            self.done = True
-            return True
+        """Take the right to emit this scope; True for exactly one caller.
+
+        ``list.pop`` is atomic under the GIL, so the one-element token list hands the
+        right to exactly one of the handler and the deadline guard; cheaper than a
+        lock, which matters once per invocation.
+        """
+        try:
+            self._token.pop()
+        except IndexError:
+            return False
+        return True
+
+    @property
+    def done(self) -> bool:
+        """True once someone claimed the emission."""
+        return not self._token
 
     def document(self, trace_id: str | None = None, parent_id: str | None = None) -> dict[str, Any]:
         """Build the top-level document, optionally re-stamped into another trace."""

@@ -29,6 +29,7 @@ from aws_xray_sdk.core import patch, xray_recorder
 from aws_xray_sdk.core.context import Context
 from aws_xray_sdk.core.models.dummy_entities import DummySegment
 from aws_xray_sdk.core.models.segment import Segment
+from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
 
 from .._runtime import current_node
 from .._scope import STACK
@@ -246,7 +247,13 @@ class XRayBackend:
         self.patch_botocore = patch_botocore
 
     def install(self) -> None:
-        xray_recorder.configure(context=BridgeContext(), service=self.service, sampling=False)
+        # A LocalSampler: sampling decisions come from the trace header (Lambda) or
+        # from us, never from the daemon. Passing it also stops configure() from
+        # re-loading the DefaultSampler, which builds a boto3 X-Ray client (~60 ms)
+        # outside Lambda.
+        xray_recorder.configure(
+            context=BridgeContext(), service=self.service, sampling=False, sampler=LocalSampler()
+        )
         if self.patch_botocore:
             patch(("botocore",))
 

@@ -31,9 +31,13 @@ MAX_DATAGRAM = 64 * 1024 - 256
 _MAX_BODY = MAX_DATAGRAM - len(HEADER)
 
 
+# One encoder for the process: json.dumps() with arguments builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=repr)
+
+
 def encode(document: dict[str, Any]) -> bytes:
     """Encode one document as compact JSON; unknown values become ``repr``."""
-    return json.dumps(document, separators=(",", ":"), default=repr).encode()
+    return _ENCODER.encode(document).encode()
 
 
 def split_document(document: dict[str, Any], limit: int = _MAX_BODY) -> list[bytes]:
@@ -101,12 +105,23 @@ class UDPEmitter:
         self.sent = 0
         self.failed = 0
 
+    def _resolve(self) -> tuple[int, Any]:
+        host, port = self.address
+        # IP literals skip getaddrinfo(), whose first call imports the idna codec
+        # (about 1 ms on the first invocation).
+        for family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                socket.inet_pton(family, host)
+            except OSError:
+                continue
+            return family, (host, port)
+        family, _, _, _, target = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        return family, target
+
     def _socket(self) -> socket.socket:
         with self._lock:
             if self._sock is None:
-                family, _, _, _, target = socket.getaddrinfo(
-                    self.address[0], self.address[1], type=socket.SOCK_DGRAM
-                )[0]
+                family, target = self._resolve()
                 sock = socket.socket(family, socket.SOCK_DGRAM)
                 sock.setblocking(False)  # a full buffer drops the datagram, never waits
                 self._target = target
@@ -116,7 +131,8 @@ class UDPEmitter:
     def send(self, document: dict[str, Any]) -> None:
         """Encode, split and send one top-level document. Never raises."""
         try:
-            parts = split_document(document)
+            body = _ENCODER.encode(document).encode()
+            parts = [body] if len(body) <= _MAX_BODY else split_document(document)
         except Exception as exc:  # unserializable beyond repr, recursion...
             self._fail("encode", exc)
             return
