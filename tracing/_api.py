@@ -59,9 +59,6 @@ class _SdkChild:
     def to_dict(self) -> dict[str, Any]:
         return entity_dict(self.span)
 
-    def close(self, end_time: float | None = None) -> None:
-        self.span.finish(end_time)
-
 
 class span:  # noqa: N801 - lower case: it reads as a function at call sites
     """Record a block or a function as a subsegment.

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from contextvars import Token
 from typing import Any, TypeVar
 
+from ._configure import ensure_configured
 from ._header import new_trace_id, parse
 from ._payload import redact
 from ._runtime import Runtime
@@ -47,8 +48,6 @@ def handler(fn: F) -> F:
     Returns:
         The wrapped handler, or ``fn`` itself when tracing is disabled.
     """
-    from ._configure import ensure_configured
-
     runtime = ensure_configured()
     if runtime is None or runtime.settings.disabled:
         return fn
