@@ -62,6 +62,7 @@ def configure(service: str | None = None, backend: str | None = None, **options:
     chosen: Backend = _NoBackend()
     if not settings.disabled:
         chosen = _load_backend(settings)
+        _install_sqs_hooks()
     init = None
     if in_lambda and not settings.disabled:
         init = InitPhase(started, settings.max_init_spans, settings.init_trace)
@@ -94,6 +95,15 @@ def _load_backend(settings: Settings) -> Backend:
             settings.backend,
         )
         return _NoBackend()
+
+
+def _install_sqs_hooks() -> None:
+    try:
+        from . import _boto_hooks, sqs
+
+        _boto_hooks.install(sqs.HANDLERS)
+    except Exception:
+        log.exception("tracing: SQS trace propagation could not be installed")
 
 
 def ensure_configured() -> Runtime | None:

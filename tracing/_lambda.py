@@ -93,6 +93,7 @@ def _begin(runtime: Runtime, name: str, event: Any, context: Any) -> _Begun | No
         limit = settings.max_spans_per_invocation
         if runtime.in_lambda and header is not None:
             scope = Scope(span, header.root, header.parent, limit=limit)
+            scope.extra = header.extra
         else:
             root = Span(settings.service, start_time=span.start_time)
             root.add_child(span)

@@ -39,6 +39,7 @@ class Scope:
     __slots__ = (
         "_token",
         "dropped",
+        "extra",
         "limit",
         "parent_id",
         "root",
@@ -63,6 +64,8 @@ class Scope:
         self.limit = limit
         self.spans = 0
         self.dropped = 0
+        # Pass-through header keys (Lineage...) of the trace this scope continues.
+        self.extra: tuple[tuple[str, str], ...] = ()
         self._token = [True]
         root.scope = self
 

@@ -1,8 +1,379 @@
-"""SQS trace propagation (producer inject, consumer, batch processing).
+"""Trace context through SQS: producer inject, per-message consume, batches.
 
-Arrives with the SQS issue; this module exists so the public name resolves.
+Producer: once ``configure()`` has run, every boto3 SQS client (including those
+created before it) adds ``MessageSystemAttributes.AWSTraceHeader`` to
+``SendMessage`` and to each ``SendMessageBatch`` entry, with ``Parent`` = the
+SendMessage call's subsegment. It is a *system* attribute: it does not count
+against the 10 message attributes nor the message size, so injecting it can never
+make a valid request invalid. A value the caller set is never replaced, and
+nothing is injected without a sampled trace (for example during init).
+
+Consumer: ``with tracing.sqs.consume(message):`` records the processing of one
+message *in the producer's trace*: a segment document with the producer's Root
+as ``trace_id`` and the SendMessage subsegment as ``parent_id``, spanning the
+processing, holding every span and AWS call made inside. X-Ray's own SQS
+integration only draws a dashed "linked" edge; this puts the consumer's work
+inside the producer's trace view.
+
+Everything read from a message is written by whoever can send to the queue: it
+is validated, and anything unusable means "no header" (one debug line), never an
+exception.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from contextvars import Token
+from types import TracebackType
+from typing import Any
+
+from ._header import TraceHeader, from_traceparent, new_trace_id, parse
+from ._propagation import outgoing_header
+from ._runtime import current_node, get_runtime
+from ._scope import STACK, Scope
+from ._span import NOOP, Span, clean_name
+
+__all__ = ["consume", "extract", "inject", "process_batch"]
+
+log = logging.getLogger("tracing.sqs")
+
+_SYSTEM_KEY = "AWSTraceHeader"
+_MAX_BODY_TO_PARSE = 262_144  # SNS messages are at most 256 KiB
+_RECORD_SPAN = "SQS message"
+
+
+# -- producer -------------------------------------------------------------------
+
+
+def _with_header(entry: Mapping[str, Any], value: str) -> dict[str, Any] | None:
+    """A copy of ``entry`` carrying the header, or ``None`` to leave it as is."""
+    system = entry.get("MessageSystemAttributes")
+    if system is not None and not isinstance(system, Mapping):
+        return None  # malformed: let botocore report the caller's own error
+    if system is not None and _SYSTEM_KEY in system:
+        return None  # the caller's value wins
+    updated = dict(entry)
+    updated["MessageSystemAttributes"] = {
+        **(system or {}),
+        _SYSTEM_KEY: {"DataType": "String", "StringValue": value},
+    }
+    return updated
+
+
+def inject(params: dict[str, Any], header: TraceHeader | None = None) -> dict[str, Any]:
+    """Add ``AWSTraceHeader`` to SendMessage or SendMessageBatch parameters.
+
+    For code that builds request parameters itself (or sends through something
+    other than an instrumented boto3 client). The current span is the parent.
+    Caller-set values are kept; nothing is added without a sampled trace.
+
+    Args:
+        params: ``SendMessage`` parameters, or ``SendMessageBatch`` parameters
+            with ``Entries``. Updated in place; nested dicts are copied, never
+            mutated.
+        header: The context to inject; the current one by default.
+
+    Returns:
+        ``params``, for chaining.
+    """
+    try:
+        header = header or outgoing_header()
+        if header is None:
+            return params
+        value = header.to_string()
+        entries = params.get("Entries")
+        if isinstance(entries, list):
+            params["Entries"] = [
+                (_with_header(e, value) or e) if isinstance(e, Mapping) else e for e in entries
+            ]
+        else:
+            updated = _with_header(params, value)
+            if updated is not None:
+                params["MessageSystemAttributes"] = updated["MessageSystemAttributes"]
+    except Exception:
+        log.debug("tracing: SQS inject failed", exc_info=True)
+    return params
+
+
+def _ask_for_header(params: dict[str, Any], key: str) -> None:
+    names = params.get(key)
+    if names is None:
+        params[key] = [_SYSTEM_KEY]
+    elif isinstance(names, (list, tuple)) and _SYSTEM_KEY not in names and "All" not in names:
+        params[key] = [*names, _SYSTEM_KEY]
+
+
+def _on_send(params: dict[str, Any], **_: Any) -> None:
+    inject(params)
+
+
+def _on_receive(params: dict[str, Any], **_: Any) -> None:
+    """Make ReceiveMessage return ``AWSTraceHeader`` (new and legacy parameter)."""
+    try:
+        _ask_for_header(params, "MessageSystemAttributeNames")
+        _ask_for_header(params, "AttributeNames")
+    except Exception:
+        log.debug("tracing: could not extend ReceiveMessage parameters", exc_info=True)
+
+
+HANDLERS: dict[str, Callable[..., Any]] = {
+    "SendMessage": _on_send,
+    "SendMessageBatch": _on_send,
+    "ReceiveMessage": _on_receive,
+}
+
+
+# -- consumer -------------------------------------------------------------------
+
+
+def _attribute(container: Any, key: str) -> Any:
+    return container.get(key) if isinstance(container, Mapping) else None
+
+
+def _message_attribute(attributes: Any, key: str) -> Any:
+    """A string message attribute, in Lambda (``stringValue``), boto3 or SNS shape."""
+    entry = _attribute(attributes, key)
+    if not isinstance(entry, Mapping):
+        return None
+    for field in ("stringValue", "StringValue", "Value"):
+        value = entry.get(field)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _from_sns_envelope(body: Any) -> TraceHeader | None:
+    """The header of an SNS notification delivered without raw delivery."""
+    if not isinstance(body, str) or len(body) > _MAX_BODY_TO_PARSE:
+        return None
+    if not body.startswith("{") or '"Notification"' not in body:
+        return None
+    try:
+        envelope = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(envelope, Mapping) or envelope.get("Type") != "Notification":
+        return None
+    attributes = envelope.get("MessageAttributes")
+    for key in (_SYSTEM_KEY, "X-Amzn-Trace-Id"):
+        header = parse(_message_attribute(attributes, key))
+        if header is not None:
+            return header
+    return from_traceparent(_message_attribute(attributes, "traceparent"))
+
+
+def extract(message: Any) -> tuple[TraceHeader | None, str | None]:
+    """Find the trace header and message id of a Lambda SQS record or boto3 message.
+
+    Looks, in order, at the ``AWSTraceHeader`` system attribute (``attributes`` in
+    Lambda records, ``Attributes`` in ReceiveMessage messages), a ``traceparent``
+    message attribute, and an SNS envelope in the body. Never raises.
+
+    Returns:
+        ``(header, message_id)``; either may be ``None``.
+    """
+    if not isinstance(message, Mapping):
+        return None, None
+    message_id = message.get("messageId", message.get("MessageId"))
+    if not isinstance(message_id, str):
+        message_id = None
+    system = message.get("attributes", message.get("Attributes"))
+    raw = _attribute(system, _SYSTEM_KEY)
+    header = parse(raw)
+    if header is None and raw is not None:
+        log.debug("tracing: ignoring an invalid AWSTraceHeader on message %s", message_id)
+    if header is None:
+        attributes = message.get("messageAttributes", message.get("MessageAttributes"))
+        header = from_traceparent(_message_attribute(attributes, "traceparent"))
+    if header is None:
+        header = _from_sns_envelope(message.get("body", message.get("Body")))
+    return header, message_id
+
+
+def _queue_name(message: Mapping[str, Any]) -> str | None:
+    arn = message.get("eventSourceARN")
+    if isinstance(arn, str) and arn.count(":") >= 5:
+        return clean_name(arn.rsplit(":", 1)[1])
+    return None
+
+
+class consume:  # noqa: N801 - reads as a function at call sites
+    """Record the processing of one SQS message in the producer's trace.
+
+    Accepts a Lambda SQS record or a boto3 ``ReceiveMessage`` message.
+
+    * Valid, sampled header: a segment named after the service, in the
+      producer's trace under the SendMessage subsegment, spanning the block.
+      Spans and AWS calls inside land under it.
+    * Inside a Lambda invocation, the invocation also gets a small
+      ``SQS message`` subsegment per record, annotated ``MessageId`` and
+      ``LinkedTraceId``.
+    * No usable header: the block is recorded in the current invocation, or,
+      in a worker outside any invocation, in a new trace.
+    * An exception marks the segment ``fault`` with a ``cause`` and propagates.
+
+    Example::
+
+        for message in sqs.receive_message(QueueUrl=url)["Messages"]:
+            with tracing.sqs.consume(message):
+                handle(message)
+    """
+
+    __slots__ = ("_message", "_record", "_scope", "_segment", "_token")
+
+    def __init__(self, message: Any) -> None:
+        self._message = message
+        self._scope: Scope | None = None
+        self._segment: Span = NOOP
+        self._record: Span = NOOP
+        self._token: Token[tuple[Any, ...]] | None = None
+
+    def __enter__(self) -> Span:
+        try:
+            return self._enter()
+        except Exception:
+            log.debug("tracing: consume() could not start tracing", exc_info=True)
+            return NOOP
+
+    def _enter(self) -> Span:
+        runtime = get_runtime()
+        if runtime is None or runtime.settings.disabled:
+            return NOOP
+        message = self._message
+        if not isinstance(message, Mapping):
+            log.debug("tracing: consume() got a %s, not a message; untraced", type(message))
+            return NOOP
+        header, message_id = extract(message)
+        usable = header is not None and header.parent is not None and header.is_sampled
+        parent = current_node()
+        in_invocation = isinstance(parent, Span) and parent.recording and parent.scope is not None
+        if in_invocation and runtime.init is not None and parent.scope is runtime.init.scope:
+            in_invocation = False  # consume() at import time: no invocation yet
+        settings = runtime.settings
+        record: Span = NOOP
+        if in_invocation and parent.scope.admit():
+            record = Span(_RECORD_SPAN, parent.scope)
+            parent.add_child(record)
+            if message_id:
+                record.annotate("MessageId", message_id)
+            if usable and header is not None:
+                record.annotate("LinkedTraceId", header.root)
+        self._record = record
+        if usable and header is not None:
+            segment = Span(clean_name(settings.service), start_time=record.start_time)
+            scope = Scope(
+                segment,
+                header.root,
+                header.parent,
+                segment=True,
+                limit=settings.max_spans_per_invocation,
+            )
+            scope.extra = header.extra
+        elif in_invocation:
+            segment = record  # recorded in the current invocation
+            scope = None
+        elif isinstance(parent, Span) and not parent.recording:
+            return NOOP  # an unsampled invocation: no new trace behind its back
+        else:
+            segment = Span(clean_name(settings.service))
+            scope = Scope(
+                segment, new_trace_id(), None, segment=True, limit=settings.max_spans_per_invocation
+            )
+        if scope is not None:
+            if message_id:
+                segment.annotate("MessageId", message_id)
+            queue = _queue_name(message)
+            if queue:
+                segment.annotate("Queue", queue)
+        self._scope = scope
+        self._segment = segment
+        if segment.recording:
+            self._token = STACK.set((*STACK.get(), segment) if scope is None else (segment,))
+        return segment
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        token, self._token = self._token, None
+        try:
+            if token is not None:
+                try:
+                    STACK.reset(token)
+                except ValueError:
+                    STACK.set(())
+            now = time.time()
+            for span in (self._segment, self._record):
+                if exc is not None:
+                    span.record_exception(exc)
+                span.finish(now)
+            scope = self._scope
+            runtime = get_runtime()
+            if scope is not None and runtime is not None:
+                runtime.emit_scope(scope)
+        except Exception:
+            log.debug("tracing: consume() could not finish tracing", exc_info=True)
+
+
+def process_batch(event: Mapping[str, Any], fn: Callable[[Any], Any]) -> dict[str, Any]:
+    """Run ``fn(record)`` for each record of a Lambda SQS event, each in ``consume``.
+
+    One failing record never stops the others. The return value is Lambda's
+    partial batch response: enable ``ReportBatchItemFailures`` on the event source
+    mapping and return it from the handler, so only failed messages are retried.
+
+    FIFO queues (``.fifo`` source ARN): after the first failure the remaining
+    records are not processed and are reported as failed too, so that message
+    order within a group is kept.
+
+    Args:
+        event: The Lambda event (``{"Records": [...]}``).
+        fn: Called with each record; its return value is ignored.
+
+    Returns:
+        ``{"batchItemFailures": [{"itemIdentifier": messageId}, ...]}``.
+
+    Raises:
+        TypeError: ``event`` is not an SQS event (nothing was processed, so
+            Lambda retries the whole batch and nothing is lost).
+        RuntimeError: A failed record had no ``messageId`` to report; the whole
+            batch must be retried. Raised after every record was processed.
+    """
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if not isinstance(records, list):
+        raise TypeError("process_batch() expects a Lambda SQS event with a 'Records' list")
+    failures: list[dict[str, str]] = []
+    unreportable = 0
+    stop = False
+    for record in records:
+        message_id = record.get("messageId") if isinstance(record, Mapping) else None
+        if stop:
+            failed = True
+        else:
+            try:
+                with consume(record):
+                    fn(record)
+                failed = False
+            except Exception as exc:
+                failed = True
+                log.warning("tracing: SQS record %s failed: %r", message_id, exc)
+                if isinstance(record, Mapping) and str(record.get("eventSourceARN", "")).endswith(
+                    ".fifo"
+                ):
+                    stop = True
+        if failed:
+            if isinstance(message_id, str) and message_id:
+                failures.append({"itemIdentifier": message_id})
+            else:
+                unreportable += 1
+    if unreportable:
+        raise RuntimeError(
+            f"{unreportable} failed SQS record(s) had no messageId to report; failing the "
+            "whole batch so that no message is lost"
+        )
+    return {"batchItemFailures": failures}

@@ -35,6 +35,7 @@ __all__ = [
     "FakeContext",
     "check_document",
     "iter_entities",
+    "lambda_sqs_event",
     "reset",
 ]
 
@@ -224,3 +225,42 @@ def check_document(document: dict[str, Any], *, now: float | None = None) -> lis
             if namespace.startswith("AWS."):
                 problems.append(f"{where}: reserved metadata namespace {namespace!r}")
     return problems
+
+
+def lambda_sqs_event(
+    messages: list[dict[str, Any]],
+    queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:queue",
+) -> dict[str, Any]:
+    """Build the Lambda SQS event for ``ReceiveMessage`` messages, as Lambda does.
+
+    Lambda's event source mapping renames the fields of each received message
+    (``MessageId`` -> ``messageId``, ``Attributes`` -> ``attributes``, message
+    attribute values to ``stringValue``/``dataType``...). Use it to feed messages
+    received from a real (or moto) queue to a consumer handler in tests.
+    """
+    region = queue_arn.split(":")[3] if queue_arn.count(":") >= 5 else "us-east-1"
+    records = []
+    for message in messages:
+        attributes = {
+            name: {
+                "stringValue": value.get("StringValue"),
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": value.get("DataType", "String"),
+            }
+            for name, value in (message.get("MessageAttributes") or {}).items()
+        }
+        records.append(
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message.get("ReceiptHandle", ""),
+                "body": message.get("Body", ""),
+                "attributes": dict(message.get("Attributes") or {}),
+                "messageAttributes": attributes,
+                "md5OfBody": message.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+        )
+    return {"Records": records}
