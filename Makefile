@@ -31,14 +31,16 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
-## example-package: build examples/build/orders_api for `sam deploy` (Linux x86_64, Python 3.12)
+## example-package: build examples/build/orders_{api,worker} for `sam deploy` (Linux x86_64, Python 3.12)
 example-package: $(STAMP)
-	rm -rf examples/build && mkdir -p examples/build/wheels examples/build/orders_api
+	rm -rf examples/build && mkdir -p examples/build/wheels
 	$(BIN)/python -m pip wheel --quiet --no-deps -w examples/build/wheels .
-	$(BIN)/python -m pip install --quiet --target examples/build/orders_api \
-		--platform manylinux2014_x86_64 --python-version 3.12 --only-binary=:all: \
-		examples/build/wheels/*.whl
-	cp examples/orders_api/app.py examples/build/orders_api/
+	for fn in orders_api orders_worker; do \
+		$(BIN)/python -m pip install --quiet --target examples/build/$$fn \
+			--platform manylinux2014_x86_64 --python-version 3.12 --only-binary=:all: \
+			examples/build/wheels/*.whl && \
+		cp examples/$$fn/app.py examples/build/$$fn/ || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

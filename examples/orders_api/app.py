@@ -1,4 +1,4 @@
-"""orders-api: reads its config from SSM at import, then serves orders.
+"""orders-api: reads its config from SSM at import, then queues orders on SQS.
 
 Deployable as is (see ``examples/template.yaml``); locally, ``make demo`` runs it
 in the real ``awslambdaric`` runtime against moto's HTTP server.
@@ -20,22 +20,23 @@ tracing.configure(service="orders-api")
 # aws-xray-sdk alone discards all of it; tracing replays it into the first
 # invocation's trace as the "Init" subsegment.
 ssm = boto3.client("ssm")
+sqs = boto3.client("sqs")
 with tracing.span("load config", source="ssm"):
     CONFIG = json.loads(
         ssm.get_parameter(Name=os.environ.get("CONFIG_PARAMETER", "/orders/config"))["Parameter"][
             "Value"
         ]
     )
-# An AWS call outside any span is recorded too, straight under Init.
-REGION_PARAMETERS = ssm.describe_parameters(MaxResults=1)
+QUEUE_URL = os.environ["QUEUE_URL"]
 
 
 @tracing.handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Accept an order and echo the configured currency."""
+    """Validate an order and queue it; the message carries this trace."""
     order = json.loads(event.get("body") or "{}")
     with tracing.span("validate order", currency=CONFIG["currency"]):
         if not order.get("sku"):
-            raise ValueError("order has no sku")
+            return {"statusCode": 400, "body": json.dumps({"error": "order has no sku"})}
     tracing.annotate("sku", order["sku"])
-    return {"statusCode": 202, "body": json.dumps({"accepted": order["sku"]})}
+    sent = sqs.send_message(QueueUrl=QUEUE_URL, MessageBody=json.dumps(order))
+    return {"statusCode": 202, "body": json.dumps({"messageId": sent["MessageId"]})}
