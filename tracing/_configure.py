@@ -10,6 +10,7 @@ from ._config import Settings, load_settings
 from ._guard import DeadlineGuard
 from ._init_phase import InitPhase
 from ._runtime import Runtime, get_runtime, in_lambda_environment, set_runtime
+from ._span import clean_name
 from .backends import Backend
 from .backends.xray_udp import UDPEmitter
 
@@ -72,6 +73,7 @@ def configure(service: str | None = None, backend: str | None = None, **options:
         backend=chosen,
         in_lambda=in_lambda,
         init=init,
+        service_name=clean_name(settings.service),
     )
     if settings.deadline_margin_ms > 0:
         runtime.guard = DeadlineGuard(settings.deadline_margin_ms / 1000.0, runtime.on_deadline)

@@ -83,7 +83,7 @@ def _begin(runtime: Runtime, name: str, event: Any, context: Any) -> _Begun | No
             sampled = header is None or header.sampled != "0"
         init_trace_id = None
         if cold and runtime.init is not None:
-            init_trace_id = runtime.init.close(header, sampled, settings.service, runtime.emit)
+            init_trace_id = runtime.init.close(header, sampled, runtime.service_name, runtime.emit)
         if not sampled:
             return NOOP, None, STACK.set((NOOP,))
         span = Span(name)
@@ -95,7 +95,7 @@ def _begin(runtime: Runtime, name: str, event: Any, context: Any) -> _Begun | No
             scope = Scope(span, header.root, header.parent, limit=limit)
             scope.extra = header.extra
         else:
-            root = Span(settings.service, start_time=span.start_time)
+            root = Span(runtime.service_name, start_time=span.start_time)
             root.add_child(span)
             if header is not None:
                 scope = Scope(root, header.root, header.parent, segment=True, limit=limit)

@@ -28,6 +28,8 @@ class Runtime:
     backend: Backend
     in_lambda: bool
     init: InitPhase | None
+    #: The service name as an X-Ray entity name, cleaned once.
+    service_name: str = "service"
     cold: bool = True
     guard: Any = None
     errors_logged: set[str] = field(default_factory=set)

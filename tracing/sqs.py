@@ -22,6 +22,7 @@ exception.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -43,6 +44,7 @@ log = logging.getLogger("tracing.sqs")
 _SYSTEM_KEY = "AWSTraceHeader"
 _MAX_BODY_TO_PARSE = 262_144  # SNS messages are at most 256 KiB
 _RECORD_SPAN = "SQS message"
+_MAX_ID = 128  # SQS message ids are 36 characters; anything longer is not one
 
 
 # -- producer -------------------------------------------------------------------
@@ -130,7 +132,11 @@ HANDLERS: dict[str, Callable[..., Any]] = {
 
 
 def _attribute(container: Any, key: str) -> Any:
-    return container.get(key) if isinstance(container, Mapping) else None
+    # type() first: the ABC isinstance check costs several times more, and
+    # records decoded from JSON are always plain dicts.
+    if type(container) is dict or isinstance(container, Mapping):
+        return container.get(key)
+    return None
 
 
 def _message_attribute(attributes: Any, key: str) -> Any:
@@ -175,7 +181,7 @@ def extract(message: Any) -> tuple[TraceHeader | None, str | None]:
     Returns:
         ``(header, message_id)``; either may be ``None``.
     """
-    if not isinstance(message, Mapping):
+    if type(message) is not dict and not isinstance(message, Mapping):
         return None, None
     message_id = message.get("messageId", message.get("MessageId"))
     if not isinstance(message_id, str):
@@ -193,11 +199,16 @@ def extract(message: Any) -> tuple[TraceHeader | None, str | None]:
     return header, message_id
 
 
-def _queue_name(message: Mapping[str, Any]) -> str | None:
-    arn = message.get("eventSourceARN")
-    if isinstance(arn, str) and arn.count(":") >= 5:
+@functools.lru_cache(maxsize=64)
+def _queue_name_of(arn: str) -> str | None:
+    if arn.count(":") >= 5:
         return clean_name(arn.rsplit(":", 1)[1])
     return None
+
+
+def _queue_name(arn: object) -> str | None:
+    """The queue name of a Lambda record's ``eventSourceARN`` (cached per ARN)."""
+    return _queue_name_of(arn) if isinstance(arn, str) and len(arn) <= 256 else None
 
 
 class consume:  # noqa: N801 - reads as a function at call sites
@@ -243,7 +254,7 @@ class consume:  # noqa: N801 - reads as a function at call sites
         if runtime is None or runtime.settings.disabled:
             return NOOP
         message = self._message
-        if not isinstance(message, Mapping):
+        if type(message) is not dict and not isinstance(message, Mapping):
             log.debug("tracing: consume() got a %s, not a message; untraced", type(message))
             return NOOP
         header, message_id = extract(message)
@@ -253,17 +264,23 @@ class consume:  # noqa: N801 - reads as a function at call sites
         if in_invocation and runtime.init is not None and parent.scope is runtime.init.scope:
             in_invocation = False  # consume() at import time: no invocation yet
         settings = runtime.settings
+        # Annotation keys here are fixed and valid, and values are validated ids
+        # (or capped), so they are set directly rather than through annotate().
+        message_id = message_id[:_MAX_ID] if message_id else None
         record: Span = NOOP
         if in_invocation and parent.scope.admit():
             record = Span(_RECORD_SPAN, parent.scope)
             parent.add_child(record)
+            notes: dict[str, str | int | float | bool] = {}
             if message_id:
-                record.annotate("MessageId", message_id)
+                notes["MessageId"] = message_id
             if usable and header is not None:
-                record.annotate("LinkedTraceId", header.root)
+                notes["LinkedTraceId"] = header.root
+            record.annotations = notes
         self._record = record
         if usable and header is not None:
-            segment = Span(clean_name(settings.service), start_time=record.start_time)
+            # Same start as the record's subsegment, so the two line up exactly.
+            segment = Span(runtime.service_name, start_time=record.start_time or None)
             scope = Scope(
                 segment,
                 header.root,
@@ -278,16 +295,18 @@ class consume:  # noqa: N801 - reads as a function at call sites
         elif isinstance(parent, Span) and not parent.recording:
             return NOOP  # an unsampled invocation: no new trace behind its back
         else:
-            segment = Span(clean_name(settings.service))
+            segment = Span(runtime.service_name)
             scope = Scope(
                 segment, new_trace_id(), None, segment=True, limit=settings.max_spans_per_invocation
             )
         if scope is not None:
+            notes = {}
             if message_id:
-                segment.annotate("MessageId", message_id)
-            queue = _queue_name(message)
+                notes["MessageId"] = message_id
+            queue = _queue_name(message.get("eventSourceARN"))
             if queue:
-                segment.annotate("Queue", queue)
+                notes["Queue"] = queue
+            segment.annotations = notes
         self._scope = scope
         self._segment = segment
         if segment.recording:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -212,3 +213,5 @@ def test_worker_consume_outside_lambda(
     assert other["annotations"]["MessageId"]
     for doc in docs.values():
         assert testing.check_document(doc) == []
+        assert 0 <= doc["end_time"] - doc["start_time"] < 5
+        assert abs(time.time() - doc["start_time"]) < 60

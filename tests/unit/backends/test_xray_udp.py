@@ -95,7 +95,7 @@ class _FailingSocket:
     def __init__(self, code: int) -> None:
         self.code = code
 
-    def sendto(self, data: bytes, target: object) -> int:
+    def send(self, data: bytes) -> int:
         raise OSError(self.code, "injected")
 
     def close(self) -> None:
