@@ -183,19 +183,19 @@ def extract(message: Any) -> tuple[TraceHeader | None, str | None]:
     """
     if type(message) is not dict and not isinstance(message, Mapping):
         return None, None
-    message_id = message.get("messageId", message.get("MessageId"))
+    message_id = message.get("messageId") or message.get("MessageId")
     if not isinstance(message_id, str):
         message_id = None
-    system = message.get("attributes", message.get("Attributes"))
+    system = message.get("attributes") or message.get("Attributes")
     raw = _attribute(system, _SYSTEM_KEY)
     header = parse(raw)
     if header is None and raw is not None:
         log.debug("tracing: ignoring an invalid AWSTraceHeader on message %s", message_id)
     if header is None:
-        attributes = message.get("messageAttributes", message.get("MessageAttributes"))
+        attributes = message.get("messageAttributes") or message.get("MessageAttributes")
         header = from_traceparent(_message_attribute(attributes, "traceparent"))
     if header is None:
-        header = _from_sns_envelope(message.get("body", message.get("Body")))
+        header = _from_sns_envelope(message.get("body") or message.get("Body"))
     return header, message_id
 
 
@@ -233,7 +233,7 @@ class consume:  # noqa: N801 - reads as a function at call sites
                 handle(message)
     """
 
-    __slots__ = ("_message", "_record", "_scope", "_segment", "_token")
+    __slots__ = ("_emit", "_message", "_record", "_scope", "_segment", "_token")
 
     def __init__(self, message: Any) -> None:
         self._message = message
@@ -241,6 +241,7 @@ class consume:  # noqa: N801 - reads as a function at call sites
         self._segment: Span = NOOP
         self._record: Span = NOOP
         self._token: Token[tuple[Any, ...]] | None = None
+        self._emit: Callable[[Scope], bool] | None = None
 
     def __enter__(self) -> Span:
         try:
@@ -309,6 +310,7 @@ class consume:  # noqa: N801 - reads as a function at call sites
             segment.annotations = notes
         self._scope = scope
         self._segment = segment
+        self._emit = runtime.emit_scope
         if segment.recording:
             self._token = STACK.set((*STACK.get(), segment) if scope is None else (segment,))
         return segment
@@ -327,14 +329,18 @@ class consume:  # noqa: N801 - reads as a function at call sites
                 except ValueError:
                     STACK.set(())
             now = time.time()
-            for span in (self._segment, self._record):
-                if exc is not None:
-                    span.record_exception(exc)
-                span.finish(now)
+            segment, record = self._segment, self._record
+            if exc is not None:
+                segment.record_exception(exc)
+                if record is not segment:
+                    record.record_exception(exc)
+            segment.finish(now)
+            record.finish(now)
             scope = self._scope
-            runtime = get_runtime()
-            if scope is not None and runtime is not None:
-                runtime.emit_scope(scope)
+            if scope is not None:
+                emit = self._emit
+                if emit is not None:
+                    emit(scope)
         except Exception:
             log.debug("tracing: consume() could not finish tracing", exc_info=True)
 
