@@ -79,19 +79,26 @@ class span:  # noqa: N801 - lower case: it reads as a function at call sites
     creates one per call, so it is safe under recursion, threads and asyncio.
     """
 
-    __slots__ = ("_annotations", "_name", "_span", "_token")
+    __slots__ = ("_annotations", "_name", "_otel", "_span", "_token")
 
     def __init__(self, name: str, **annotations: Any) -> None:
         self._name = name
         self._annotations = annotations
         self._span: Span = NOOP
         self._token: Token[tuple[Any, ...]] | None = None
+        self._otel: Any = None
 
-    def __enter__(self) -> Span:
+    def __enter__(self) -> Any:
         try:
             runtime = get_runtime()
             if runtime is None or runtime.settings.disabled:
                 return NOOP
+            if runtime.bridge is not None:
+                # otel backend: an OTel span, so OTel-made children nest under it.
+                manager = runtime.bridge.span(clean_name(self._name), self._annotations)
+                otel_span = manager.__enter__()
+                self._otel = manager
+                return otel_span
             child = _open_child(clean_name(self._name))
             if child.recording:
                 for key, value in self._annotations.items():
@@ -109,6 +116,14 @@ class span:  # noqa: N801 - lower case: it reads as a function at call sites
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        manager = self._otel
+        if manager is not None:
+            self._otel = None
+            try:
+                manager.__exit__(exc_type, exc, tb)
+            except Exception:
+                log.debug("tracing: could not close span %r", self._name, exc_info=True)
+            return
         child = self._span
         token = self._token
         self._span, self._token = NOOP, None
@@ -147,8 +162,21 @@ class span:  # noqa: N801 - lower case: it reads as a function at call sites
         return traced  # type: ignore[return-value]
 
 
+def _otel_span() -> Any:
+    runtime = get_runtime()
+    if runtime is None or runtime.bridge is None:
+        return None
+    return runtime.bridge.current_otel_span()
+
+
 def annotate(key: str, value: str | int | float | bool) -> None:
     """Add an indexed annotation (searchable in X-Ray) to the current span."""
+    otel_span = _otel_span()
+    if otel_span is not None:
+        cleaned = clean_annotation(key, value)
+        if cleaned is not None:
+            get_runtime().bridge.annotate(otel_span, *cleaned)  # type: ignore[union-attr]
+        return
     node = current_node()
     if node is None:
         return
@@ -165,6 +193,13 @@ def annotate(key: str, value: str | int | float | bool) -> None:
 
 def metadata(key: str, value: Any, namespace: str = "default") -> None:
     """Add non-indexed metadata (any JSON-able value) to the current span."""
+    otel_span = _otel_span()
+    if otel_span is not None:
+        try:
+            otel_span.set_attribute(key, value)
+        except Exception:
+            log.debug("tracing: metadata(%r) failed", key, exc_info=True)
+        return
     node = current_node()
     if node is None:
         return

@@ -26,15 +26,24 @@ _MARK = "_tracing_sqs_hooked"
 _OPERATIONS = frozenset({"SendMessage", "SendMessageBatch", "ReceiveMessage"})
 
 
-def install(handlers: dict[str, Callable[..., Any]]) -> bool:
+Around = Callable[[Any, str, Any, Callable[[], Any]], Any]
+_AROUND: list[Around | None] = [None]
+
+
+def install(handlers: dict[str, Callable[..., Any]], around: Around | None = None) -> bool:
     """Route ``before-parameter-build.sqs.<Operation>`` events to ``handlers``.
 
     Args:
         handlers: Operation name (``SendMessage``...) to event handler.
+        around: Optional ``around(client, operation, params, call)`` run around
+            every API call (the otel backend records CLIENT spans with it).
+            Replaces the previous one.
 
     Returns:
-        False when botocore is not importable. Installing twice is a no-op.
+        False when botocore is not importable. Installing twice only updates
+        ``around``.
     """
+    _AROUND[0] = around
     try:
         from botocore.client import BaseClient
     except ImportError:
@@ -57,7 +66,12 @@ def install(handlers: dict[str, Callable[..., Any]]) -> bool:
                 register(self)
             except Exception:  # never break the user's call
                 log.debug("tracing: could not hook an SQS client", exc_info=True)
-        return current(self, operation_name, api_params)
+        wrap = _AROUND[0]
+        if wrap is None:
+            return current(self, operation_name, api_params)
+        return wrap(
+            self, operation_name, api_params, lambda: current(self, operation_name, api_params)
+        )
 
     setattr(_make_api_call, _MARK, True)
     BaseClient._make_api_call = _make_api_call  # type: ignore[attr-defined]

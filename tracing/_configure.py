@@ -11,7 +11,6 @@ from ._guard import DeadlineGuard
 from ._init_phase import InitPhase
 from ._runtime import Runtime, get_runtime, in_lambda_environment, set_runtime
 from ._span import clean_name
-from .backends import Backend
 from .backends.xray_udp import UDPEmitter
 
 __all__ = ["configure", "ensure_configured"]
@@ -60,50 +59,61 @@ def configure(service: str | None = None, backend: str | None = None, **options:
     settings = load_settings({"service": service, "backend": backend, **options})
     started = time.time()
     in_lambda = in_lambda_environment()
-    chosen: Backend = _NoBackend()
-    if not settings.disabled:
-        chosen = _load_backend(settings)
-        _install_sqs_hooks()
     init = None
     if in_lambda and not settings.disabled:
         init = InitPhase(started, settings.max_init_spans, settings.init_trace)
     runtime = Runtime(
         settings=settings,
         emitter=UDPEmitter(settings.daemon_address),
-        backend=chosen,
+        backend=_NoBackend(),
         in_lambda=in_lambda,
         init=init,
         service_name=clean_name(settings.service),
     )
     if settings.deadline_margin_ms > 0:
         runtime.guard = DeadlineGuard(settings.deadline_margin_ms / 1000.0, runtime.on_deadline)
+    if not settings.disabled:
+        _load_backend(runtime, explicit=backend is not None or bool(options))
     set_runtime(runtime)
     return settings
 
 
-def _load_backend(settings: Settings) -> Backend:
+def _load_backend(runtime: Runtime, explicit: bool) -> None:
+    settings = runtime.settings
+    around = None
     try:
         if settings.backend == "otel":
-            raise NotImplementedError("the otel backend is not available in this version")
-        from .backends.xray import XRayBackend
+            from .backends.otel import OTelBackend
 
-        backend = XRayBackend(settings.service, settings.patch_botocore)
-        backend.install()
-        return backend
+            otel = OTelBackend(runtime)
+            otel.install()
+            runtime.backend = otel
+            runtime.bridge = otel
+            around = otel.call_wrapper()
+        else:
+            from .backends.xray import XRayBackend
+
+            xray = XRayBackend(settings.service, settings.patch_botocore)
+            xray.install()
+            runtime.backend = xray
+    except ValueError:
+        if explicit:
+            raise
+        log.exception("tracing: backend %r is misconfigured; using the core only", settings.backend)
     except Exception:
         log.exception(
-            "tracing: backend %r could not be installed; tracing.span and handler "
-            "spans are still recorded, library-native spans are not",
+            "tracing: backend %r could not be installed (is its extra installed?); "
+            "tracing.span and handler spans are still recorded, library-native spans are not",
             settings.backend,
         )
-        return _NoBackend()
+    _install_sqs_hooks(around)
 
 
-def _install_sqs_hooks() -> None:
+def _install_sqs_hooks(around: Any = None) -> None:
     try:
         from . import _boto_hooks, sqs
 
-        _boto_hooks.install(sqs.HANDLERS)
+        _boto_hooks.install(sqs.HANDLERS, around)
     except Exception:
         log.exception("tracing: SQS trace propagation could not be installed")
 

@@ -30,7 +30,7 @@ __all__ = ["handler"]
 log = logging.getLogger("tracing.handler")
 
 F = TypeVar("F", bound=Callable[..., Any])
-_Begun = tuple[Span, Scope | None, Token[tuple[Any, ...]]]
+_Begun = tuple[Span, Scope | None, Token[tuple[Any, ...]], object]
 
 
 def handler(fn: F) -> F:
@@ -85,7 +85,7 @@ def _begin(runtime: Runtime, name: str, event: Any, context: Any) -> _Begun | No
         if cold and runtime.init is not None:
             init_trace_id = runtime.init.close(header, sampled, runtime.service_name, runtime.emit)
         if not sampled:
-            return NOOP, None, STACK.set((NOOP,))
+            return NOOP, None, STACK.set((NOOP,)), None
         span = Span(name)
         span.annotations = {"ColdStart": cold, "Service": settings.service}
         if init_trace_id is not None:
@@ -106,7 +106,9 @@ def _begin(runtime: Runtime, name: str, event: Any, context: Any) -> _Begun | No
             span.put_metadata("event", redact(event, settings.redact_keys), settings.service)
         if runtime.guard is not None:
             runtime.guard.arm(scope, context)
-        return span, scope, STACK.set((span,))
+        bridge = runtime.bridge
+        otel_token = bridge.attach(span) if bridge is not None else None
+        return span, scope, STACK.set((span,)), otel_token
     except Exception:
         runtime.log_once(
             "begin",
@@ -116,11 +118,13 @@ def _begin(runtime: Runtime, name: str, event: Any, context: Any) -> _Begun | No
 
 
 def _finish(runtime: Runtime, begun: _Begun, exc: BaseException | None, result: Any) -> None:
-    span, scope, token = begun
+    span, scope, token, otel_token = begun
     try:
         STACK.reset(token)
     except Exception:  # reset from another context (should not happen): start clean
         STACK.set(())
+    if otel_token is not None:
+        runtime.bridge.detach(otel_token)
     if scope is None:
         return
     try:

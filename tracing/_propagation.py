@@ -29,6 +29,13 @@ def outgoing_header() -> TraceHeader | None:
     placeholder until the first invocation, so propagating it would send
     consumers into a trace that may never exist.
     """
+    runtime = get_runtime()
+    bridge = runtime.bridge if runtime is not None else None
+    if bridge is not None:
+        otel_span = bridge.current_otel_span()
+        if otel_span is not None:
+            header: TraceHeader | None = bridge.outgoing_header(otel_span)
+            return header
     node = current_node()
     if node is None:
         return None
@@ -42,7 +49,6 @@ def outgoing_header() -> TraceHeader | None:
         # A segment the user opened with aws-xray-sdk's own API (outside Lambda).
         header = parse(f"Root={getattr(node, 'trace_id', '')};Parent={getattr(node, 'id', '')}")
         return header.with_parent(header.parent) if header and header.parent else None
-    runtime = get_runtime()
     if scope.trace_id is None or (
         runtime is not None and runtime.init is not None and scope is runtime.init.scope
     ):

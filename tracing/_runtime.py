@@ -32,6 +32,8 @@ class Runtime:
     service_name: str = "service"
     cold: bool = True
     guard: Any = None
+    #: The otel backend, when active: the core keeps OTel's context in step.
+    bridge: Any = None
     errors_logged: set[str] = field(default_factory=set)
 
     def emit(self, document: dict[str, Any]) -> None:
@@ -59,6 +61,8 @@ class Runtime:
         else:
             log.warning("tracing: could not snapshot a timed-out invocation")
             return
+        if self.bridge is not None:
+            _graft(doc, self.bridge.scope_open_entities(scope))
         seal_open(doc, now)
         self.emitter.send(doc)
         log.warning(
@@ -108,3 +112,16 @@ def current_node() -> Any:
 def in_lambda_environment() -> bool:
     """True inside a Lambda execution environment (or our local runtime)."""
     return bool(os.environ.get("LAMBDA_TASK_ROOT"))
+
+
+def _graft(document: dict[str, Any], children: dict[str, list[dict[str, Any]]]) -> None:
+    """Attach entities under the entities of ``document`` with the given ids."""
+    if not children:
+        return
+    stack = [document]
+    while stack:
+        entity = stack.pop()
+        extra = children.get(entity.get("id", ""))
+        if extra:
+            entity.setdefault("subsegments", []).extend(extra)
+        stack.extend(entity.get("subsegments", ()))

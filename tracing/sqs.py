@@ -31,7 +31,7 @@ from contextvars import Token
 from types import TracebackType
 from typing import Any
 
-from ._header import TraceHeader, from_traceparent, new_trace_id, parse
+from ._header import TraceHeader, from_traceparent, new_trace_id, parse, to_traceparent
 from ._propagation import outgoing_header
 from ._runtime import current_node, get_runtime
 from ._scope import STACK, Scope
@@ -43,6 +43,9 @@ log = logging.getLogger("tracing.sqs")
 
 _SYSTEM_KEY = "AWSTraceHeader"
 _MAX_BODY_TO_PARSE = 262_144  # SNS messages are at most 256 KiB
+#: SQS limits checked before adding a message attribute.
+MAX_MESSAGE_ATTRIBUTES = 10
+MAX_MESSAGE_BYTES = 262_144
 _RECORD_SPAN = "SQS message"
 _MAX_ID = 128  # SQS message ids are 36 characters; anything longer is not one
 
@@ -65,7 +68,58 @@ def _with_header(entry: Mapping[str, Any], value: str) -> dict[str, Any] | None:
     return updated
 
 
-def inject(params: dict[str, Any], header: TraceHeader | None = None) -> dict[str, Any]:
+def _attribute_bytes(attributes: Mapping[str, Any]) -> int:
+    total = 0
+    for name, value in attributes.items():
+        total += len(str(name).encode())
+        if isinstance(value, Mapping):
+            for field in ("DataType", "StringValue", "BinaryValue"):
+                item = value.get(field)
+                if isinstance(item, (bytes, bytearray)):
+                    total += len(item)
+                elif item is not None:
+                    total += len(str(item).encode())
+    return total
+
+
+def _with_traceparent(entry: Mapping[str, Any], traceparent: str) -> dict[str, Any] | None:
+    """A copy of ``entry`` with a W3C ``traceparent`` message attribute, if it fits.
+
+    Message attributes count against SQS's limits (10 per message, and the
+    message size), unlike the system attribute: add it only with fewer than 10
+    attributes and while the message stays within 256 KiB (the historical and a
+    common configured maximum; never rely on the server to refuse).
+    """
+    attributes = entry.get("MessageAttributes")
+    if attributes is None:
+        attributes = {}
+    if not isinstance(attributes, Mapping) or len(attributes) >= MAX_MESSAGE_ATTRIBUTES:
+        return None
+    if "traceparent" in attributes:
+        return None
+    body = entry.get("MessageBody")
+    size = len(body.encode()) if isinstance(body, str) else 0
+    added = {"DataType": "String", "StringValue": traceparent}
+    size += _attribute_bytes(attributes) + _attribute_bytes({"traceparent": added})
+    if size > MAX_MESSAGE_BYTES:
+        return None
+    updated = dict(entry)
+    updated["MessageAttributes"] = {**attributes, "traceparent": added}
+    return updated
+
+
+def _inject_entry(entry: Any, value: str, traceparent: str | None) -> Any:
+    if not isinstance(entry, Mapping):
+        return entry
+    updated = _with_header(entry, value) or entry
+    if traceparent is not None:
+        updated = _with_traceparent(updated, traceparent) or updated
+    return updated
+
+
+def inject(
+    params: dict[str, Any], header: TraceHeader | None = None, *, traceparent: bool = False
+) -> dict[str, Any]:
     """Add ``AWSTraceHeader`` to SendMessage or SendMessageBatch parameters.
 
     For code that builds request parameters itself (or sends through something
@@ -77,6 +131,10 @@ def inject(params: dict[str, Any], header: TraceHeader | None = None) -> dict[st
             with ``Entries``. Updated in place; nested dicts are copied, never
             mutated.
         header: The context to inject; the current one by default.
+        traceparent: Also add a W3C ``traceparent`` message attribute, for
+            consumers using OTel's own instrumentation, when it fits (fewer
+            than 10 attributes, message within 256 KiB). The otel backend's
+            instrumentation does this.
 
     Returns:
         ``params``, for chaining.
@@ -86,37 +144,43 @@ def inject(params: dict[str, Any], header: TraceHeader | None = None) -> dict[st
         if header is None:
             return params
         value = header.to_string()
+        w3c = to_traceparent(header) if traceparent else None
         entries = params.get("Entries")
         if isinstance(entries, list):
-            params["Entries"] = [
-                (_with_header(e, value) or e) if isinstance(e, Mapping) else e for e in entries
-            ]
+            params["Entries"] = [_inject_entry(e, value, w3c) for e in entries]
         else:
-            updated = _with_header(params, value)
-            if updated is not None:
-                params["MessageSystemAttributes"] = updated["MessageSystemAttributes"]
+            updated = _inject_entry(params, value, w3c)
+            for key in ("MessageSystemAttributes", "MessageAttributes"):
+                if key in updated and updated[key] is not params.get(key):
+                    params[key] = updated[key]
     except Exception:
         log.debug("tracing: SQS inject failed", exc_info=True)
     return params
 
 
-def _ask_for_header(params: dict[str, Any], key: str) -> None:
+def _ask_for(params: dict[str, Any], key: str, name: str) -> None:
     names = params.get(key)
     if names is None:
-        params[key] = [_SYSTEM_KEY]
-    elif isinstance(names, (list, tuple)) and _SYSTEM_KEY not in names and "All" not in names:
-        params[key] = [*names, _SYSTEM_KEY]
+        params[key] = [name]
+    elif isinstance(names, (list, tuple)) and name not in names and "All" not in names:
+        params[key] = [*names, name]
 
 
 def _on_send(params: dict[str, Any], **_: Any) -> None:
-    inject(params)
+    runtime = get_runtime()
+    inject(params, traceparent=runtime is not None and runtime.bridge is not None)
 
 
 def _on_receive(params: dict[str, Any], **_: Any) -> None:
-    """Make ReceiveMessage return ``AWSTraceHeader`` (new and legacy parameter)."""
+    """Make ReceiveMessage return the trace context.
+
+    ``AWSTraceHeader`` in both the current and the legacy parameter, and the
+    ``traceparent`` message attribute that OTel producers add.
+    """
     try:
-        _ask_for_header(params, "MessageSystemAttributeNames")
-        _ask_for_header(params, "AttributeNames")
+        _ask_for(params, "MessageSystemAttributeNames", _SYSTEM_KEY)
+        _ask_for(params, "AttributeNames", _SYSTEM_KEY)
+        _ask_for(params, "MessageAttributeNames", "traceparent")
     except Exception:
         log.debug("tracing: could not extend ReceiveMessage parameters", exc_info=True)
 
@@ -233,7 +297,16 @@ class consume:  # noqa: N801 - reads as a function at call sites
                 handle(message)
     """
 
-    __slots__ = ("_emit", "_message", "_record", "_scope", "_segment", "_token")
+    __slots__ = (
+        "_bridge",
+        "_emit",
+        "_message",
+        "_otel_token",
+        "_record",
+        "_scope",
+        "_segment",
+        "_token",
+    )
 
     def __init__(self, message: Any) -> None:
         self._message = message
@@ -242,6 +315,8 @@ class consume:  # noqa: N801 - reads as a function at call sites
         self._record: Span = NOOP
         self._token: Token[tuple[Any, ...]] | None = None
         self._emit: Callable[[Scope], bool] | None = None
+        self._bridge: Any = None
+        self._otel_token: object = None
 
     def __enter__(self) -> Span:
         try:
@@ -313,6 +388,10 @@ class consume:  # noqa: N801 - reads as a function at call sites
         self._emit = runtime.emit_scope
         if segment.recording:
             self._token = STACK.set((*STACK.get(), segment) if scope is None else (segment,))
+            bridge = runtime.bridge
+            if bridge is not None:
+                self._bridge = bridge
+                self._otel_token = bridge.attach(segment)
         return segment
 
     def __exit__(
@@ -328,6 +407,9 @@ class consume:  # noqa: N801 - reads as a function at call sites
                     STACK.reset(token)
                 except ValueError:
                     STACK.set(())
+            if self._bridge is not None:
+                self._bridge.detach(self._otel_token)
+                self._bridge = None
             now = time.time()
             segment, record = self._segment, self._record
             if exc is not None:

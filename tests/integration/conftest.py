@@ -25,8 +25,14 @@ def aws() -> Iterator[LocalAWS]:
 LaunchFn = Callable[..., LocalLambda]
 
 
+@pytest.fixture(params=["xray", "otel"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every integration test runs on both backends: same assertions, same wire."""
+    return str(request.param)
+
+
 @pytest.fixture
-def launch(aws: LocalAWS, daemon: testing.DaemonListener) -> Iterator[LaunchFn]:
+def launch(aws: LocalAWS, daemon: testing.DaemonListener, backend: str) -> Iterator[LaunchFn]:
     """Start a fixture function in the real runtime, traced to ``daemon``."""
     started: list[LocalLambda] = []
 
@@ -36,7 +42,7 @@ def launch(aws: LocalAWS, daemon: testing.DaemonListener) -> Iterator[LaunchFn]:
             code_dir=FIXTURES,
             function_name="traced-app",
             timeout_s=timeout_s,
-            env={**aws.env, **env},
+            env={**aws.env, "TRACING_BACKEND": backend, **env},
             xray_daemon_address=daemon.address,
         )
         started.append(function)

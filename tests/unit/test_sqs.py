@@ -132,9 +132,18 @@ def test_receive_asks_for_the_header_once() -> None:
     sqs._on_receive(params)
     assert params["AttributeNames"] == ["SentTimestamp", "AWSTraceHeader"]
     assert params["MessageSystemAttributeNames"] == ["AWSTraceHeader"]
-    already = {"MessageSystemAttributeNames": ["All"], "AttributeNames": ["AWSTraceHeader"]}
+    assert params["MessageAttributeNames"] == ["traceparent"]
+    already = {
+        "MessageSystemAttributeNames": ["All"],
+        "AttributeNames": ["AWSTraceHeader"],
+        "MessageAttributeNames": ["All"],
+    }
     sqs._on_receive(already)
-    assert already == {"MessageSystemAttributeNames": ["All"], "AttributeNames": ["AWSTraceHeader"]}
+    assert already == {
+        "MessageSystemAttributeNames": ["All"],
+        "AttributeNames": ["AWSTraceHeader"],
+        "MessageAttributeNames": ["All"],
+    }
 
 
 def _event(*ids: str | None, fifo: bool = False) -> dict[str, Any]:
