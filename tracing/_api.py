@@ -219,6 +219,7 @@ def flush(timeout_s: float = 2.0) -> bool:
     if runtime is None:
         return True
     try:
+        runtime.end_of_unit()
         return runtime.backend.flush(timeout_s)
     except Exception:
         runtime.log_once("flush", "tracing: flush failed (logged once, then at debug level)")

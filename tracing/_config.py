@@ -36,7 +36,7 @@ DEFAULT_REDACT_KEYS: tuple[str, ...] = (
 DEFAULT_SERVICE = "service"
 
 #: Options passed through to a backend rather than kept in :class:`Settings`.
-BACKEND_OPTIONS = frozenset({"tracer_provider", "exporter", "botocore_instrumentation"})
+BACKEND_OPTIONS = frozenset({"tracer_provider"})
 
 
 class Settings(NamedTuple):
@@ -54,6 +54,8 @@ class Settings(NamedTuple):
     capture_event: bool = False
     capture_response: bool = False
     redact_keys: tuple[str, ...] = DEFAULT_REDACT_KEYS
+    exporter: str = "xray-udp"
+    botocore_instrumentation: str = "tracing"
     extra: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -130,6 +132,11 @@ _OPTIONS: dict[str, tuple[str, Callable[[Any], Any]]] = {
         lambda v: _bool(v) if isinstance(v, str) else bool(v),
     ),
     "redact_keys": ("TRACING_REDACT_KEYS", _keys),
+    "exporter": ("TRACING_EXPORTER", _choice("xray-udp", "otlp")),
+    "botocore_instrumentation": (
+        "TRACING_BOTOCORE_INSTRUMENTATION",
+        _choice("tracing", "contrib", "off"),
+    ),
 }
 
 

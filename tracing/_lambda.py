@@ -107,7 +107,11 @@ def _begin(runtime: Runtime, name: str, event: Any, context: Any) -> _Begun | No
         if runtime.guard is not None:
             runtime.guard.arm(scope, context)
         bridge = runtime.bridge
-        otel_token = bridge.attach(span) if bridge is not None else None
+        otel_token = None
+        if bridge is not None:
+            otel_token = bridge.attach(span)
+            if cold and runtime.init is not None and header is not None:
+                bridge.link(span.id, init_trace_id or header.root, runtime.init.root.id)
         return span, scope, STACK.set((span,)), otel_token
     except Exception:
         runtime.log_once(
@@ -140,6 +144,7 @@ def _finish(runtime: Runtime, begun: _Begun, exc: BaseException | None, result: 
         scope.root.finish(now)
         if not runtime.emit_scope(scope):
             log.debug("tracing: %s ended after its timeout was already sent", span.name)
+        runtime.end_of_unit()
     except Exception:
         runtime.log_once(
             "finish",

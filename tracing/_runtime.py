@@ -65,12 +65,23 @@ class Runtime:
             _graft(doc, self.bridge.scope_open_entities(scope))
         seal_open(doc, now)
         self.emitter.send(doc)
+        self.end_of_unit()
         log.warning(
             "tracing: invocation %s still running %d ms before its deadline; sent its "
             "trace as a timeout",
             doc.get("name"),
             self.settings.deadline_margin_ms,
         )
+
+    def end_of_unit(self) -> None:
+        """A unit of work (invocation, worker message) ended: push out buffered data.
+
+        UDP documents are already sent; an OTLP exporter exports its buffer here,
+        before the handler returns and the sandbox freezes.
+        """
+        flush = getattr(self.emitter, "flush", None)
+        if flush is not None:
+            flush()
 
     def log_once(self, key: str, message: str, *args: object) -> None:
         """Log the exception being handled: a warning the first time, then debug.

@@ -387,11 +387,18 @@ class consume:  # noqa: N801 - reads as a function at call sites
         self._segment = segment
         self._emit = runtime.emit_scope
         if segment.recording:
-            self._token = STACK.set((*STACK.get(), segment) if scope is None else (segment,))
+            stack = STACK.get()
+            self._token = STACK.set((*stack, segment) if scope is None else (segment,))
             bridge = runtime.bridge
             if bridge is not None:
                 self._bridge = bridge
                 self._otel_token = bridge.attach(segment)
+                if usable and header is not None and in_invocation and stack:
+                    # OTel messaging conventions: the invocation links to each
+                    # record's context, the processing span to the invocation.
+                    invocation = stack[0]
+                    bridge.link(invocation.id, header.root, header.parent)
+                    bridge.link(segment.id, parent.scope.trace_id, invocation.id)
         return segment
 
     def __exit__(
@@ -423,6 +430,10 @@ class consume:  # noqa: N801 - reads as a function at call sites
                 emit = self._emit
                 if emit is not None:
                     emit(scope)
+                if self._record is NOOP:  # a worker: no invocation will flush for us
+                    runtime = get_runtime()
+                    if runtime is not None:
+                        runtime.end_of_unit()
         except Exception:
             log.debug("tracing: consume() could not finish tracing", exc_info=True)
 

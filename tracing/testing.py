@@ -49,6 +49,9 @@ def reset() -> None:
     runtime = get_runtime()
     if runtime is not None:
         runtime.emitter.close()
+        close = getattr(runtime.backend, "close", None)
+        if close is not None:
+            close()
     set_runtime(None)
     STACK.set(())
 

@@ -44,7 +44,7 @@ from opentelemetry.trace import (
 )
 
 from .._header import TraceHeader
-from .._runtime import Runtime
+from .._runtime import Runtime, get_runtime
 from .._scope import Scope
 from .._span import Span
 from .otel_xray import ANNOTATIONS_ATTRIBUTE, span_entity, top_document, xray_trace_id
@@ -136,7 +136,14 @@ class _BridgeProcessor(SpanProcessor):
         self._open: dict[int, Any] = {}
         self.dropped = 0
 
+    def _stale(self) -> bool:
+        # A provider outlives a configuration (tests reset; a global provider can
+        # only be set once): processors of an earlier runtime stand aside.
+        return get_runtime() is not self._runtime
+
     def on_start(self, span: Any, parent_context: otel_context.Context | None = None) -> None:
+        if self._stale():
+            return
         parent = trace.get_current_span(parent_context)
         span_id = span.context.span_id
         with self._lock:
@@ -148,6 +155,8 @@ class _BridgeProcessor(SpanProcessor):
                 self._open[span_id] = span
 
     def on_end(self, span: ReadableSpan) -> None:
+        if self._stale():
+            return
         try:
             self._on_end(span)
         except Exception:
@@ -223,21 +232,19 @@ class OTelBackend:
         self.runtime = runtime
         settings = runtime.settings
         self.provider: Any = settings.extra.get("tracer_provider")
-        self.botocore = str(settings.extra.get("botocore_instrumentation") or "tracing")
-        if self.botocore not in ("tracing", "contrib", "off"):
-            raise ValueError(
-                "botocore_instrumentation must be 'tracing', 'contrib' or 'off', "
-                f"got {self.botocore!r}"
-            )
-        exporter = settings.extra.get("exporter") or "xray-udp"
-        if exporter != "xray-udp":
-            raise ValueError(f"exporter {exporter!r} is not available; use 'xray-udp'")
+        self.botocore = settings.botocore_instrumentation
+        self.exporter = settings.exporter
+        #: span id -> linked (trace id, span id) contexts, for the OTLP exporter
+        #: (X-Ray documents cannot carry links).
+        self.links: dict[str, list[tuple[str, str]]] = {}
         self.processor = _BridgeProcessor(runtime, self._emit_root)
         self.tracer: Any = None
         self._init_token: object | None = None
 
     def install(self) -> None:
         provider = self.provider
+        if provider is None and isinstance(trace.get_tracer_provider(), TracerProvider):
+            provider = trace.get_tracer_provider()  # the application's own, already global
         if provider is None:
             from opentelemetry.sdk.extension.aws.trace import AwsXRayIdGenerator
 
@@ -248,11 +255,19 @@ class OTelBackend:
             self._install_globals(provider)
         provider.add_span_processor(self.processor)
         self.provider = provider
+        if self.exporter == "otlp":
+            from .otel_otlp import OTLPDocumentEmitter
+
+            self.runtime.emitter = OTLPDocumentEmitter(  # type: ignore[assignment]
+                self.runtime.settings.service, self.links
+            )
         self.tracer = provider.get_tracer("tracing")
         if self.botocore == "contrib":
             from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
 
-            BotocoreInstrumentor().instrument(tracer_provider=provider)
+            BotocoreInstrumentor().instrument(  # type: ignore[no-untyped-call]
+                tracer_provider=provider
+            )
         init = self.runtime.init
         if init is not None:
             # Work done at import runs in the main thread's context; the first
@@ -275,6 +290,12 @@ class OTelBackend:
             CompositePropagator([AwsXRayPropagator(), TraceContextTextMapPropagator()])
         )
 
+    def close(self) -> None:
+        """Leave the OTel context as it was before ``install`` (tests, reconfiguration)."""
+        token, self._init_token = self._init_token, None
+        if token is not None:
+            self.detach(token)
+
     def flush(self, timeout_s: float) -> bool:
         try:
             return bool(self.provider.force_flush(int(timeout_s * 1000)))
@@ -283,6 +304,14 @@ class OTelBackend:
             return False
 
     # -- used by the core -----------------------------------------------------
+
+    def link(self, span_id: str, trace_id: str | None, other_id: str | None) -> None:
+        """Record an OTel link from core span ``span_id`` to another context."""
+        if trace_id is None or other_id is None or self.exporter != "otlp":
+            return
+        if len(self.links) >= MAX_PENDING:
+            self.links.pop(next(iter(self.links)))
+        self.links.setdefault(span_id, []).append((trace_id, other_id))
 
     def attach(self, core: Span) -> object:
         """Make ``core`` the current OTel span; returns the token for :meth:`detach`."""

@@ -31,7 +31,7 @@ from aws_xray_sdk.core.models.dummy_entities import DummySegment
 from aws_xray_sdk.core.models.segment import Segment
 from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
 
-from .._runtime import current_node
+from .._runtime import current_node, get_runtime
 from .._scope import STACK
 from .._span import Span, entity_dict
 
@@ -211,6 +211,11 @@ class BridgeContext(Context):  # type: ignore[misc]
         return True
 
     def get_trace_entity(self) -> Any:
+        runtime = get_runtime()
+        if runtime is None or runtime.bridge is not None:
+            # Not configured, or configured for otel since: the SDK's botocore
+            # patch (installed once per process) must not record a second copy.
+            return _UNTRACED
         return _entity_for(current_node())
 
     def set_trace_entity(self, trace_entity: Any) -> None:

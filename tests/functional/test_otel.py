@@ -1,0 +1,235 @@
+"""The otel backend in process: the user's own OTel tracer, links, traceparent, OTLP."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import boto3
+import pytest
+from opentelemetry import trace
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+import tracing
+from tracing import testing
+from tracing._header import new_id, new_trace_id
+from tracing.local.aws import LocalAWS
+
+pytestmark = pytest.mark.usefixtures("in_lambda")
+
+
+def _invoke(monkeypatch: pytest.MonkeyPatch, fn: Any, event: Any = None) -> tuple[str, str]:
+    root, parent = new_trace_id(), new_id()
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={root};Parent={parent};Sampled=1")
+    fn(event or {}, testing.FakeContext())
+    return root, parent
+
+
+def _names(entity: dict[str, Any]) -> list[Any]:
+    return [entity["name"], [_names(c) for c in entity.get("subsegments", [])]]
+
+
+def test_user_tracer_in_init_is_replayed_into_the_first_trace(
+    daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracing.configure(backend="otel", service="svc")
+    tracer = trace.get_tracer("user")
+    with tracer.start_as_current_span("user init"), tracing.span("ours", k="v"):
+        pass
+    thread = threading.Thread(target=lambda: tracer.start_span("from a thread").end())
+    thread.start()
+    thread.join()
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        with tracer.start_as_current_span("user work") as span:
+            tracing.annotate("sku", "book-1")
+            span.set_attribute("detail", "x")
+
+    root, parent = _invoke(monkeypatch, handler)
+    init, invocation = daemon.wait_for(2)
+    assert (init["name"], init["trace_id"], init["parent_id"]) == ("Init", root, parent)
+    assert init["annotations"] == {"ColdStart": True, "InitType": "on-demand"}
+    assert _names(init) == ["Init", [["user init", [["ours", []]]], ["from a thread", []]]]
+    assert init["subsegments"][0]["subsegments"][0]["annotations"] == {"k": "v"}
+    [work] = invocation["subsegments"]
+    assert work["annotations"] == {"sku": "book-1"}
+    assert work["metadata"] == {"default": {"detail": "x"}}
+    for doc in (init, invocation):
+        assert testing.check_document(doc) == []
+
+
+def test_tracing_span_and_user_spans_nest_both_ways(
+    daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracing.configure(backend="otel")
+    tracer = trace.get_tracer("user")
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        with tracing.span("a"), tracer.start_as_current_span("b"), tracing.span("c"):
+            pass
+
+    _invoke(monkeypatch, handler)
+    invocation = daemon.wait_for(2)[-1]
+    assert _names(invocation) == ["## handler", [["a", [["b", [["c", []]]]]]]]
+
+
+def test_no_per_invocation_warnings(
+    daemon: testing.DaemonListener,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tracing.configure(backend="otel")
+    handler = tracing.handler(lambda event, context: None)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(5):
+            _invoke(monkeypatch, handler)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert len(daemon.wait_for(6)) == 6
+
+
+def test_bad_backend_options_raise() -> None:
+    with pytest.raises(ValueError, match="exporter"):
+        tracing.configure(backend="otel", exporter="zipkin")
+    tracing.testing.reset()
+    with pytest.raises(ValueError, match="botocore_instrumentation"):
+        tracing.configure(backend="otel", botocore_instrumentation="all")
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[LocalAWS]:
+    with LocalAWS() as local:
+        yield local
+
+
+def test_traceparent_is_added_only_when_it_fits(
+    aws: LocalAWS, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in aws.env.items():
+        monkeypatch.setenv(key, value)
+    client = boto3.client("sqs")
+    url = client.create_queue(QueueName=f"q-{new_id()}")["QueueUrl"]
+    tracing.configure(backend="otel")
+    wire: list[dict[str, Any]] = []
+    client.meta.events.register(
+        "before-send.sqs.SendMessage", lambda request, **_: wire.append(json.loads(request.body))
+    )
+    ten = {f"a{i}": {"DataType": "String", "StringValue": "v"} for i in range(10)}
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        client.send_message(QueueUrl=url, MessageBody="small")
+        client.send_message(QueueUrl=url, MessageBody="full", MessageAttributes=ten)
+        client.send_message(QueueUrl=url, MessageBody="x" * 262_100)
+
+    root, _ = _invoke(monkeypatch, handler)
+    calls = daemon.wait_for(2)[-1]["subsegments"]
+    small, full, big = wire
+    traceparent = small["MessageAttributes"]["traceparent"]["StringValue"]
+    assert traceparent == f"00-{root[2:10]}{root[11:]}-{calls[0]['id']}-01"
+    assert full["MessageAttributes"] == ten
+    assert "MessageAttributes" not in big
+    for body, call in zip(wire, calls, strict=True):
+        header = body["MessageSystemAttributes"]["AWSTraceHeader"]["StringValue"]
+        assert header == f"Root={root};Parent={call['id']};Sampled=1"
+
+
+def test_consume_accepts_a_traceparent_attribute(
+    daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracing.configure(backend="otel", service="worker")
+    producer_root, producer_span = new_trace_id(), new_id()
+    record = {
+        "messageId": "m-1",
+        "body": "{}",
+        "messageAttributes": {
+            "traceparent": {
+                "stringValue": f"00-{producer_root[2:10]}{producer_root[11:]}-{producer_span}-01",
+                "dataType": "String",
+            }
+        },
+    }
+    handler = tracing.handler(lambda event, context: tracing.sqs.process_batch(event, print))
+    _invoke(monkeypatch, handler, {"Records": [record]})
+    docs = daemon.settle()
+    [segment] = [d for d in docs if d["trace_id"] == producer_root]
+    assert (segment["name"], segment["parent_id"]) == ("worker", producer_span)
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    spans: ClassVar[list[Any]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                _Receiver.spans.extend(scope_spans.spans)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+        self.wfile.write(b"")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def otlp(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """A real OTLP/HTTP endpoint on 127.0.0.1, decoding the protobuf it receives."""
+    _Receiver.spans = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{server.server_port}/v1/traces"
+    )
+    yield _Receiver.spans
+    server.shutdown()
+    server.server_close()
+
+
+def test_otlp_exporter_sends_the_same_tree_with_links(
+    otlp: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracing.configure(backend="otel", exporter="otlp", service="worker")
+    with tracing.span("init work"):
+        pass
+    producer_root, producer_span = new_trace_id(), new_id()
+    record = {
+        "messageId": "m-1",
+        "body": "{}",
+        "attributes": {"AWSTraceHeader": f"Root={producer_root};Parent={producer_span};Sampled=1"},
+    }
+
+    def process(record: dict[str, Any]) -> None:
+        with tracing.span("save"):
+            pass
+
+    handler = tracing.handler(lambda event, context: tracing.sqs.process_batch(event, process))
+    root, parent = _invoke(monkeypatch, handler, {"Records": [record]})
+    by_name = {span.name: span for span in otlp}
+    assert set(by_name) >= {"Init", "init work", "## <lambda>", "SQS message", "worker", "save"}
+
+    def hexid(value: bytes) -> str:
+        return value.hex()
+
+    init, invocation = by_name["Init"], by_name["## <lambda>"]
+    consumer = by_name["worker"]
+    assert hexid(invocation.trace_id) == root[2:10] + root[11:]
+    assert hexid(init.parent_span_id) == parent
+    assert hexid(by_name["init work"].parent_span_id) == hexid(init.span_id)
+    linked = {(hexid(link.trace_id), hexid(link.span_id)) for link in invocation.links}
+    assert (root[2:10] + root[11:], hexid(init.span_id)) in linked
+    assert (producer_root[2:10] + producer_root[11:], producer_span) in linked
+    assert hexid(consumer.trace_id) == producer_root[2:10] + producer_root[11:]
+    assert hexid(consumer.parent_span_id) == producer_span
+    assert consumer.kind == 5  # SPAN_KIND_CONSUMER
+    assert [(hexid(link.span_id)) for link in consumer.links] == [hexid(invocation.span_id)]
+    assert hexid(by_name["save"].parent_span_id) == hexid(consumer.span_id)
