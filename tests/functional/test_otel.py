@@ -233,3 +233,26 @@ def test_otlp_exporter_sends_the_same_tree_with_links(
     assert consumer.kind == 5  # SPAN_KIND_CONSUMER
     assert [(hexid(link.span_id)) for link in consumer.links] == [hexid(invocation.span_id)]
     assert hexid(by_name["save"].parent_span_id) == hexid(consumer.span_id)
+
+
+def test_contrib_botocore_instrumentation_when_asked(
+    aws: LocalAWS, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
+
+    for key, value in aws.env.items():
+        monkeypatch.setenv(key, value)
+    client = boto3.client("sqs")
+    url = client.create_queue(QueueName=f"q-{new_id()}")["QueueUrl"]
+    tracing.configure(backend="otel", botocore_instrumentation="contrib")
+    try:
+        handler = tracing.handler(lambda e, c: client.send_message(QueueUrl=url, MessageBody="m"))
+        root, _ = _invoke(monkeypatch, handler)
+        [call] = daemon.wait_for(2)[-1]["subsegments"]
+    finally:
+        BotocoreInstrumentor().uninstrument()
+    assert call["namespace"] == "aws"
+    assert call["aws"]["operation"] == "SendMessage"
+    message = client.receive_message(QueueUrl=url, MessageSystemAttributeNames=["All"])
+    header = message["Messages"][0]["Attributes"]["AWSTraceHeader"]
+    assert header == f"Root={root};Parent={call['id']};Sampled=1"
