@@ -13,8 +13,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## demo: run the example functions in the local Lambda runtime and show their traces
+##       (make demo BACKEND=otel for the OpenTelemetry backend)
+BACKEND ?= xray
 demo: $(STAMP)
-	$(BIN)/python -m examples.demo
+	$(BIN)/python -m examples.demo --backend $(BACKEND)
 
 ## test: lint, type-check and run the whole test suite
 test: lint typecheck

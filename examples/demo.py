@@ -18,6 +18,7 @@ the request that queued it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -103,9 +104,13 @@ def _receive(aws: LocalAWS, url: str, count: int) -> list[dict[str, Any]]:
     return messages
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the process exit code."""
+    parser = argparse.ArgumentParser(prog="make demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", choices=("xray", "otel"), default="xray")
+    args = parser.parse_args(argv)
     started = time.monotonic()
+    _step(f"backend: {args.backend}")
     _step("starting moto's HTTP server (SSM, SQS, DynamoDB) on 127.0.0.1")
     with LocalAWS() as aws, testing.DaemonListener() as daemon:
         url, arn = _setup(aws)
@@ -114,14 +119,14 @@ def main() -> int:
             "app.handler",
             code_dir=HERE / "orders_api",
             function_name="orders-api",
-            env={**aws.env, "QUEUE_URL": url},
+            env={**aws.env, "QUEUE_URL": url, "TRACING_BACKEND": args.backend},
             xray_daemon_address=daemon.address,
         )
         worker = LocalLambda(
             "app.handler",
             code_dir=HERE / "orders_worker",
             function_name="orders-worker",
-            env={**aws.env, "TABLE_NAME": "orders"},
+            env={**aws.env, "TABLE_NAME": "orders", "TRACING_BACKEND": args.backend},
             xray_daemon_address=daemon.address,
         )
         with api, worker:

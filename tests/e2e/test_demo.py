@@ -8,13 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_demo_shows_init_and_the_worker_inside_the_producers_trace() -> None:
+@pytest.mark.parametrize("backend", ["xray", "otel"])
+def test_demo_shows_init_and_the_worker_inside_the_producers_trace(backend: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TRACING_", "_X_AMZN"))}
     done = subprocess.run(
-        [sys.executable, "-m", "examples.demo"],
+        [sys.executable, "-m", "examples.demo", "--backend", backend],
         cwd=ROOT,
         env=env,
         capture_output=True,
