@@ -196,7 +196,7 @@ def metadata(key: str, value: Any, namespace: str = "default") -> None:
     otel_span = _otel_span()
     if otel_span is not None:
         try:
-            otel_span.set_attribute(key, value)
+            get_runtime().bridge.put_metadata(otel_span, key, value)  # type: ignore[union-attr]
         except Exception:
             log.debug("tracing: metadata(%r) failed", key, exc_info=True)
         return

@@ -16,6 +16,13 @@ from tracing._header import new_id, new_trace_id
 pytestmark = pytest.mark.usefixtures("in_lambda")
 
 
+@pytest.fixture(params=["xray", "otel"])
+def any_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a backend-neutral test on both backends (``configure()`` reads the env)."""
+    monkeypatch.setenv("TRACING_BACKEND", request.param)
+    return str(request.param)
+
+
 def _header(sampled: str = "1") -> tuple[str, str, str]:
     root, parent = new_trace_id(), new_id()
     return root, parent, f"Root={root};Parent={parent};Sampled={sampled}"
@@ -84,6 +91,7 @@ def test_init_work_is_replayed_into_the_first_invocation(
     assert docs[2]["annotations"]["ColdStart"] is False
 
 
+@pytest.mark.usefixtures("any_backend")
 def test_init_end_does_not_move_with_a_pause(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -120,6 +128,7 @@ def test_unsampled_first_invocation_emits_nothing_and_init_is_gone(
     assert _names(doc) == ["## handler", "inner", "sdk"]
 
 
+@pytest.mark.usefixtures("any_backend")
 def test_init_trace_always_makes_its_own_trace(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -136,6 +145,7 @@ def test_init_trace_always_makes_its_own_trace(
     assert _names(segment) == ["orders", "Init", "init work"]
 
 
+@pytest.mark.usefixtures("any_backend")
 def test_init_trace_off_never_emits_init(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -147,6 +157,7 @@ def test_init_trace_off_never_emits_init(
     assert [d["name"] for d in daemon.settle()] == ["## <lambda>"]
 
 
+@pytest.mark.usefixtures("any_backend")
 def test_init_buffer_is_bounded_and_counts_drops(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -161,6 +172,7 @@ def test_init_buffer_is_bounded_and_counts_drops(
     assert init["metadata"]["tracing"]["dropped_spans"] == 2
 
 
+@pytest.mark.usefixtures("any_backend")
 def test_spans_per_invocation_are_capped(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -179,6 +191,7 @@ def test_spans_per_invocation_are_capped(
     assert invocation["metadata"]["tracing"]["dropped_spans"] == 6
 
 
+@pytest.mark.usefixtures("any_backend")
 def test_exception_is_recorded_and_the_same_object_reraised(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -203,6 +216,7 @@ def test_exception_is_recorded_and_the_same_object_reraised(
 
 
 @pytest.mark.parametrize("exc_type", [SystemExit, KeyboardInterrupt, GeneratorExit])
+@pytest.mark.usefixtures("any_backend")
 def test_base_exceptions_pass_through(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch, exc_type: type
 ) -> None:
@@ -219,6 +233,7 @@ def test_base_exceptions_pass_through(
     assert daemon.wait_for(2)[-1]["fault"] is True
 
 
+@pytest.mark.usefixtures("any_backend")
 def test_deadline_guard_sends_before_the_deadline(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -249,6 +264,7 @@ def test_deadline_guard_sends_before_the_deadline(
     assert invocation["end_time"] - invocation["start_time"] < 0.4
 
 
+@pytest.mark.usefixtures("any_backend")
 def test_fast_invocations_never_fire_the_guard(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -278,6 +294,7 @@ def test_missing_header_never_attaches_to_the_previous_trace(
     assert len(daemon.settle()) == 2
 
 
+@pytest.mark.usefixtures("any_backend")
 def test_context_without_remaining_time(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -287,6 +304,7 @@ def test_context_without_remaining_time(
     assert [d["name"] for d in daemon.wait_for(2)] == ["Init", "## <lambda>"]
 
 
+@pytest.mark.usefixtures("any_backend")
 def test_outside_lambda_opens_its_own_segment(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -305,6 +323,7 @@ def test_outside_lambda_opens_its_own_segment(
     assert _names(segment) == ["script", "## main", "step"]
 
 
+@pytest.mark.usefixtures("any_backend")
 def test_disabled_is_a_no_op(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -323,6 +342,7 @@ def test_disabled_is_a_no_op(
     assert daemon.settle() == []
 
 
+@pytest.mark.usefixtures("any_backend")
 def test_payload_capture_is_opt_in_and_redacted(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -337,6 +357,7 @@ def test_payload_capture_is_opt_in_and_redacted(
     assert captured["response"] == {"token": "***", "id": 3}
 
 
+@pytest.mark.usefixtures("any_backend")
 def test_payloads_are_not_captured_by_default(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -348,6 +369,7 @@ def test_payloads_are_not_captured_by_default(
     assert "metadata" not in invocation
 
 
+@pytest.mark.usefixtures("any_backend")
 def test_asyncio_tasks_keep_their_own_parents(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -374,6 +396,7 @@ def test_asyncio_tasks_keep_their_own_parents(
         assert [c["name"] for c in tasks[f"task {index}"]["subsegments"]] == [f"inner {index}"]
 
 
+@pytest.mark.usefixtures("any_backend")
 def test_span_decorator_and_metadata(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -134,6 +134,9 @@ class _BridgeProcessor(SpanProcessor):
         self._pending: dict[int, list[dict[str, Any]]] = {}
         self._pending_count = 0
         self._open: dict[int, Any] = {}
+        #: Metadata values OTel attributes cannot hold (dicts, lists of mixed types),
+        #: merged into the entity when its span ends.
+        self.metadata: dict[int, dict[str, Any]] = {}
         self.dropped = 0
 
     def _stale(self) -> bool:
@@ -168,6 +171,9 @@ class _BridgeProcessor(SpanProcessor):
         entity = span_entity(span)
         with self._lock:
             self._open.pop(span_id, None)
+            extra = self.metadata.pop(span_id, None)
+            if extra:
+                entity.setdefault("metadata", {}).setdefault("default", {}).update(extra)
             children = self._pending.pop(span_id, None)
             if children:
                 self._pending_count -= len(children)
@@ -351,6 +357,16 @@ class OTelBackend:
         listed = tuple(otel_span.attributes.get(ANNOTATIONS_ATTRIBUTE) or ())
         if key not in listed:
             otel_span.set_attribute(ANNOTATIONS_ATTRIBUTE, (*listed, key))
+
+    def put_metadata(self, otel_span: Any, key: str, value: Any) -> None:
+        """Metadata on an OTel span: an attribute when OTel can hold it, else kept aside."""
+        if isinstance(value, (str, bool, int, float)):
+            otel_span.set_attribute(key, value)
+            return
+        table = self.processor.metadata
+        if len(table) >= MAX_PENDING:
+            return
+        table.setdefault(otel_span.get_span_context().span_id, {})[key] = value
 
     def outgoing_header(self, otel_span: Any) -> TraceHeader | None:
         """The header for a message sent under ``otel_span`` (``None`` during init)."""
