@@ -256,7 +256,10 @@ class OTelBackend:
 
             provider = TracerProvider(
                 id_generator=AwsXRayIdGenerator(),
-                resource=Resource.create({"service.name": self.runtime.settings.service}),
+                # Resource(...) rather than Resource.create(...): create() runs the
+                # resource detectors in a thread pool (threads at configure(), and
+                # up to a few ms of cold start).
+                resource=Resource({"service.name": self.runtime.settings.service}),
             )
             self._install_globals(provider)
         provider.add_span_processor(self.processor)

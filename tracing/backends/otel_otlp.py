@@ -180,7 +180,7 @@ class OTLPDocumentEmitter:
 
             exporter = OTLPSpanExporter(timeout=timeout_s)
         self.exporter = exporter
-        self.resource = Resource.create({"service.name": service})
+        self.resource = Resource({"service.name": service})
         self._links = links
         self._buffer: list[dict[str, Any]] = []
         self._lock = threading.Lock()

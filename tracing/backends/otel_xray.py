@@ -1,4 +1,4 @@
-"""OpenTelemetry spans as X-Ray entities, and an ``xray-udp`` ``SpanExporter``.
+"""OpenTelemetry spans as X-Ray entities (used by the otel backend and the exporter).
 
 The mapping follows the one of the OpenTelemetry Collector's AWS X-Ray exporter
 (``awsxrayexporter/internal/translator``), re-implemented here:
@@ -25,15 +25,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode
 
 from .._span import MAX_ANNOTATIONS, clean_annotation, clean_name
-from .xray_udp import UDPEmitter
 
 __all__ = [
     "ANNOTATIONS_ATTRIBUTE",
-    "XRayUDPSpanExporter",
     "span_documents",
     "span_entity",
     "top_document",
@@ -223,39 +220,11 @@ def top_document(span: ReadableSpan, entity: dict[str, Any]) -> dict[str, Any]:
     return entity
 
 
-class XRayUDPSpanExporter(SpanExporter):
-    """An OTel ``SpanExporter`` sending X-Ray segment documents over UDP.
+def __getattr__(name: str) -> Any:
+    # The exporter class lives in its own module: importing the SDK's export
+    # package costs about 1 ms of cold start that the backend itself does not need.
+    if name == "XRayUDPSpanExporter":
+        from .otel_udp_exporter import XRayUDPSpanExporter
 
-    Needs no collector: documents go straight to the X-Ray daemon (in Lambda, the
-    one at ``AWS_XRAY_DAEMON_ADDRESS``), split to fit its 64 KB datagrams. Use it
-    with any span processor; with ``BatchSpanProcessor``, spans of one trace that
-    arrive in the same batch are nested, the others become independent
-    subsegments, which X-Ray reassembles.
-
-    Args:
-        address: ``host:port``; ``AWS_XRAY_DAEMON_ADDRESS`` or 127.0.0.1:2000.
-    """
-
-    def __init__(self, address: str | None = None) -> None:
-        target = address or os.environ.get("AWS_XRAY_DAEMON_ADDRESS") or "127.0.0.1:2000"
-        for part in target.split():
-            if part.startswith("udp:"):
-                target = part[4:]
-        self._emitter = UDPEmitter(target)
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Convert and send; never raises (failures are counted and logged once)."""
-        try:
-            for document in span_documents(spans):
-                self._emitter.send(document)
-        except Exception:
-            return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        """Close the socket."""
-        self._emitter.close()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Nothing is buffered: sending is synchronous."""
-        return True
+        return XRayUDPSpanExporter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

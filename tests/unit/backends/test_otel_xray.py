@@ -12,12 +12,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from tracing import testing
-from tracing.backends.otel_xray import (
-    ANNOTATIONS_ATTRIBUTE,
-    XRayUDPSpanExporter,
-    span_documents,
-    span_entity,
-)
+from tracing.backends.otel_udp_exporter import XRayUDPSpanExporter
+from tracing.backends.otel_xray import ANNOTATIONS_ATTRIBUTE, span_documents, span_entity
 
 
 @pytest.fixture
