@@ -256,3 +256,28 @@ def test_contrib_botocore_instrumentation_when_asked(
     message = client.receive_message(QueueUrl=url, MessageSystemAttributeNames=["All"])
     header = message["Messages"][0]["Attributes"]["AWSTraceHeader"]
     assert header == f"Root={root};Parent={call['id']};Sampled=1"
+
+
+def test_the_given_tracer_provider_is_used(
+    daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    provider = TracerProvider()
+    tracing.configure(backend="otel", tracer_provider=provider)
+    tracer = provider.get_tracer("mine")
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        with tracer.start_as_current_span("from my provider"):
+            pass
+
+    root, _ = _invoke(monkeypatch, handler)
+    invocation = daemon.wait_for(2)[-1]
+    assert invocation["trace_id"] == root
+    assert _names(invocation) == ["## handler", [["from my provider", []]]]
+
+
+def test_a_non_sdk_tracer_provider_is_refused() -> None:
+    with pytest.raises(ValueError, match="TracerProvider"):
+        tracing.configure(backend="otel", tracer_provider=trace.NoOpTracerProvider())

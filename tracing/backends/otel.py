@@ -238,6 +238,11 @@ class OTelBackend:
         self.runtime = runtime
         settings = runtime.settings
         self.provider: Any = settings.extra.get("tracer_provider")
+        if self.provider is not None and not hasattr(self.provider, "add_span_processor"):
+            raise ValueError(
+                "tracer_provider must be an OpenTelemetry SDK TracerProvider "
+                f"(opentelemetry.sdk.trace.TracerProvider), got {type(self.provider).__name__}"
+            )
         self.botocore = settings.botocore_instrumentation
         self.exporter = settings.exporter
         #: span id -> linked (trace id, span id) contexts, for the OTLP exporter
