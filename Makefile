@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 ##       (make demo BACKEND=otel for the OpenTelemetry backend)
 BACKEND ?= xray
 demo: $(STAMP)
-	$(BIN)/python -m examples.demo --backend $(BACKEND)
+	$(BIN)/tracing demo --backend $(BACKEND)
 
 ## test: lint, type-check and run the whole test suite
 test: lint typecheck

@@ -18,7 +18,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def aws() -> Iterator[LocalAWS]:
     """moto's server for the whole session, with the parameters the fixtures read."""
     with LocalAWS() as local:
-        local.client("ssm").put_parameter(Name="/app/currency", Value="EUR", Type="String")
+        local.client("ssm").put_parameter(
+            Name="/app/currency", Value="EUR", Type="String", Overwrite=True
+        )
         yield local
 
 

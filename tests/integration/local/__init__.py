@@ -1,0 +1,1 @@
+"""Integration tests of the local collector and its SQLite store, over real UDP."""

@@ -1,0 +1,267 @@
+"""The ``tracing`` command: a local X-Ray daemon, trace list and viewer, runner, demo.
+
+Usage::
+
+    tracing daemon [--listen 127.0.0.1:2000] [--db PATH] [--forward]
+    tracing traces [--db PATH] [--since 10m] [--limit 20]
+    tracing show TRACE_ID [--db PATH] [--html FILE] [--from-xray]
+    tracing run module.handler --event FILE [--invocations N] [--code-dir DIR]
+    tracing demo [--backend xray|otel]
+
+Everything listens on and talks to 127.0.0.1 only, unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+log = logging.getLogger("tracing.cli")
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)\Z")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _since(text: str) -> float:
+    """``10m`` / ``2h`` / ``30`` (seconds) ago, or an epoch timestamp, as epoch seconds."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"expected a duration like 10m, 2h or 30s, got {text!r}")
+    value = float(match.group(1)) * _UNITS[match.group(2)]
+    return value if value > 1e9 else time.time() - value
+
+
+def _store(path: str | None) -> Any:
+    from .local.store import TraceStore
+
+    return TraceStore(path)
+
+
+def _summary_line(summary: Any) -> str:
+    marks = []
+    if summary.fault:
+        marks.append("FAULT")
+    if summary.error:
+        marks.append("error")
+    if summary.cold_start:
+        marks.append("cold-start")
+    return (
+        f"{summary.trace_id}  {summary.root_name[:30]:<30}  {summary.duration * 1000:9.1f} ms"
+        f"  {' '.join(marks)}"
+    ).rstrip()
+
+
+def print_trace_table(summaries: Sequence[Any], out: Any = None) -> None:
+    """Print a table of trace summaries (rich when available, plain otherwise)."""
+    out = out or sys.stdout
+    try:
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+    except ImportError:  # the local extra is not installed: plain text
+        for summary in summaries:
+            print(_summary_line(summary), file=out)
+        return
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("trace id", no_wrap=True, min_width=35)
+    table.add_column("start", no_wrap=True)
+    table.add_column("duration", justify="right", no_wrap=True)
+    table.add_column("root service")
+    table.add_column("docs", justify="right")
+    table.add_column("fault/error")
+    table.add_column("cold")
+    for s in summaries:
+        flags = " ".join(f for f, on in (("fault", s.fault), ("error", s.error)) if on)
+        table.add_row(
+            Text(s.trace_id),
+            time.strftime("%H:%M:%S", time.localtime(s.start)),
+            f"{s.duration * 1000:.1f} ms",
+            Text(s.root_name),  # trace data: never read as rich markup
+            str(s.segments),
+            flags,
+            "yes" if s.cold_start else "",
+        )
+    Console(file=out, highlight=False, width=max(120, _terminal_width())).print(table)
+
+
+def _cmd_traces(args: argparse.Namespace) -> int:
+    from .local.traces import summarize
+
+    with _store(args.db) as store:
+        summaries = [summarize(store.documents(t)) for t in store.trace_ids(args.since, args.limit)]
+    if not summaries:
+        print("no traces yet (is `tracing daemon` running, and AWS_XRAY_DAEMON_ADDRESS set?)")
+        return 0
+    print_trace_table(summaries)
+    return 0
+
+
+def _fetch_from_xray(trace_id: str, region: str | None, endpoint_url: str | None) -> list[Any]:
+    import boto3
+
+    client = boto3.client("xray", region_name=region, endpoint_url=endpoint_url)
+    documents: list[Any] = []
+    for trace in client.batch_get_traces(TraceIds=[trace_id]).get("Traces", []):
+        for segment in trace.get("Segments", []):
+            documents.append(json.loads(segment["Document"]))
+    return documents
+
+
+def show_trace(documents: list[Any], html: str | None = None, out: Any = None) -> int:
+    """Print a trace tree and optionally write the HTML view; returns an exit code."""
+    from .local.render import render_html, render_text
+    from .local.traces import assemble
+
+    out = out or sys.stdout
+    trace = assemble(documents)
+    if not trace.roots:
+        print("trace not found (no documents)", file=sys.stderr)
+        return 1
+    width = max(80, min(160, _terminal_width()))
+    print(render_text(trace, width=width), file=out)
+    if html:
+        Path(html).parent.mkdir(parents=True, exist_ok=True)
+        Path(html).write_text(render_html(trace), encoding="utf-8")
+        print(f"HTML timeline written to {html}", file=out)
+    return 0
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size().columns
+    except OSError:
+        return 120
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    if args.from_xray:
+        documents = _fetch_from_xray(args.trace_id, args.region, args.endpoint_url)
+    else:
+        with _store(args.db) as store:
+            documents = store.documents(args.trace_id)
+    return show_trace(documents, args.html)
+
+
+def _cmd_daemon(args: argparse.Namespace) -> int:
+    from .local.daemon import Collector, ForwardConfig
+    from .local.traces import summarize
+
+    forward = None
+    if args.forward:
+        forward = ForwardConfig(region=args.region, endpoint_url=args.endpoint_url)
+    interactive = sys.stdout.isatty() or args.print_traces
+
+    def on_trace(trace_id: str, documents: list[Any]) -> None:
+        if interactive:
+            print(_summary_line(summarize(documents)), flush=True)
+
+    with (
+        _store(args.db) as store,
+        Collector(args.listen, store, forward=forward, on_trace=on_trace) as collector,
+    ):
+        print(f"listening on udp://{collector.address}, storing in {store.path}", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        print(f"stopped: {collector.stats}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .local.run import run_handler
+
+    return run_handler(
+        args.handler,
+        event_file=args.event,
+        invocations=args.invocations,
+        code_dir=args.code_dir,
+        db=args.db,
+        backend=args.backend,
+        timeout_s=args.timeout,
+    )
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .local.demo import run_demo
+
+    return run_demo(backend=args.backend, out_dir=args.out, examples=args.examples)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tracing", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    db_help = "SQLite store (default: $TRACING_DB or ~/.cache/tracing/traces.sqlite3)"
+    daemon = commands.add_parser("daemon", help="X-Ray-daemon-compatible local collector")
+    daemon.add_argument("--listen", default="127.0.0.1:2000", help="UDP host:port")
+    daemon.add_argument("--db", help=db_help)
+    daemon.add_argument(
+        "--forward", action="store_true", help="also send to X-Ray PutTraceSegments"
+    )
+    daemon.add_argument("--region", help="AWS region for --forward")
+    daemon.add_argument("--endpoint-url", help="X-Ray endpoint for --forward (tests, proxies)")
+    daemon.add_argument(
+        "--print-traces", action="store_true", help="print a line per trace even when piped"
+    )
+    daemon.set_defaults(func=_cmd_daemon)
+
+    traces = commands.add_parser("traces", help="list stored traces")
+    traces.add_argument("--db", help=db_help)
+    traces.add_argument("--since", type=_since, help="only traces newer than e.g. 10m, 2h")
+    traces.add_argument("--limit", type=int, default=20)
+    traces.set_defaults(func=_cmd_traces)
+
+    show = commands.add_parser("show", help="show one trace as a tree, optionally as HTML")
+    show.add_argument("trace_id")
+    show.add_argument("--db", help=db_help)
+    show.add_argument("--html", metavar="FILE", help="write a self-contained HTML timeline")
+    show.add_argument("--from-xray", action="store_true", help="fetch with BatchGetTraces instead")
+    show.add_argument("--region", help="AWS region for --from-xray")
+    show.add_argument("--endpoint-url", help="X-Ray endpoint for --from-xray")
+    show.set_defaults(func=_cmd_show)
+
+    run = commands.add_parser("run", help="run a handler in the local Lambda runtime")
+    run.add_argument("handler", help="module.function, as in Lambda's handler setting")
+    run.add_argument("--event", required=True, help="JSON file with the event")
+    run.add_argument("--invocations", type=int, default=1)
+    run.add_argument("--code-dir", default=".", help="directory holding the module")
+    run.add_argument("--db", help=db_help)
+    run.add_argument("--backend", choices=("xray", "otel"))
+    run.add_argument("--timeout", type=float, default=30.0, help="function timeout, seconds")
+    run.set_defaults(func=_cmd_run)
+
+    demo = commands.add_parser("demo", help="the example application, end to end, locally")
+    demo.add_argument("--backend", choices=("xray", "otel"), default="xray")
+    demo.add_argument("--out", default="out", help="where the database and HTML go")
+    demo.add_argument("--examples", help="the examples/ directory (default: ./examples)")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tracing`` command."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, ValueError) as exc:
+        print(f"tracing {args.command}: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,165 @@
+"""``tracing demo`` (``make demo``): the example application, end to end, locally.
+
+Everything runs on this machine, with no AWS account: moto's HTTP server plays
+SSM, SQS and DynamoDB; the embedded collector (``tracing daemon``'s) receives the
+X-Ray documents into a SQLite store; and our Runtime API server drives the real
+``awslambdaric`` for each function, each in its own process:
+
+1. ``orders-api`` reads its config from SSM at import (init work) and queues
+   orders on SQS;
+2. the queued messages are received and handed to ``orders-worker`` as the
+   Lambda SQS event, exactly as Lambda builds it;
+3. ``orders-worker`` stores them in DynamoDB with ``process_batch``; one poison
+   order fails alone.
+
+Then it prints the trace list and the tree of the first order's trace, which
+holds the deferred ``Init`` (with the SSM call made at import), the SendMessage
+call and the worker's processing with its DynamoDB call, and writes the same
+trace as an HTML timeline.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from .._header import new_id, new_trace_id
+
+__all__ = ["ORDERS", "run_demo"]
+
+ORDERS = (
+    {"sku": "book-1", "quantity": 1},
+    {"sku": "pen-2", "quantity": 2},
+    {"sku": "poison", "quantity": 0},
+)
+
+
+def _step(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def _find_examples(examples: str | None) -> Path:
+    candidates = [Path(examples)] if examples else [Path.cwd() / "examples"]
+    for candidate in candidates:
+        if (candidate / "orders_api" / "app.py").is_file():
+            return candidate.resolve()
+    raise ValueError(
+        "the example application was not found; run from the repository root or pass --examples DIR"
+    )
+
+
+def _setup(aws: Any) -> tuple[str, str]:
+    aws.client("ssm").put_parameter(
+        Name="/orders/config", Value=json.dumps({"currency": "EUR"}), Type="String", Overwrite=True
+    )
+    sqs = aws.client("sqs")
+    url = sqs.create_queue(QueueName="orders")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    aws.client("dynamodb").create_table(
+        TableName="orders",
+        KeySchema=[{"AttributeName": "sku", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "sku", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return url, arn
+
+
+def _receive(aws: Any, url: str, count: int) -> list[dict[str, Any]]:
+    sqs = aws.client("sqs")
+    messages: list[dict[str, Any]] = []
+    for _ in range(10):
+        reply = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=1,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        messages.extend(reply.get("Messages", []))
+        if len(messages) >= count:
+            break
+    return messages
+
+
+def run_demo(backend: str = "xray", out_dir: str = "out", examples: str | None = None) -> int:
+    """Run the demo; returns the process exit code (0 when the trace is complete)."""
+    from .. import testing
+    from ..cli import print_trace_table, show_trace
+    from .aws import LocalAWS
+    from .daemon import Collector
+    from .run import wait_quiet
+    from .runtime import LocalLambda
+    from .store import TraceStore
+    from .traces import assemble, summarize
+
+    started = time.monotonic()
+    apps = _find_examples(examples)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    db = out / "demo.sqlite3"
+    for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        stale.unlink(missing_ok=True)
+    _step(f"backend {backend}; starting moto's HTTP server (SSM, SQS, DynamoDB) on 127.0.0.1")
+    with LocalAWS() as aws, TraceStore(db) as store, Collector("127.0.0.1:0", store) as collector:
+        url, arn = _setup(aws)
+        _step(f"collector listening on udp://{collector.address}, storing in {db}")
+        common = {**aws.env, "TRACING_BACKEND": backend}
+        api = LocalLambda(
+            "app.handler",
+            code_dir=apps / "orders_api",
+            function_name="orders-api",
+            env={**common, "QUEUE_URL": url},
+            xray_daemon_address=collector.address,
+        )
+        worker = LocalLambda(
+            "app.handler",
+            code_dir=apps / "orders_worker",
+            function_name="orders-worker",
+            env={**common, "TABLE_NAME": "orders"},
+            xray_daemon_address=collector.address,
+        )
+        with api, worker:
+            _step("orders-api cold start: awslambdaric imports app.py (reads config from SSM)")
+            api.start()
+            roots = []
+            for order in (*ORDERS, {}):
+                root = new_trace_id()
+                roots.append(root)
+                header = f"Root={root};Parent={new_id()};Sampled=1"
+                result = api.invoke({"body": json.dumps(order)}, trace_header=header)
+                outcome = result.payload if result.ok else result.error
+                _step(f"orders-api {json.dumps(order)} -> {json.dumps(outcome)[:70]}")
+            messages = _receive(aws, url, len(ORDERS))
+            _step(f"received {len(messages)} messages; orders-worker gets them as an SQS event")
+            event = testing.lambda_sqs_event(messages, queue_arn=arn)
+            worker_root = new_trace_id()
+            header = f"Root={worker_root};Parent={new_id()};Sampled=1"
+            result = worker.invoke(event, trace_header=header)
+            _step(f"orders-worker -> {json.dumps(result.payload if result.ok else result.error)}")
+        wait_quiet(collector)
+        _step("traces in the store (`tracing traces --db out/demo.sqlite3`):")
+        print_trace_table([summarize(store.documents(t)) for t in store.trace_ids(limit=20)])
+        first = store.documents(roots[0])
+        html = out / "demo-trace.html"
+        _step(f"the first order's trace (`tracing show {roots[0]} --db {db}`):")
+        show_trace(first, html=str(html))
+        problems = [p for doc in store.documents(roots[0]) for p in testing.check_document(doc)]
+        trace = assemble(first)
+    names = {node.name for node in _walk(trace.roots)}
+    complete = {"Init", "orders-worker", "dynamodb", "sqs"} <= names and not problems
+    _step(
+        f"{'complete' if complete else 'INCOMPLETE'}: Init, SendMessage and the worker's "
+        f"DynamoDB call in one trace; open {html} in a browser; took "
+        f"{time.monotonic() - started:.1f} s"
+    )
+    return 0 if complete else 1
+
+
+def _walk(nodes: Any) -> Any:
+    for node in nodes:
+        yield node
+        yield from _walk(node.children)
