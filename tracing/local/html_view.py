@@ -1,0 +1,452 @@
+"""The HTML timeline of an assembled trace (see :mod:`tracing.local.render`).
+
+Escaping rules are in ``render``'s docstring: every string from trace data is
+escaped, click data travels as an escaped JSON block set with ``textContent``, and
+the Content-Security-Policy forbids every load.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import html
+import json
+import math
+from typing import Any
+
+from .render import _ms, _operation, _status
+from .traces import Node, Trace
+
+__all__ = ["render_html"]
+
+_DETAIL_KEYS = ("aws", "http", "cause", "sql", "namespace", "origin", "type", "precursor_ids")
+_MAX_DEPTH_INDENT = 24  # HTML indentation levels, however deep
+_MAX_NAME = 300  # characters of a name drawn in a row
+_MAX_STRING = 20_000  # characters of one string in the details data
+_MAX_ITEMS = 1_000  # entries of one list/dict in the details data
+_MAX_NESTING = 32  # levels of one value in the details data
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """A JSON-safe, bounded copy: no NaN, string keys, limited size and nesting."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return value if len(value) <= _MAX_STRING else value[:_MAX_STRING] + "…"
+    if depth >= _MAX_NESTING:
+        return "…"
+    if isinstance(value, dict):
+        items = list(value.items())[:_MAX_ITEMS]
+        return {str(key): _jsonable(item, depth + 1) for key, item in items}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item, depth + 1) for item in value[:_MAX_ITEMS]]
+    return type(value).__name__
+
+
+def _script_json(data: Any) -> str:
+    """JSON safe inside ``<script type="application/json">`` (no ``</script>``)."""
+    text = json.dumps(data, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    # NOTE: ensure_ascii already escapes U+2028/U+2029; the replacements below keep
+    # "</script>" and "<!--" from closing or confusing the block. These characters
+    # only occur inside JSON strings, where \uXXXX means the same character.
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+
+
+def _esc(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _when(seconds: float) -> str:
+    try:
+        moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return str(seconds)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _nice_step(total_ms: float) -> float:
+    if total_ms <= 0:
+        return 1.0
+    raw = total_ms / 6.0
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    for factor in (1.0, 2.0, 5.0, 10.0):
+        if raw <= factor * magnitude:
+            return factor * magnitude
+    return 10.0 * magnitude
+
+
+def _tick_label(ms: float, step: float) -> str:
+    if step >= 1000:
+        return f"{ms / 1000:g} s"
+    if step >= 1:
+        return f"{ms:.0f} ms"
+    return f"{ms:.{max(1, -math.floor(math.log10(step)))}f} ms"
+
+
+def _axis(trace: Trace) -> tuple[str, float]:
+    total_ms = trace.duration * 1000.0
+    step = _nice_step(total_ms)
+    ticks = []
+    count = 0 if total_ms <= 0 else min(int(total_ms / step + 1e-9), 50)
+    for index in range(count + 1):
+        ms = index * step
+        left = 0.0 if total_ms <= 0 else ms / total_ms * 100.0
+        ticks.append(
+            f'<span class="tick" style="left:{left:.4f}%">{_esc(_tick_label(ms, step))}</span>'
+        )
+    grid = 100.0 if total_ms <= 0 else step / total_ms * 100.0
+    return "".join(ticks), grid
+
+
+def _position(trace: Trace, node: Node) -> tuple[float, float]:
+    total = trace.duration
+    if total <= 0:
+        return 0.0, 100.0 if node.in_progress else 0.0
+    left = min(max((node.start - trace.start) / total * 100.0, 0.0), 100.0)
+    width = min(max((node.display_end - node.start) / total * 100.0, 0.0), 100.0 - left)
+    return left, width
+
+
+def _http_status(node: Node) -> str:
+    http = node.entity.get("http")
+    response = http.get("response") if isinstance(http, dict) else None
+    status = response.get("status") if isinstance(response, dict) else None
+    if isinstance(status, int) and not isinstance(status, bool):
+        return str(status)
+    return ""
+
+
+def _node_data(trace: Trace, node: Node) -> dict[str, Any]:
+    entity = node.entity
+    data: dict[str, Any] = {
+        "name": node.name,
+        "id": node.id,
+        "parent_id": node.parent_id,
+        "kind": node.kind,
+        "document_root": node.document_root,
+        "orphan": node.orphan,
+        "init": node.is_init,
+        "cold_start": node.cold_start,
+        "status": "in progress" if node.in_progress and _status(node) == "ok" else _status(node),
+        "start": _when(node.start),
+        "offset": _ms(node.start - trace.start),
+        "duration": _ms(node.duration),
+        "annotations": node.annotations,
+        "metadata": node.metadata,
+    }
+    for key in _DETAIL_KEYS:
+        if key in entity:
+            data[key] = entity[key]
+    return {key: _jsonable(value) for key, value in data.items()}
+
+
+def _row(trace: Trace, index: int, depth: int, node: Node) -> str:
+    status = _status(node)
+    classes = ["row", status]
+    if node.document_root:
+        classes.append("doc")
+    bar_classes = ["bar", status]
+    if node.is_init:
+        bar_classes.append("init")
+    if node.in_progress:
+        bar_classes.append("open")
+    badges = []
+    if node.document_root:
+        kind = "segment" if node.kind == "segment" else "subsegment"
+        badges.append(f'<span class="kind">{kind}</span>')
+    if node.is_init:
+        badges.append('<span class="badge b-init" title="Init phase">INIT</span>')
+    if node.cold_start:
+        badges.append('<span class="badge b-cold" title="ColdStart=true">COLD</span>')
+    if node.in_progress:
+        badges.append('<span class="badge b-open" title="No end_time yet">IN PROGRESS</span>')
+    if node.orphan:
+        # NOTE: common and harmless locally: Lambda's own function segment, the parent
+        # of Init and of each invocation, is never among our documents.
+        parent = _esc(f"parent {node.parent_id or '?'} is not in this trace")
+        badges.append(f'<span class="orphan" title="{parent}">↰ parent not in trace</span>')
+    operation = _operation(node)
+    if operation:
+        badges.append(f'<span class="op">{_esc(operation[:_MAX_NAME])}</span>')
+    left, width = _position(trace, node)
+    name = node.name[:_MAX_NAME]
+    status_text = {"ok": "OK", "error": "Error", "fault": "Fault", "throttle": "Throttle"}[status]
+    if node.in_progress and status == "ok":
+        status_text = "Pending"
+    code = _http_status(node)
+    code_html = f' <span class="code">{code}</span>' if code else ""
+    tooltip = _esc(f"{name}: {_ms(node.duration)} at +{_ms(node.start - trace.start)}")
+    indent = min(depth, _MAX_DEPTH_INDENT)
+    return (
+        f'<div class="{" ".join(classes)}" data-i="{index}" data-id="{_esc(node.id)}"'
+        f' tabindex="0" role="row" aria-selected="false">'
+        f'<div class="cell name" style="--d:{indent}"><span class="label">{_esc(name)}</span>'
+        f"{''.join(badges)}</div>"
+        f'<div class="cell status s-{status}">{status_text}{code_html}</div>'
+        f'<div class="cell dur">{_ms(node.duration)}</div>'
+        f'<div class="cell lane"><div class="{" ".join(bar_classes)}"'
+        f' style="left:{left:.4f}%;width:{width:.4f}%" title="{tooltip}"></div></div>'
+        "</div>"
+    )
+
+
+def render_html(trace: Trace, title: str | None = None) -> str:
+    """The trace as one self-contained HTML page: a timeline like X-Ray's trace view.
+
+    Rows in tree order, grouped by document (each segment or independent
+    subsegment starts a group) and indented by depth; bars placed on a time axis and
+    coloured by status (legend at the top); ``Init`` badged and coloured; clicking a
+    row (or Enter on it) shows its annotations, metadata, ``aws``, ``http`` and
+    ``cause`` in the details panel. Nothing is fetched: CSS and script are inline,
+    and the page's Content-Security-Policy forbids every load.
+
+    Args:
+        trace: An assembled trace.
+        title: The page title; default ``"Trace <trace id>"``.
+
+    Returns:
+        The HTML document.
+    """
+    rows = []
+    nodes = []
+    for index, (depth, node) in enumerate(trace.walk()):
+        rows.append(_row(trace, index, depth, node))
+        nodes.append(_node_data(trace, node))
+    ticks, grid = _axis(trace)
+    heading = title if title is not None else f"Trace {trace.trace_id or '(empty)'}"
+    flags = "".join(
+        f'<span class="badge {cls}">{label}</span>'
+        for flag, cls, label in (
+            (trace.fault, "b-fault", "FAULT"),
+            (trace.error, "b-error", "ERROR"),
+            (trace.throttle, "b-throttle", "THROTTLE"),
+            (trace.in_progress, "b-open", "IN PROGRESS"),
+            (trace.cold_start, "b-cold", "COLD START"),
+        )
+        if flag
+    )
+    script_hash = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
+    csp = (
+        "default-src 'none'; style-src 'unsafe-inline'; "
+        f"script-src 'sha256-{script_hash}'; img-src 'none'; base-uri 'none'; form-action 'none'"
+    )
+    page = _PAGE.format(
+        csp=csp,
+        title=_esc(heading),
+        trace_id=_esc(trace.trace_id or "(none)"),
+        started=_esc(_when(trace.start)) if trace.nodes else "-",
+        duration=_ms(trace.duration),
+        entities=trace.nodes,
+        documents=trace.documents,
+        flags=flags,
+        grid=f"{grid:.4f}",
+        ticks=ticks,
+        rows="".join(rows) or '<p class="empty">No usable documents in this trace.</p>',
+        data=_script_json({"trace_id": trace.trace_id, "nodes": nodes}),
+        script=_SCRIPT,
+        style=_STYLE,
+    )
+    # NOTE: a lone surrogate (valid in a Python str from "\ud800" in JSON) cannot be
+    # written as UTF-8; the JSON block is ASCII, so this only touches markup text.
+    return page.encode("utf-8", "replace").decode("utf-8")
+
+
+_STYLE = """
+:root{--ok:#1d8102;--error:#eb5f07;--fault:#d13212;--throttle:#8c4fff;--init:#0073bb;
+--line:#eaeded;--muted:#687078;--name:340px}
+*{box-sizing:border-box}
+body{margin:0;font:13px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",
+Arial,sans-serif;color:#16191f;background:#f2f3f3}
+header{background:#232f3e;color:#fff;padding:12px 20px}
+header h1{font-size:17px;margin:0 0 4px;font-weight:600;word-break:break-all}
+.facts{display:flex;flex-wrap:wrap;gap:4px 18px;color:#d5dbdb}
+.facts b{color:#fff;font-weight:600}
+.legend{display:flex;flex-wrap:wrap;gap:4px 14px;margin-top:8px;color:#d5dbdb;font-size:12px}
+.sw{display:inline-block;width:18px;height:10px;border-radius:2px;vertical-align:-1px;margin-right:5px}
+main{display:grid;grid-template-columns:minmax(0,1fr) 360px;gap:16px;padding:16px 20px}
+.timeline{background:#fff;border:1px solid #d5dbdb;border-radius:4px;overflow:hidden}
+.row,.axis{display:grid;grid-template-columns:var(--name) 84px 78px minmax(0,1fr);
+align-items:center;min-height:26px;border-top:1px solid var(--line)}
+.axis{border-top:0;background:#fafafa;font-size:11px;color:var(--muted);font-weight:600}
+.row{cursor:pointer}
+.row:hover{background:#f1faff}
+.row.selected{background:#e1f0fb;outline:1px solid #0073bb;outline-offset:-1px}
+.row:focus-visible{outline:2px solid #0073bb;outline-offset:-2px}
+.row.doc{border-top:2px solid #aab7b8;background:#f7f9f9}
+.row.doc.selected{background:#e1f0fb}
+.row.doc .label{font-weight:600}
+.cell{padding:3px 8px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.name{padding-left:calc(8px + var(--d) * 16px)}
+.label{white-space:pre}
+.dur{text-align:right;font-variant-numeric:tabular-nums}
+.status.s-ok{color:var(--ok)}.status.s-error{color:var(--error)}
+.status.s-fault{color:var(--fault);font-weight:600}.status.s-throttle{color:var(--throttle)}
+.code{color:var(--muted)}
+.lane{position:relative;height:26px;padding:0;margin:0 12px;overflow:visible;
+background-image:linear-gradient(to right,var(--line) 1px,transparent 1px);
+background-size:var(--grid) 100%}
+.axis .lane{background:none;height:22px}
+.tick{position:absolute;top:4px;transform:translateX(-50%);white-space:nowrap}
+.tick:first-child{transform:none}
+.bar{position:absolute;top:7px;height:12px;min-width:2px;border-radius:2px;background:var(--ok)}
+.bar.init{background:var(--init)}
+.bar.error{background:var(--error)}.bar.fault{background:var(--fault)}
+.bar.throttle{background:var(--throttle)}
+.bar.open,.sw.open{background-image:repeating-linear-gradient(135deg,rgba(255,255,255,.55) 0 3px,
+transparent 3px 7px);border-right:2px dashed #16191f}
+.kind{color:var(--muted);font-size:11px;margin-left:6px;font-weight:400}
+.op{color:var(--muted);font-size:11px;margin-left:6px}
+.badge{display:inline-block;font-size:10px;font-weight:700;letter-spacing:.03em;padding:0 5px;
+border-radius:8px;margin-left:6px;line-height:16px;color:#fff;background:#545b64}
+.b-init{background:var(--init)}.b-cold{background:#0e6a9c}.b-fault{background:var(--fault)}
+.b-error{background:var(--error)}.b-throttle{background:var(--throttle)}
+.b-open{background:#16191f}
+.orphan{color:var(--muted);font-size:11px;margin-left:6px;font-weight:400}
+aside{background:#fff;border:1px solid #d5dbdb;border-radius:4px;padding:12px 14px;
+align-self:start;position:sticky;top:12px;max-height:calc(100vh - 24px);overflow:auto}
+aside h2{font-size:15px;margin:0 0 8px}
+aside h3{font-size:12px;text-transform:uppercase;letter-spacing:.05em;color:var(--muted);
+margin:14px 0 4px}
+.hint,.empty{color:var(--muted)}
+.empty{padding:16px}
+dl.kv{display:grid;grid-template-columns:auto minmax(0,1fr);gap:2px 10px;margin:0}
+dl.kv dt{color:var(--muted)}
+dl.kv dd{margin:0;word-break:break-all;white-space:pre-wrap}
+pre{background:#f7f9f9;border:1px solid var(--line);padding:6px 8px;margin:0;font-size:12px;
+white-space:pre-wrap;word-break:break-all}
+@media (max-width:1000px){main{grid-template-columns:1fr}:root{--name:240px}}
+"""
+
+# Kept free of trace data: the CSP allows this exact text by its hash.
+_SCRIPT = """
+(function () {
+  "use strict";
+  var data = JSON.parse(document.getElementById("trace-data").textContent);
+  var rows = Array.prototype.slice.call(document.querySelectorAll(".row[data-i]"));
+  var title = document.getElementById("details-title");
+  var body = document.getElementById("details-body");
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) { node.className = cls; }
+    if (text !== undefined && text !== null) { node.textContent = String(text); }
+    return node;
+  }
+  function scalar(value) {
+    return value === null || typeof value !== "object";
+  }
+  function show(value) {
+    return typeof value === "string" ? value : JSON.stringify(value, null, 2);
+  }
+  function keyValues(object) {
+    var dl = el("dl", "kv");
+    Object.keys(object).forEach(function (key) {
+      dl.appendChild(el("dt", null, key));
+      dl.appendChild(el("dd", null, show(object[key])));
+    });
+    return dl;
+  }
+  function section(name, value) {
+    if (value === undefined || value === null) { return; }
+    if (typeof value === "object" && Object.keys(value).length === 0) { return; }
+    var box = el("section", "detail-" + name);
+    box.appendChild(el("h3", null, name));
+    var flat = typeof value === "object" && !Array.isArray(value) &&
+      Object.keys(value).every(function (key) { return scalar(value[key]); });
+    box.appendChild(flat ? keyValues(value) : el("pre", null, show(value)));
+    body.appendChild(box);
+  }
+  function select(index) {
+    var node = data.nodes[index];
+    if (!node) { return; }
+    rows.forEach(function (row) {
+      var on = Number(row.getAttribute("data-i")) === index;
+      row.classList.toggle("selected", on);
+      row.setAttribute("aria-selected", on ? "true" : "false");
+    });
+    title.textContent = node.name;
+    while (body.firstChild) { body.removeChild(body.firstChild); }
+    var facts = {
+      "id": node.id,
+      "kind": node.kind + (node.document_root ? " (document)" : ""),
+      "status": node.status,
+      "start": node.start,
+      "offset": "+" + node.offset,
+      "duration": node.duration
+    };
+    if (node.parent_id) {
+      facts["parent"] = node.parent_id + (node.orphan ? " (not in this trace)" : "");
+    }
+    if (node.init) { facts["init"] = "yes"; }
+    if (node.cold_start) { facts["cold start"] = "yes"; }
+    section("overview", facts);
+    ["annotations", "metadata", "aws", "http", "cause", "sql", "namespace", "origin",
+     "type", "precursor_ids"].forEach(function (key) { section(key, node[key]); });
+  }
+  rows.forEach(function (row) {
+    var index = Number(row.getAttribute("data-i"));
+    row.addEventListener("click", function () { select(index); });
+    row.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        select(index);
+      } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+        event.preventDefault();
+        var next = rows[rows.indexOf(row) + (event.key === "ArrowDown" ? 1 : -1)];
+        if (next) { next.focus(); select(Number(next.getAttribute("data-i"))); }
+      }
+    });
+  });
+})();
+"""
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
+<meta name="referrer" content="no-referrer">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{style}</style>
+</head>
+<body>
+<header>
+<h1>{title}</h1>
+<div class="facts"><span>trace <b>{trace_id}</b></span><span>started <b>{started}</b></span>
+<span>duration <b>{duration}</b></span><span><b>{entities}</b> entities in
+<b>{documents}</b> documents</span>{flags}</div>
+<div class="legend"><span><i class="sw" style="background:var(--ok)"></i>OK</span>
+<span><i class="sw" style="background:var(--error)"></i>Error (4xx)</span>
+<span><i class="sw" style="background:var(--fault)"></i>Fault (5xx)</span>
+<span><i class="sw" style="background:var(--throttle)"></i>Throttle (429)</span>
+<span><i class="sw" style="background:var(--init)"></i>Init phase</span>
+<span><i class="sw open" style="background-color:#545b64"></i>In progress</span>
+<span>Bold rows with a line above start a document (segment or independent subsegment)</span>
+</div>
+</header>
+<main>
+<div class="timeline" role="grid" aria-label="Timeline" style="--grid:{grid}%">
+<div class="axis" role="row"><div class="cell">Name</div><div class="cell">Status</div>
+<div class="cell dur">Duration</div><div class="cell lane">{ticks}</div></div>
+{rows}
+</div>
+<aside id="details" aria-live="polite">
+<h2 id="details-title">Details</h2>
+<div id="details-body"><p class="hint">Click a row to see its annotations, metadata,
+AWS call and error cause.</p></div>
+</aside>
+</main>
+<script type="application/json" id="trace-data">{data}</script>
+<script>{script}</script>
+</body>
+</html>
+"""
