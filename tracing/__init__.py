@@ -8,14 +8,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._api import annotate, flush, metadata, span
+from ._api import annotate, flush, in_current_trace, metadata, span
 from ._configure import configure
 from ._lambda import handler
 
 if TYPE_CHECKING:
     from . import sqs as sqs
 
-__all__ = ["annotate", "configure", "flush", "handler", "metadata", "span", "sqs"]
+__all__ = [
+    "annotate",
+    "configure",
+    "flush",
+    "handler",
+    "in_current_trace",
+    "metadata",
+    "span",
+    "sqs",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from contextvars import Token
+from contextvars import Token, copy_context
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -13,7 +13,7 @@ from ._runtime import current_node, get_runtime
 from ._scope import STACK
 from ._span import NOOP, Span, clean_annotation, clean_name, entity_dict
 
-__all__ = ["annotate", "flush", "metadata", "span"]
+__all__ = ["annotate", "flush", "in_current_trace", "metadata", "span"]
 
 log = logging.getLogger("tracing")
 
@@ -95,6 +95,10 @@ class span:  # noqa: N801 - lower case: it reads as a function at call sites
                 return NOOP
             if runtime.bridge is not None:
                 # otel backend: an OTel span, so OTel-made children nest under it.
+                # Outside any trace it records nothing, like the xray backend (a
+                # plain thread must not start traces of its own).
+                if not runtime.bridge.in_trace() and current_node() is None:
+                    return NOOP
                 manager = runtime.bridge.span(clean_name(self._name), self._annotations)
                 otel_span = manager.__enter__()
                 self._otel = manager
@@ -224,3 +228,27 @@ def flush(timeout_s: float = 2.0) -> bool:
     except Exception:
         runtime.log_once("flush", "tracing: flush failed (logged once, then at debug level)")
         return False
+
+
+def in_current_trace(fn: F) -> F:
+    """Bind ``fn`` to the current trace, for work handed to another thread.
+
+    A new thread starts with an empty ``contextvars`` context, so spans it opens
+    belong to no invocation and are not recorded (nothing can leak into the wrong
+    trace). Wrap the callable where the work is submitted to keep it in the
+    invocation's trace::
+
+        with ThreadPoolExecutor() as pool:
+            pool.map(tracing.in_current_trace(fetch), urls)
+
+    Each call runs in a *copy* of the submitting context (as asyncio does for
+    tasks), so threads cannot disturb each other's or the handler's nesting. Spans
+    that end after the invocation returned are not sent.
+    """
+    context = copy_context()
+
+    @functools.wraps(fn)
+    def bound(*args: Any, **kwargs: Any) -> Any:
+        return context.copy().run(fn, *args, **kwargs)
+
+    return bound  # type: ignore[return-value]

@@ -419,3 +419,27 @@ def test_span_decorator_and_metadata(
     first = invocation["subsegments"][0]
     assert first["annotations"] == {"kind": "fast", "bad_key_": "v"}
     assert first["metadata"] == {"default": {"input": {"x": 1}}}
+
+
+@pytest.mark.usefixtures("any_backend")
+def test_threads_join_the_trace_only_through_in_current_trace(
+    daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    tracing.configure()
+
+    def work(index: int) -> int:
+        with tracing.span(f"work {index}"):
+            return index * 2
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> list[int]:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            plain = list(pool.map(work, [0, 1]))
+            bound = list(pool.map(tracing.in_current_trace(work), [2, 3]))
+        return plain + bound
+
+    assert _invoke(monkeypatch, handler, _header()[2]) == [0, 2, 4, 6]
+    invocation = _valid(daemon.wait_for(2))[-1]
+    assert sorted(c["name"] for c in invocation["subsegments"]) == ["work 2", "work 3"]

@@ -340,6 +340,11 @@ class OTelBackend:
             log.debug("tracing: OTel context detach failed", exc_info=True)
 
     @staticmethod
+    def in_trace() -> bool:
+        """True when the current OTel context has a valid span (ours or the user's)."""
+        return bool(trace.get_current_span().get_span_context().is_valid)
+
+    @staticmethod
     def current_otel_span() -> Any:
         """The current OTel span when it is a real (SDK) span, else ``None``."""
         span = trace.get_current_span()
