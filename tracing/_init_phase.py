@@ -24,7 +24,7 @@ from typing import Any
 
 from ._header import TraceHeader, new_id, new_trace_id
 from ._scope import Scope
-from ._span import Span, entity_dict
+from ._span import Span
 
 __all__ = ["InitPhase"]
 
@@ -93,11 +93,9 @@ class InitPhase:
                 return None
             if self.mode == "always":
                 trace_id = self.scope.trace_id or new_trace_id(root.start_time)
-                init = entity_dict(root)
-                if self.scope.dropped:
-                    init.setdefault("metadata", {}).setdefault("tracing", {})["dropped_spans"] = (
-                        self.scope.dropped
-                    )
+                init = self.scope.document()
+                for key in ("trace_id", "parent_id", "type"):  # nested, not top-level
+                    init.pop(key, None)
                 emit(
                     {
                         "name": service,

@@ -235,16 +235,62 @@ def _strip(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def entity_dict(span: Span, now: float | None = None) -> dict[str, Any]:
+#: Deepest nesting written as is; deeper descendants are listed flat under the entity
+#: at this depth. JSON encoders (ours and X-Ray's) recurse per level, and a
+#: recursive handler with a span per call would otherwise exceed their limits and
+#: lose the whole document.
+MAX_DEPTH = 64
+
+
+def entity_dict(span: Span, _depth: int = 0) -> dict[str, Any]:
     """Convert a span tree to an X-Ray entity dict (nested, no trace fields).
 
-    Open spans are written ``in_progress`` unless ``now`` is given, in which case
-    they are closed at ``now`` (used by the deadline guard).
+    Open spans are written ``in_progress``; the deadline guard closes them in the
+    document (``seal_open``). Nesting deeper than :data:`MAX_DEPTH` is flattened
+    (and noted in ``metadata.tracing.flattened``) rather than lost.
     """
+    data = _fields(span)
+    children = span.children
+    if not children:
+        return data
+    if _depth >= MAX_DEPTH:
+        flat = _flatten(children)
+        data["subsegments"] = flat
+        data.setdefault("metadata", {}).setdefault("tracing", {})["flattened"] = len(flat)
+        return data
+    out = []
+    for child in list(children):  # copy: the deadline guard reads from another thread
+        if isinstance(child, Span):
+            out.append(entity_dict(child, _depth + 1))
+        else:
+            try:
+                out.append(foreign_dict(child))
+            except Exception:  # a foreign entity must never break emission
+                log.debug("tracing: could not serialize %r", child, exc_info=True)
+    data["subsegments"] = out
+    return data
+
+
+def _flatten(children: list[Span | Foreign]) -> list[dict[str, Any]]:
+    """Every descendant as a childless entity, depth first, without recursion."""
+    out = []
+    stack = list(reversed(children))
+    while stack:
+        child = stack.pop()
+        if isinstance(child, Span):
+            out.append(_fields(child))
+            stack.extend(reversed(child.children or ()))
+        else:
+            try:
+                out.append(foreign_dict(child))
+            except Exception:
+                log.debug("tracing: could not serialize %r", child, exc_info=True)
+    return out
+
+
+def _fields(span: Span) -> dict[str, Any]:
     data: dict[str, Any] = {"name": span.name, "id": span.id, "start_time": span.start_time}
     end = span.end_time
-    if end is None and now is not None:
-        end = now
     if end is None:
         data["in_progress"] = True
     else:
@@ -267,16 +313,4 @@ def entity_dict(span: Span, now: float | None = None) -> dict[str, Any]:
         data["http"] = dict(span.http)
     if span.cause:
         data["cause"] = span.cause
-    children = span.children
-    if children:
-        out = []
-        for child in list(children):  # copy: the deadline guard reads from another thread
-            if isinstance(child, Span):
-                out.append(entity_dict(child, now))
-            else:
-                try:
-                    out.append(foreign_dict(child))
-                except Exception:  # a foreign entity must never break emission
-                    log.debug("tracing: could not serialize %r", child, exc_info=True)
-        data["subsegments"] = out
     return data

@@ -70,3 +70,32 @@ def test_exception_cause_has_type_message_and_stack() -> None:
     [exception] = data["cause"]["exceptions"]
     assert exception["type"] == "KeyError"
     assert exception["stack"][0]["label"] == "test_exception_cause_has_type_message_and_stack"
+
+
+def test_deep_nesting_is_flattened_not_lost() -> None:
+    import json
+
+    from tracing._span import MAX_DEPTH
+    from tracing.backends.xray_udp import encode
+
+    root = Span("root")
+    node = root
+    for depth in range(2000):
+        child = Span(f"level {depth}")
+        child.finish()
+        node.add_child(child)
+        node = child
+    root.finish()
+    data = entity_dict(root)
+    encoded = json.loads(encode(data))  # would hit the recursion limit when nested
+    ids = []
+    stack = [encoded]
+    while stack:
+        entity = stack.pop()
+        ids.append(entity["id"])
+        stack.extend(entity.get("subsegments", ()))
+    assert len(ids) == 2001
+    deepest = encoded
+    for _ in range(MAX_DEPTH):
+        deepest = deepest["subsegments"][0]
+    assert deepest["metadata"]["tracing"]["flattened"] == 2000 - MAX_DEPTH
