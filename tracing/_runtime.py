@@ -42,10 +42,12 @@ class Runtime:
 
     def emit_scope(self, scope: Scope) -> bool:
         """Emit ``scope`` unless the deadline guard already did."""
-        if not scope.claim():
-            return False
-        self.emitter.send(scope.document())
-        return True
+        claimed = scope.claim()
+        if claimed:
+            self.emitter.send(scope.document())
+        if self.bridge is not None:
+            self.bridge.processor.forget(scope)
+        return claimed
 
     def on_deadline(self, scope: Scope) -> None:
         """Guard callback: send ``scope`` now, open entities closed as timeouts."""

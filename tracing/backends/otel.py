@@ -134,6 +134,8 @@ class _BridgeProcessor(SpanProcessor):
         self._pending: dict[int, list[dict[str, Any]]] = {}
         self._pending_count = 0
         self._open: dict[int, Any] = {}
+        self._scope_of: dict[int, Scope | None] = {}
+        self._late: set[int] = set()
         #: Metadata values OTel attributes cannot hold (dicts, lists of mixed types),
         #: merged into the entity when its span ends.
         self.metadata: dict[int, dict[str, Any]] = {}
@@ -150,12 +152,37 @@ class _BridgeProcessor(SpanProcessor):
         parent = trace.get_current_span(parent_context)
         span_id = span.context.span_id
         with self._lock:
+            if len(self._open) >= MAX_PENDING:
+                self.dropped += 1  # not tracked: it will end as an independent document
+                return
             if isinstance(parent, CoreSpanProxy):
                 self._core_parent[span_id] = parent.core
+                self._scope_of[span_id] = parent.core.scope
             elif span.parent is not None and span.parent.span_id in self._open:
                 self._otel_parent[span_id] = span.parent.span_id
-            if len(self._open) < MAX_PENDING:
-                self._open[span_id] = span
+                self._scope_of[span_id] = self._scope_of.get(span.parent.span_id)
+            self._open[span_id] = span
+
+    def forget(self, scope: Scope) -> None:
+        """Drop the bookkeeping of spans still open under ``scope`` (it was just sent).
+
+        A span the application never ends must not pin its invocation's spans in
+        memory. If it does end later, it has nowhere to go and is not sent.
+        """
+        with self._lock:
+            stale = [sid for sid, owner in self._scope_of.items() if owner is scope]
+            for sid in stale:
+                del self._scope_of[sid]
+                self._open.pop(sid, None)
+                self._core_parent.pop(sid, None)
+                self._otel_parent.pop(sid, None)
+                self.metadata.pop(sid, None)
+                kids = self._pending.pop(sid, None)
+                if kids:
+                    self._pending_count -= len(kids)
+                self._late.add(sid)
+            while len(self._late) > MAX_PENDING:
+                self._late.pop()
 
     def on_end(self, span: ReadableSpan) -> None:
         if self._stale():
@@ -170,7 +197,11 @@ class _BridgeProcessor(SpanProcessor):
         span_id = span.context.span_id
         entity = span_entity(span)
         with self._lock:
+            if span_id in self._late:  # its invocation was already sent
+                self._late.discard(span_id)
+                return
             self._open.pop(span_id, None)
+            self._scope_of.pop(span_id, None)
             extra = self.metadata.pop(span_id, None)
             if extra:
                 entity.setdefault("metadata", {}).setdefault("default", {}).update(extra)
