@@ -83,7 +83,12 @@ def _begin(runtime: Runtime, name: str, event: Any, context: Any) -> _Begun | No
             sampled = header is None or header.sampled != "0"
         init_trace_id = None
         if cold and runtime.init is not None:
-            init_trace_id = runtime.init.close(header, sampled, runtime.service_name, runtime.emit)
+            try:
+                init_trace_id = runtime.init.close(
+                    header, sampled, runtime.service_name, runtime.emit
+                )
+            except Exception:  # the invocation's own trace must not depend on Init's
+                runtime.log_once("init", "tracing: could not send the Init segment (logged once)")
         if not sampled:
             return NOOP, None, STACK.set((NOOP,)), None
         span = Span(name)
@@ -135,7 +140,7 @@ def _finish(runtime: Runtime, begun: _Begun, exc: BaseException | None, result: 
         if runtime.guard is not None:
             runtime.guard.disarm(scope)
         if exc is not None:
-            span.record_exception(exc)
+            span.record_exception(exc, full=True)
         elif runtime.settings.capture_response:
             settings = runtime.settings
             span.put_metadata("response", redact(result, settings.redact_keys), settings.service)

@@ -37,14 +37,22 @@ class Runtime:
     errors_logged: set[str] = field(default_factory=set)
 
     def emit(self, document: dict[str, Any]) -> None:
-        """Send one top-level document. Never raises."""
-        self.emitter.send(document)
+        """Send one top-level document. Never raises (a failure is logged once)."""
+        try:
+            self.emitter.send(document)
+        except Exception:
+            self.log_once("emit", "tracing: could not send a trace document (logged once)")
 
     def emit_scope(self, scope: Scope) -> bool:
         """Emit ``scope`` unless the deadline guard already did."""
         claimed = scope.claim()
         if claimed:
-            self.emitter.send(scope.document())
+            try:
+                document = scope.document()
+            except Exception:
+                self.log_once("document", "tracing: could not build a trace document (logged once)")
+            else:
+                self.emit(document)
         if self.bridge is not None:
             self.bridge.processor.forget(scope)
         return claimed
@@ -66,7 +74,7 @@ class Runtime:
         if self.bridge is not None:
             _graft(doc, self.bridge.scope_open_entities(scope))
         seal_open(doc, now)
-        self.emitter.send(doc)
+        self.emit(doc)
         self.end_of_unit()
         log.warning(
             "tracing: invocation %s still running %d ms before its deadline; sent its "

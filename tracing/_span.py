@@ -13,11 +13,13 @@ annotations per entity, ``AWS.``-prefixed metadata namespaces reserved.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import time
 import traceback
+from collections import deque
 from typing import Any, Protocol
 
 from ._header import new_id
@@ -150,10 +152,10 @@ class Span:
         else:
             self.children.append(child)
 
-    def record_exception(self, exc: BaseException) -> None:
-        """Mark the span ``fault`` and describe ``exc`` in ``cause``."""
+    def record_exception(self, exc: BaseException, *, full: bool = False) -> None:
+        """Mark the span ``fault`` and describe ``exc`` in ``cause`` (see exception_cause)."""
         self.fault = True
-        self.cause = exception_cause(exc)
+        self.cause = exception_cause(exc, full=full)
 
     def finish(self, end_time: float | None = None) -> None:
         """Close the span; a second call keeps the first end time."""
@@ -179,7 +181,7 @@ class NoopSpan(Span):
     def add_child(self, child: Span | Foreign) -> None:
         return None
 
-    def record_exception(self, exc: BaseException) -> None:
+    def record_exception(self, exc: BaseException, *, full: bool = False) -> None:
         return None
 
     def finish(self, end_time: float | None = None) -> None:
@@ -189,13 +191,20 @@ class NoopSpan(Span):
 NOOP = NoopSpan("noop", span_id="0000000000000000", start_time=0.0)
 
 
-def exception_cause(exc: BaseException) -> dict[str, Any]:
-    """Build an X-Ray ``cause`` for ``exc``: type, message and stack frames."""
-    all_frames = traceback.extract_tb(exc.__traceback__)
-    stack = [
-        {"path": frame.filename, "line": frame.lineno, "label": frame.name}
-        for frame in reversed(all_frames[-MAX_STACK_FRAMES:])
-    ]
+def exception_cause(exc: BaseException, *, full: bool = False) -> dict[str, Any]:
+    """Build an X-Ray ``cause`` for ``exc``: type, message and stack frames.
+
+    Only the innermost :data:`MAX_STACK_FRAMES` frames are looked up, and the
+    stack is written once per exception object: when the same exception rises
+    through outer spans they get a short entry pointing at the first one
+    (``cause``), as aws-xray-sdk does. Without this, an exception raised deep in a
+    recursion costs time quadratic in the depth. ``full=True`` (the top entity of a
+    document: the invocation, a consumer segment) always writes the stack.
+    """
+    try:
+        first = getattr(exc, "_tracing_exception_id", None)
+    except Exception:
+        first = None
     try:
         message = str(exc)
     except Exception:  # a broken __str__ must not break the handler
@@ -204,11 +213,32 @@ def exception_cause(exc: BaseException) -> dict[str, Any]:
         "id": new_id(),
         "type": type(exc).__qualname__,
         "message": message[: MAX_ANNOTATION_VALUE * 4],
-        "stack": stack,
     }
-    if len(all_frames) > MAX_STACK_FRAMES:
-        exception["truncated"] = len(all_frames) - MAX_STACK_FRAMES
-    return {"working_directory": os.getcwd(), "exceptions": [exception]}
+    if isinstance(first, str) and not full:
+        exception["cause"] = first
+        return {"working_directory": _cwd(), "exceptions": [exception]}
+    frames: deque[tuple[Any, int]] = deque(maxlen=MAX_STACK_FRAMES)
+    count = 0
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        frames.append((frame, line))
+        count += 1
+    summary = traceback.StackSummary.extract(iter(frames), lookup_lines=False)
+    exception["stack"] = [
+        {"path": f.filename, "line": f.lineno, "label": f.name} for f in reversed(summary)
+    ]
+    if count > MAX_STACK_FRAMES:
+        exception["truncated"] = count - MAX_STACK_FRAMES
+    # Exceptions with __slots__ cannot carry the id: they are simply re-described.
+    with contextlib.suppress(Exception):
+        exc._tracing_exception_id = exception["id"]  # type: ignore[attr-defined]
+    return {"working_directory": _cwd(), "exceptions": [exception]}
+
+
+def _cwd() -> str:
+    try:
+        return os.getcwd()
+    except OSError:  # the working directory was removed
+        return ""
 
 
 _FOREIGN_DROP = ("trace_id", "parent_id", "type", "parent_segment")
@@ -314,3 +344,35 @@ def _fields(span: Span) -> dict[str, Any]:
     if span.cause:
         data["cause"] = span.cause
     return data
+
+
+def cap_depth(entity: dict[str, Any], max_depth: int = MAX_DEPTH) -> dict[str, Any]:
+    """Flatten, in place, nesting deeper than ``max_depth`` in an entity dict tree.
+
+    The same rule as :func:`entity_dict` applies to nested dicts from other
+    sources (converted OTel spans, SDK subsegments): below ``max_depth`` every
+    descendant is listed flat, noted in ``metadata.tracing.flattened``. Iterative.
+    """
+    stack: list[tuple[dict[str, Any], int]] = [(entity, 0)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.get("subsegments")
+        if not children:
+            continue
+        if depth < max_depth:
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict))
+            continue
+        flat: list[dict[str, Any]] = []
+        pending = list(reversed(children))
+        while pending:
+            child = pending.pop()
+            if not isinstance(child, dict):
+                continue
+            grandchildren = child.pop("subsegments", None)
+            flat.append(child)
+            if grandchildren:
+                pending.extend(reversed(grandchildren))
+        if len(flat) != len(children) or any("subsegments" in c for c in children):
+            node.setdefault("metadata", {}).setdefault("tracing", {})["flattened"] = len(flat)
+        node["subsegments"] = flat
+    return entity

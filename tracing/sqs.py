@@ -420,7 +420,7 @@ class consume:  # noqa: N801 - reads as a function at call sites
             now = time.time()
             segment, record = self._segment, self._record
             if exc is not None:
-                segment.record_exception(exc)
+                segment.record_exception(exc, full=True)
                 if record is not segment:
                     record.record_exception(exc)
             segment.finish(now)

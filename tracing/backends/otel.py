@@ -391,8 +391,17 @@ class OTelBackend:
         }
         if attributes:
             attributes[ANNOTATIONS_ATTRIBUTE] = tuple(attributes)
-        with self.tracer.start_as_current_span(name, attributes=attributes) as otel_span:
-            yield otel_span
+        with self.tracer.start_as_current_span(
+            name, attributes=attributes, record_exception=False
+        ) as otel_span:
+            try:
+                yield otel_span
+            except BaseException as exc:
+                try:
+                    record_exception(otel_span, exc)
+                except Exception:
+                    log.debug("tracing: could not record an exception", exc_info=True)
+                raise
 
     @staticmethod
     def annotate(otel_span: Any, key: str, value: Any) -> None:
@@ -451,33 +460,29 @@ class OTelBackend:
             if isinstance(table, str):
                 attributes["aws.table_name"] = table
             name = meta.service_model.endpoint_prefix
-            with tracer.start_as_current_span(
-                name,
-                kind=SpanKind.CLIENT,
-                attributes=attributes,
-                record_exception=False,
-                set_status_on_exception=False,
-            ) as span:
-                try:
-                    result = call()
-                except Exception as exc:
-                    response = getattr(exc, "response", None)
-                    metadata = (
-                        response.get("ResponseMetadata", {}) if isinstance(response, dict) else {}
-                    )
-                    if metadata.get("HTTPStatusCode"):
-                        span.set_attribute("http.status_code", metadata["HTTPStatusCode"])
-                    if metadata.get("RequestId"):
-                        span.set_attribute("aws.request_id", metadata["RequestId"])
-                    span.record_exception(exc)
-                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                    raise
-                metadata = result.get("ResponseMetadata", {}) if isinstance(result, dict) else {}
-                if metadata.get("RequestId"):
-                    span.set_attribute("aws.request_id", metadata["RequestId"])
-                if metadata.get("HTTPStatusCode"):
-                    span.set_attribute("http.status_code", metadata["HTTPStatusCode"])
+            # NOTE: every step of ours is guarded separately from the call itself: a
+            # user's span processor that raises (on_start/on_end) must not turn a
+            # successful AWS call into an exception, nor change the one it raised.
+            try:
+                span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+                token = otel_context.attach(trace.set_span_in_context(span))
+            except Exception:
+                log.debug("tracing: could not start the span of an AWS call", exc_info=True)
+                return call()
+            try:
+                result = call()
+            except Exception as exc:
+                _describe_failure(span, exc)
+                raise
+            else:
+                _describe_result(span, result)
                 return result
+            finally:
+                try:
+                    otel_context.detach(token)
+                    span.end()
+                except Exception:
+                    log.debug("tracing: could not end the span of an AWS call", exc_info=True)
 
         return around
 
@@ -494,3 +499,58 @@ class OTelBackend:
             ids.add(node.id)
             stack.extend(c for c in (node.children or ()) if isinstance(c, Span))
         return self.processor.open_entities(ids)
+
+
+def _response_metadata(value: Any) -> dict[str, Any]:
+    metadata = value.get("ResponseMetadata") if isinstance(value, dict) else None
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def _describe_result(span: Any, result: Any) -> None:
+    try:
+        metadata = _response_metadata(result)
+        if metadata.get("RequestId"):
+            span.set_attribute("aws.request_id", metadata["RequestId"])
+        if metadata.get("HTTPStatusCode"):
+            span.set_attribute("http.status_code", metadata["HTTPStatusCode"])
+    except Exception:
+        log.debug("tracing: could not describe an AWS call", exc_info=True)
+
+
+def _describe_failure(span: Any, exc: BaseException) -> None:
+    try:
+        metadata = _response_metadata(getattr(exc, "response", None))
+        if metadata.get("HTTPStatusCode"):
+            span.set_attribute("http.status_code", metadata["HTTPStatusCode"])
+        if metadata.get("RequestId"):
+            span.set_attribute("aws.request_id", metadata["RequestId"])
+        record_exception(span, exc)
+        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+    except Exception:
+        log.debug("tracing: could not describe a failed AWS call", exc_info=True)
+
+
+def record_exception(span: Any, exc: BaseException) -> None:
+    """Add an ``exception`` event, cheaply: the stack once per exception object.
+
+    OTel's own ``record_exception`` formats the whole traceback each time; an
+    exception rising through many spans (deep recursion) then costs quadratic
+    time. Here the stack (its last 30 frames) is formatted for the innermost span
+    only; outer spans get the type and message.
+    """
+    from .._span import exception_cause
+
+    cause = exception_cause(exc)
+    [entry] = cause["exceptions"]
+    stack = "".join(
+        f'  File "{frame["path"]}", line {frame["line"]}, in {frame["label"]}\n'
+        for frame in reversed(entry.get("stack") or [])
+    )
+    span.add_event(
+        "exception",
+        {
+            "exception.type": entry["type"],
+            "exception.message": entry["message"],
+            "exception.stacktrace": stack,
+        },
+    )

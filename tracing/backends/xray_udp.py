@@ -19,6 +19,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from typing import Any
 
 __all__ = ["HEADER", "MAX_DATAGRAM", "UDPEmitter", "encode", "split_document"]
@@ -29,6 +30,14 @@ HEADER = b'{"format":"json","version":1}\n'
 #: Largest datagram the daemon keeps (its buffer is 64 KiB); a little slack kept.
 MAX_DATAGRAM = 64 * 1024 - 256
 _MAX_BODY = MAX_DATAGRAM - len(HEADER)
+
+
+def _safe_repr(value: Any) -> str:
+    """``repr`` for JSON's unknown values; a broken ``__repr__`` must not lose the document."""
+    try:
+        return repr(value)[:10_000]
+    except Exception:
+        return f"<unrepresentable {type(value).__name__}>"
 
 
 def _make_encoder() -> Any:
@@ -43,9 +52,11 @@ def _make_encoder() -> Any:
     )
 
     if c_make_encoder is None:  # pragma: no cover - CPython always has _json
-        encoder = json.JSONEncoder(separators=(",", ":"), default=repr)
+        encoder = json.JSONEncoder(separators=(",", ":"), default=_safe_repr)
         return lambda document: encoder.encode(document)
-    make = c_make_encoder(None, repr, encode_basestring_ascii, None, ":", ",", False, False, True)
+    make = c_make_encoder(
+        None, _safe_repr, encode_basestring_ascii, None, ":", ",", False, False, True
+    )
     return lambda document: "".join(make(document, 0))
 
 
@@ -122,6 +133,7 @@ class UDPEmitter:
         self._errors_seen: set[str] = set()
         self.sent = 0
         self.failed = 0
+        self._retry_at = 0.0
 
     def _resolve(self) -> tuple[int, Any]:
         host, port = self.address
@@ -163,11 +175,19 @@ class UDPEmitter:
 
     def send_raw(self, datagram: bytes) -> None:
         """Send one already-framed datagram. Never raises."""
+        sock = self._sock
+        if sock is None and time.monotonic() < self._retry_at:
+            # The address did not resolve recently: don't ask the resolver again on
+            # every send (it could block the handler); retry every 30 s.
+            self.failed += 1
+            return
         try:
-            sock = self._sock or self._socket()
+            sock = sock or self._socket()
             sock.send(datagram)
             self.sent += 1
         except Exception as exc:
+            if self._sock is None:
+                self._retry_at = time.monotonic() + 30.0
             self._fail("send", exc)
 
     def _fail(self, what: str, exc: Exception) -> None:

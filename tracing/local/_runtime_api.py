@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import queue
@@ -18,6 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+# NOTE: awslambdaric reports a handler error's X-Ray cause in the
+# Lambda-Runtime-Function-XRay-Error-Cause header, up to 1 MiB (real Lambda accepts
+# that). http.server parses headers with http.client's 64 KiB line limit and would
+# answer 431, crashing the runtime on any deep-stack error. Only the local tools
+# import this module.
+if getattr(http.client, "_MAXLINE", 0) < 2 * 1024 * 1024:
+    setattr(http.client, "_MAXLINE", 2 * 1024 * 1024)  # noqa: B010 - private constant
 
 __all__ = ["InvokeResult", "PendingInvocation", "RuntimeAPIServer"]
 
