@@ -111,7 +111,10 @@ class span:  # noqa: N801 - lower case: it reads as a function at call sites
             self._span = child
             return child
         except Exception:
-            log.debug("tracing: could not open span %r", self._name, exc_info=True)
+            try:  # noqa: SIM105 - contextlib.suppress is a Python call, unsafe at the limit
+                log.debug("tracing: could not open span %r", self._name, exc_info=True)
+            except RecursionError:  # at the recursion limit: see __exit__
+                pass
             return NOOP
 
     def __exit__(
@@ -120,30 +123,49 @@ class span:  # noqa: N801 - lower case: it reads as a function at call sites
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # NOTE: an exception rising from deep recursion reaches us at the recursion
+        # limit, where any Python call may raise RecursionError again, even
+        # logging. Nothing here may let such a second error escape: it would
+        # replace the handler's own exception. So the stack is restored first (C
+        # calls only), and every handler below guards its own logging.
+        token = self._token
+        if token is not None:
+            self._token = None
+            try:
+                STACK.reset(token)
+            except ValueError:  # exited in another context than entered
+                try:  # noqa: SIM105 - contextlib.suppress is a Python call, unsafe at the limit
+                    STACK.set(tuple(node for node in STACK.get() if node is not self._span))
+                except RecursionError:
+                    pass
+        try:
+            self._close(exc_type, exc, tb)
+        except RecursionError:
+            pass  # the span is dropped; the exception goes on unchanged
+        except Exception:
+            try:  # noqa: SIM105 - contextlib.suppress is a Python call, unsafe at the limit
+                log.debug("tracing: could not close span %r", self._name, exc_info=True)
+            except RecursionError:
+                pass
+
+    def _close(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         manager = self._otel
         if manager is not None:
             self._otel = None
-            try:
-                manager.__exit__(exc_type, exc, tb)
-            except Exception:
-                log.debug("tracing: could not close span %r", self._name, exc_info=True)
+            manager.__exit__(exc_type, exc, tb)
             return
         child = self._span
-        token = self._token
-        self._span, self._token = NOOP, None
+        self._span = NOOP
         if not child.recording:
             return
-        try:
-            if exc is not None:
-                child.record_exception(exc)
-            child.finish()
-            if token is not None:
-                try:
-                    STACK.reset(token)
-                except ValueError:  # exited in another context than entered
-                    STACK.set(tuple(node for node in STACK.get() if node is not child))
-        except Exception:
-            log.debug("tracing: could not close span %r", self._name, exc_info=True)
+        if exc is not None:
+            child.record_exception(exc)
+        child.finish()
 
     def __call__(self, fn: F) -> F:
         name, annotations = self._name, self._annotations

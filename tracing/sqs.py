@@ -322,7 +322,10 @@ class consume:  # noqa: N801 - reads as a function at call sites
         try:
             return self._enter()
         except Exception:
-            log.debug("tracing: consume() could not start tracing", exc_info=True)
+            try:  # noqa: SIM105 - contextlib.suppress is a Python call, unsafe at the limit
+                log.debug("tracing: consume() could not start tracing", exc_info=True)
+            except RecursionError:  # at the recursion limit even logging fails
+                pass
             return NOOP
 
     def _enter(self) -> Span:
@@ -434,8 +437,13 @@ class consume:  # noqa: N801 - reads as a function at call sites
                     runtime = get_runtime()
                     if runtime is not None:
                         runtime.end_of_unit()
+        except RecursionError:
+            pass  # at the recursion limit: the record's trace is dropped, not the error
         except Exception:
-            log.debug("tracing: consume() could not finish tracing", exc_info=True)
+            try:  # noqa: SIM105 - contextlib.suppress is a Python call, unsafe at the limit
+                log.debug("tracing: consume() could not finish tracing", exc_info=True)
+            except RecursionError:
+                pass
 
 
 def process_batch(event: Mapping[str, Any], fn: Callable[[Any], Any]) -> dict[str, Any]:
