@@ -47,14 +47,13 @@ class Runtime:
         """Emit ``scope`` unless the deadline guard already did."""
         claimed = scope.claim()
         if claimed:
-            try:
-                document = scope.document()
+            try:  # one guarded step, not two: this runs once per invocation and record
+                self.emitter.send(scope.document())
             except Exception:
-                self.log_once("document", "tracing: could not build a trace document (logged once)")
-            else:
-                self.emit(document)
-        if self.bridge is not None:
-            self.bridge.processor.forget(scope)
+                self.log_once("emit", "tracing: could not send a trace document (logged once)")
+        bridge = self.bridge
+        if bridge is not None:
+            bridge.processor.forget(scope)
         return claimed
 
     def on_deadline(self, scope: Scope) -> None:

@@ -18,7 +18,7 @@ import time
 from contextvars import ContextVar
 from typing import Any
 
-from ._span import Span, cap_depth, entity_dict
+from ._span import Span, entity_dict
 
 __all__ = ["STACK", "Scope", "seal_open"]
 
@@ -97,7 +97,7 @@ class Scope:
 
     def document(self, trace_id: str | None = None, parent_id: str | None = None) -> dict[str, Any]:
         """Build the top-level document, optionally re-stamped into another trace."""
-        doc = cap_depth(entity_dict(self.root))
+        doc = entity_dict(self.root)
         doc["trace_id"] = trace_id or self.trace_id
         parent = parent_id or self.parent_id
         if parent is not None:

@@ -294,7 +294,9 @@ def entity_dict(span: Span, _depth: int = 0) -> dict[str, Any]:
             out.append(entity_dict(child, _depth + 1))
         else:
             try:
-                out.append(foreign_dict(child))
+                # Foreign trees (SDK subsegments, converted OTel spans) bring their
+                # own nesting: cap it where it starts, not in a pass over every tree.
+                out.append(cap_depth(foreign_dict(child), MAX_DEPTH - _depth - 1))
             except Exception:  # a foreign entity must never break emission
                 log.debug("tracing: could not serialize %r", child, exc_info=True)
     data["subsegments"] = out
@@ -312,7 +314,12 @@ def _flatten(children: list[Span | Foreign]) -> list[dict[str, Any]]:
             stack.extend(reversed(child.children or ()))
         else:
             try:
-                out.append(foreign_dict(child))
+                data = foreign_dict(child)
+                nested = data.pop("subsegments", None)
+                out.append(data)
+                if nested:  # flat as well: its descendants follow it
+                    holder = {"subsegments": nested}
+                    out.extend(cap_depth(holder, 0)["subsegments"])
             except Exception:
                 log.debug("tracing: could not serialize %r", child, exc_info=True)
     return out

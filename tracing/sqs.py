@@ -53,19 +53,14 @@ _MAX_ID = 128  # SQS message ids are 36 characters; anything longer is not one
 # -- producer -------------------------------------------------------------------
 
 
-def _with_header(entry: Mapping[str, Any], value: str) -> dict[str, Any] | None:
-    """A copy of ``entry`` carrying the header, or ``None`` to leave it as is."""
+def _system_with_header(entry: Mapping[str, Any], value: str) -> dict[str, Any] | None:
+    """New ``MessageSystemAttributes`` for ``entry`` carrying the header, or ``None``."""
     system = entry.get("MessageSystemAttributes")
-    if system is not None and not isinstance(system, Mapping):
-        return None  # malformed: let botocore report the caller's own error
-    if system is not None and _SYSTEM_KEY in system:
-        return None  # the caller's value wins
-    updated = dict(entry)
-    updated["MessageSystemAttributes"] = {
-        **(system or {}),
-        _SYSTEM_KEY: {"DataType": "String", "StringValue": value},
-    }
-    return updated
+    if system is None:
+        return {_SYSTEM_KEY: {"DataType": "String", "StringValue": value}}
+    if not isinstance(system, Mapping) or _SYSTEM_KEY in system:
+        return None  # malformed (botocore reports it), or the caller's value wins
+    return {**system, _SYSTEM_KEY: {"DataType": "String", "StringValue": value}}
 
 
 def _attribute_bytes(attributes: Mapping[str, Any]) -> int:
@@ -82,8 +77,10 @@ def _attribute_bytes(attributes: Mapping[str, Any]) -> int:
     return total
 
 
-def _with_traceparent(entry: Mapping[str, Any], traceparent: str) -> dict[str, Any] | None:
-    """A copy of ``entry`` with a W3C ``traceparent`` message attribute, if it fits.
+def _attributes_with_traceparent(
+    entry: Mapping[str, Any], traceparent: str
+) -> dict[str, Any] | None:
+    """New ``MessageAttributes`` with a W3C ``traceparent``, or ``None`` if it won't fit.
 
     Message attributes count against SQS's limits (10 per message, and the
     message size), unlike the system attribute: add it only with fewer than 10
@@ -103,18 +100,28 @@ def _with_traceparent(entry: Mapping[str, Any], traceparent: str) -> dict[str, A
     size += _attribute_bytes(attributes) + _attribute_bytes({"traceparent": added})
     if size > MAX_MESSAGE_BYTES:
         return None
-    updated = dict(entry)
-    updated["MessageAttributes"] = {**attributes, "traceparent": added}
-    return updated
+    return {**attributes, "traceparent": added}
+
+
+def _changes(entry: Mapping[str, Any], value: str, traceparent: str | None) -> dict[str, Any]:
+    """The new attribute dicts ``entry`` should get (the caller's are never mutated)."""
+    changes: dict[str, Any] = {}
+    system = _system_with_header(entry, value)
+    if system is not None:
+        changes["MessageSystemAttributes"] = system
+    if traceparent is not None:
+        attributes = _attributes_with_traceparent(entry, traceparent)
+        if attributes is not None:
+            changes["MessageAttributes"] = attributes
+    return changes
 
 
 def _inject_entry(entry: Any, value: str, traceparent: str | None) -> Any:
     if not isinstance(entry, Mapping):
         return entry
-    updated = _with_header(entry, value) or entry
-    if traceparent is not None:
-        updated = _with_traceparent(updated, traceparent) or updated
-    return updated
+    changes = _changes(entry, value, traceparent)
+    # Batch entries belong to the caller: a changed one is a copy, others stay as is.
+    return {**entry, **changes} if changes else entry
 
 
 def inject(
@@ -149,10 +156,7 @@ def inject(
         if isinstance(entries, list):
             params["Entries"] = [_inject_entry(e, value, w3c) for e in entries]
         else:
-            updated = _inject_entry(params, value, w3c)
-            for key in ("MessageSystemAttributes", "MessageAttributes"):
-                if key in updated and updated[key] is not params.get(key):
-                    params[key] = updated[key]
+            params.update(_changes(params, value, w3c))
     except Exception:
         log.debug("tracing: SQS inject failed", exc_info=True)
     return params

@@ -169,6 +169,8 @@ class _BridgeProcessor(SpanProcessor):
         A span the application never ends must not pin its invocation's spans in
         memory. If it does end later, it has nowhere to go and is not sent.
         """
+        if not self._scope_of:  # the usual case: nothing left open
+            return
         with self._lock:
             stale = [sid for sid, owner in self._scope_of.items() if owner is scope]
             for sid in stale:
