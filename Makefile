@@ -9,7 +9,9 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[local,dev,otel]'
+	# compat mode: a plain path entry, like a regular install; the default editable
+	# finder adds import-hook work that would distort the cold-start benchmarks.
+	$(BIN)/python -m pip install --quiet -e '.[local,dev,otel]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 ## demo: run the example functions in the local Lambda runtime and show their traces
