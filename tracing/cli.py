@@ -16,12 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 __all__ = ["main"]
@@ -47,55 +45,9 @@ def _store(path: str | None) -> Any:
     return TraceStore(path)
 
 
-def _summary_line(summary: Any) -> str:
-    marks = []
-    if summary.fault:
-        marks.append("FAULT")
-    if summary.error:
-        marks.append("error")
-    if summary.cold_start:
-        marks.append("cold-start")
-    return (
-        f"{summary.trace_id}  {summary.root_name[:30]:<30}  {summary.duration * 1000:9.1f} ms"
-        f"  {' '.join(marks)}"
-    ).rstrip()
-
-
-def print_trace_table(summaries: Sequence[Any], out: Any = None) -> None:
-    """Print a table of trace summaries (rich when available, plain otherwise)."""
-    out = out or sys.stdout
-    try:
-        from rich.console import Console
-        from rich.table import Table
-        from rich.text import Text
-    except ImportError:  # the local extra is not installed: plain text
-        for summary in summaries:
-            print(_summary_line(summary), file=out)
-        return
-    table = Table(show_edge=False, header_style="bold")
-    table.add_column("trace id", no_wrap=True, min_width=35)
-    table.add_column("start", no_wrap=True)
-    table.add_column("duration", justify="right", no_wrap=True)
-    table.add_column("root service")
-    table.add_column("docs", justify="right")
-    table.add_column("fault/error")
-    table.add_column("cold")
-    for s in summaries:
-        flags = " ".join(f for f, on in (("fault", s.fault), ("error", s.error)) if on)
-        table.add_row(
-            Text(s.trace_id),
-            time.strftime("%H:%M:%S", time.localtime(s.start)),
-            f"{s.duration * 1000:.1f} ms",
-            Text(s.root_name),  # trace data: never read as rich markup
-            str(s.segments),
-            flags,
-            "yes" if s.cold_start else "",
-        )
-    Console(file=out, highlight=False, width=max(120, _terminal_width())).print(table)
-
-
 def _cmd_traces(args: argparse.Namespace) -> int:
     from .local.traces import summarize
+    from .local.views import print_trace_table
 
     with _store(args.db) as store:
         summaries = [summarize(store.documents(t)) for t in store.trace_ids(args.since, args.limit)]
@@ -117,33 +69,9 @@ def _fetch_from_xray(trace_id: str, region: str | None, endpoint_url: str | None
     return documents
 
 
-def show_trace(documents: list[Any], html: str | None = None, out: Any = None) -> int:
-    """Print a trace tree and optionally write the HTML view; returns an exit code."""
-    from .local.render import render_html, render_text
-    from .local.traces import assemble
-
-    out = out or sys.stdout
-    trace = assemble(documents)
-    if not trace.roots:
-        print("trace not found (no documents)", file=sys.stderr)
-        return 1
-    width = max(80, min(160, _terminal_width()))
-    print(render_text(trace, width=width), file=out)
-    if html:
-        Path(html).parent.mkdir(parents=True, exist_ok=True)
-        Path(html).write_text(render_html(trace), encoding="utf-8")
-        print(f"HTML timeline written to {html}", file=out)
-    return 0
-
-
-def _terminal_width() -> int:
-    try:
-        return os.get_terminal_size().columns
-    except OSError:
-        return 120
-
-
 def _cmd_show(args: argparse.Namespace) -> int:
+    from .local.views import show_trace
+
     if args.from_xray:
         documents = _fetch_from_xray(args.trace_id, args.region, args.endpoint_url)
     else:
@@ -155,6 +83,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_daemon(args: argparse.Namespace) -> int:
     from .local.daemon import Collector, ForwardConfig
     from .local.traces import summarize
+    from .local.views import summary_line
 
     forward = None
     if args.forward:
@@ -163,7 +92,7 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
 
     def on_trace(trace_id: str, documents: list[Any]) -> None:
         if interactive:
-            print(_summary_line(summarize(documents)), flush=True)
+            print(summary_line(summarize(documents)), flush=True)
 
     with (
         _store(args.db) as store,

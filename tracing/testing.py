@@ -36,6 +36,7 @@ __all__ = [
     "check_document",
     "iter_entities",
     "lambda_sqs_event",
+    "receive_messages",
     "reset",
 ]
 
@@ -267,3 +268,26 @@ def lambda_sqs_event(
             }
         )
     return {"Records": records}
+
+
+def receive_messages(
+    client: Any, queue_url: str, count: int, *, attempts: int = 20
+) -> list[dict[str, Any]]:
+    """Receive up to ``count`` messages with every attribute, in bounded attempts.
+
+    ``client`` is a boto3 SQS client; each attempt long-polls for one second.
+    Pair it with :func:`lambda_sqs_event` to feed a consumer handler.
+    """
+    messages: list[dict[str, Any]] = []
+    for _ in range(attempts):
+        reply = client.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=1,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        messages.extend(reply.get("Messages", []))
+        if len(messages) >= count:
+            break
+    return messages

@@ -23,23 +23,6 @@ def _header() -> tuple[str, str]:
     return root, f"Root={root};Parent={new_id()};Sampled=1"
 
 
-def _receive_all(aws: LocalAWS, url: str, count: int) -> list[dict[str, Any]]:
-    client = aws.client("sqs")
-    messages: list[dict[str, Any]] = []
-    for _ in range(20):
-        reply = client.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=1,
-            MessageSystemAttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
-        messages.extend(reply.get("Messages", []))
-        if len(messages) >= count:
-            break
-    return messages
-
-
 def _checked(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for doc in docs:
         assert testing.check_document(doc) == [], doc
@@ -98,7 +81,7 @@ def test_consumer_processing_appears_in_the_producers_trace(
         assert "MessageAttributes" not in wire[0]
 
     aws.client("sqs").send_message(QueueUrl=url, MessageBody="no header")
-    messages = _receive_all(aws, url, 6)
+    messages = testing.receive_messages(aws.client("sqs"), url, 6)
     assert len(messages) == 6
     event = testing.lambda_sqs_event(messages, queue_arn=arn)
     template = next(r for r in event["Records"] if r["body"] == "no header")

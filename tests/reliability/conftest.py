@@ -13,20 +13,14 @@ from tracing import testing
 from tracing.local.aws import LocalAWS
 from tracing.local.runtime import LocalLambda
 
+from ..integration.conftest import aws  # moto's server, one for the whole session
+
+__all__ = ["aws"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 #: Short deadline for every runtime fault: the deadline test needs it, the others
 #: finish in a few milliseconds.
 RUNTIME_TIMEOUT_S = 1.0
-
-
-@pytest.fixture(scope="session")
-def aws() -> Iterator[LocalAWS]:
-    """moto's server for the whole session (copied from tests/integration/conftest.py)."""
-    with LocalAWS() as local:
-        local.client("ssm").put_parameter(
-            Name="/app/currency", Value="EUR", Type="String", Overwrite=True
-        )
-        yield local
 
 
 class Runtimes:

@@ -68,33 +68,16 @@ def _setup(aws: Any) -> tuple[str, str]:
     return url, arn
 
 
-def _receive(aws: Any, url: str, count: int) -> list[dict[str, Any]]:
-    sqs = aws.client("sqs")
-    messages: list[dict[str, Any]] = []
-    for _ in range(10):
-        reply = sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=1,
-            MessageSystemAttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
-        messages.extend(reply.get("Messages", []))
-        if len(messages) >= count:
-            break
-    return messages
-
-
 def run_demo(backend: str = "xray", out_dir: str = "out", examples: str | None = None) -> int:
     """Run the demo; returns the process exit code (0 when the trace is complete)."""
     from .. import testing
-    from ..cli import print_trace_table, show_trace
     from .aws import LocalAWS
     from .daemon import Collector
     from .run import wait_quiet
     from .runtime import LocalLambda
     from .store import TraceStore
     from .traces import assemble, summarize
+    from .views import print_trace_table, show_trace
 
     started = time.monotonic()
     apps = _find_examples(examples)
@@ -133,7 +116,7 @@ def run_demo(backend: str = "xray", out_dir: str = "out", examples: str | None =
                 result = api.invoke({"body": json.dumps(order)}, trace_header=header)
                 outcome = result.payload if result.ok else result.error
                 _step(f"orders-api {json.dumps(order)} -> {json.dumps(outcome)[:70]}")
-            messages = _receive(aws, url, len(ORDERS))
+            messages = testing.receive_messages(aws.client("sqs"), url, len(ORDERS))
             _step(f"received {len(messages)} messages; orders-worker gets them as an SQS event")
             event = testing.lambda_sqs_event(messages, queue_arn=arn)
             worker_root = new_trace_id()

@@ -61,10 +61,10 @@ def run_handler(
         0 when every invocation returned, 1 when one failed, 2 when the function
         could not start.
     """
-    from ..cli import show_trace
     from .daemon import Collector
     from .runtime import InitError, LocalLambda
     from .store import TraceStore
+    from .views import show_trace
 
     try:
         event = json.loads(Path(event_file).read_text(encoding="utf-8"))
