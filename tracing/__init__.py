@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._api import annotate, flush, in_current_trace, metadata, span
+from ._api import annotate, current_span, flush, in_current_trace, metadata, span
 from ._configure import configure
 from ._lambda import handler
+from ._span import Span
 
 if TYPE_CHECKING:
     from . import sqs as sqs
 
 __all__ = [
+    "Span",
     "annotate",
     "configure",
+    "current_span",
     "flush",
     "handler",
     "in_current_trace",

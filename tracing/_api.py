@@ -1,71 +1,57 @@
-"""``tracing.span``, ``annotate``, ``metadata`` and ``flush``."""
+"""``tracing.span``, ``annotate``, ``metadata``, ``current_span`` and ``flush``."""
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Generator
 from contextvars import Token, copy_context
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._runtime import current_node, get_runtime
 from ._scope import STACK
-from ._span import NOOP, Span, clean_annotation, clean_name, entity_dict
+from ._span import NOOP, Span, SpanFace, clean_name
 
-__all__ = ["annotate", "flush", "in_current_trace", "metadata", "span"]
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+    from ._scope import Node
+
+__all__ = ["annotate", "current_span", "flush", "in_current_trace", "metadata", "span"]
 
 log = logging.getLogger("tracing")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# What inspect.is*function checks (code flags), without importing inspect (4 ms)
+# at cold start.
+_CO_GENERATOR = 0x20
+_CO_COROUTINE = 0x80
+_CO_ASYNC_GENERATOR = 0x200
+
 
 def _open_child(name: str) -> Span:
     """Create a span under the current node, or NOOP when nothing is recorded."""
     parent = current_node()
-    if parent is None:
+    if parent is None or not parent.recording:
         return NOOP
-    if isinstance(parent, Span):
-        if not parent.recording:
-            return NOOP
-        scope = parent.scope
-        if scope is not None and not scope.admit():
-            return NOOP
-        child = Span(name, scope)
-        parent.add_child(child)
-        return child
-    # An aws-xray-sdk entity (xray_recorder.capture around tracing.span).
-    if not getattr(parent, "sampled", False):
-        return NOOP
-    segment = getattr(parent, "parent_segment", parent)
-    scope = getattr(segment, "scope", None)
-    if scope is not None and not scope.admit():
-        return NOOP
+    scope = parent.scope
+    if scope is not None and (scope.done or not scope.admit()):
+        return NOOP  # already sent (a thread outliving its invocation), or over budget
     child = Span(name, scope)
-    parent.subsegments.append(_SdkChild(child, parent.id))
+    parent.adopt(child)
     return child
-
-
-class _SdkChild:
-    """Lets an SDK parent serialize one of our spans among its subsegments."""
-
-    __slots__ = ("parent_id", "sampled", "span")
-
-    def __init__(self, span: Span, parent_id: str) -> None:
-        self.span = span
-        self.parent_id = parent_id
-        self.sampled = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return entity_dict(self.span)
 
 
 class span:  # noqa: N801 - lower case: it reads as a function at call sites
     """Record a block or a function as a subsegment.
 
-    Works as a context manager and as a decorator (sync or async functions), in
-    the init phase, in invocations and inside SQS processing, and nests. Keyword
-    arguments become annotations (string, number or bool values).
+    A context manager and a decorator: sync and async functions, generators and
+    async generators (the span covers the whole iteration and ends when the
+    generator finishes or is closed), methods, classmethods and staticmethods.
+    Works in the init phase, in invocations and inside SQS processing, nests, and
+    yields the same :class:`tracing.Span` on every backend. Keyword arguments
+    become annotations (see the value rules).
 
     Example::
 
@@ -75,40 +61,44 @@ class span:  # noqa: N801 - lower case: it reads as a function at call sites
         @tracing.span("charge card")
         def charge(order): ...
 
+        @tracing.span                      # bare: named after the function
+        def validate(order): ...
+
     Use a fresh ``tracing.span(...)`` for each ``with``; the decorator form
     creates one per call, so it is safe under recursion, threads and asyncio.
     """
 
-    __slots__ = ("_annotations", "_name", "_otel", "_span", "_token")
+    __slots__ = ("_annotations", "_library", "_name", "_span", "_token")
+
+    def __new__(cls, name: Any, **annotations: Any) -> Any:
+        # ``@tracing.span`` without a name: decorate right away, named after the
+        # function. Without this, the function would be replaced by a span object
+        # and every call of it would return a wrapper instead of its result.
+        if not isinstance(name, str) and (
+            callable(name) or isinstance(name, (classmethod, staticmethod))
+        ):
+            target = name.__func__ if isinstance(name, (classmethod, staticmethod)) else name
+            label = getattr(target, "__qualname__", None) or getattr(target, "__name__", "span")
+            return cls(str(label), **annotations)(name)
+        return object.__new__(cls)
 
     def __init__(self, name: str, **annotations: Any) -> None:
         self._name = name
         self._annotations = annotations
         self._span: Span = NOOP
-        self._token: Token[tuple[Any, ...]] | None = None
-        self._otel: Any = None
+        self._token: Token[tuple[Node, ...]] | None = None
+        self._library: object = None
 
-    def __enter__(self) -> Any:
+    # -- context manager -------------------------------------------------------
+
+    def __enter__(self) -> Span:
         try:
             runtime = get_runtime()
             if runtime is None or runtime.settings.disabled:
                 return NOOP
-            if runtime.bridge is not None:
-                # otel backend: an OTel span, so OTel-made children nest under it.
-                # Outside any trace it records nothing, like the xray backend (a
-                # plain thread must not start traces of its own).
-                if not runtime.bridge.in_trace() and current_node() is None:
-                    return NOOP
-                manager = runtime.bridge.span(clean_name(self._name), self._annotations)
-                otel_span = manager.__enter__()
-                self._otel = manager
-                return otel_span
-            child = _open_child(clean_name(self._name))
+            child = self._open()
             if child.recording:
-                for key, value in self._annotations.items():
-                    child.annotate(key, value)
-                self._token = STACK.set((*STACK.get(), child))
-            self._span = child
+                self._activate(runtime, child)
             return child
         except Exception:
             try:  # noqa: SIM105 - contextlib.suppress is a Python call, unsafe at the limit
@@ -128,6 +118,41 @@ class span:  # noqa: N801 - lower case: it reads as a function at call sites
         # logging. Nothing here may let such a second error escape: it would
         # replace the handler's own exception. So the stack is restored first (C
         # calls only), and every handler below guards its own logging.
+        self._deactivate()
+        try:
+            self._close(exc)
+        except RecursionError:
+            pass  # the span is dropped; the exception goes on unchanged
+        except Exception:
+            try:  # noqa: SIM105 - contextlib.suppress is a Python call, unsafe at the limit
+                log.debug("tracing: could not close span %r", self._name, exc_info=True)
+            except RecursionError:
+                pass
+
+    # -- the steps, shared with the generator wrappers ---------------------------
+
+    def _open(self) -> Span:
+        child = _open_child(clean_name(self._name))
+        if child.recording:
+            for key, value in self._annotations.items():
+                child.annotate(key, value)
+        self._span = child
+        return child
+
+    def _activate(self, runtime: Runtime, child: Span) -> None:
+        """Make ``child`` the current span, here and in the library's context."""
+        self._token = STACK.set((*STACK.get(), child))
+        self._library = runtime.backend.enter(child)
+
+    def _deactivate(self) -> None:
+        library, self._library = self._library, None
+        if library is not None:
+            runtime = get_runtime()
+            if runtime is not None:
+                try:  # noqa: SIM105 - contextlib.suppress is a Python call, unsafe at the limit
+                    runtime.backend.exit(library)
+                except RecursionError:
+                    pass
         token = self._token
         if token is not None:
             self._token = None
@@ -138,27 +163,8 @@ class span:  # noqa: N801 - lower case: it reads as a function at call sites
                     STACK.set(tuple(node for node in STACK.get() if node is not self._span))
                 except RecursionError:
                     pass
-        try:
-            self._close(exc_type, exc, tb)
-        except RecursionError:
-            pass  # the span is dropped; the exception goes on unchanged
-        except Exception:
-            try:  # noqa: SIM105 - contextlib.suppress is a Python call, unsafe at the limit
-                log.debug("tracing: could not close span %r", self._name, exc_info=True)
-            except RecursionError:
-                pass
 
-    def _close(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        manager = self._otel
-        if manager is not None:
-            self._otel = None
-            manager.__exit__(exc_type, exc, tb)
-            return
+    def _close(self, exc: BaseException | None) -> None:
         child = self._span
         self._span = NOOP
         if not child.recording:
@@ -167,11 +173,19 @@ class span:  # noqa: N801 - lower case: it reads as a function at call sites
             child.record_exception(exc)
         child.finish()
 
+    # -- decorator -------------------------------------------------------------
+
     def __call__(self, fn: F) -> F:
+        target: Any = fn  # also a classmethod or staticmethod object
+        if isinstance(target, (classmethod, staticmethod)):
+            return type(target)(self(target.__func__))  # type: ignore[return-value]
         name, annotations = self._name, self._annotations
-        # CO_COROUTINE: what inspect.iscoroutinefunction checks, without importing
-        # inspect (4 ms) at cold start.
-        if getattr(getattr(fn, "__code__", None), "co_flags", 0) & 0x80:
+        flags = getattr(getattr(fn, "__code__", None), "co_flags", 0)
+        if flags & _CO_ASYNC_GENERATOR:
+            return _wrap_async_generator(fn, name, annotations)  # type: ignore[no-any-return]
+        if flags & _CO_GENERATOR:
+            return _wrap_generator(fn, name, annotations)  # type: ignore[no-any-return]
+        if flags & _CO_COROUTINE:
 
             @functools.wraps(fn)
             async def traced_async(*args: Any, **kwargs: Any) -> Any:
@@ -188,49 +202,178 @@ class span:  # noqa: N801 - lower case: it reads as a function at call sites
         return traced  # type: ignore[return-value]
 
 
-def _otel_span() -> Any:
-    runtime = get_runtime()
-    if runtime is None or runtime.bridge is None:
-        return None
-    return runtime.bridge.current_otel_span()
+class _Iteration:
+    """A span kept open over a generator's life, current only while its body runs.
+
+    A generator runs in its caller's context, a little at a time: if its span
+    stayed current between two ``next()`` calls, the caller's own spans would
+    nest under the generator's. So the span is made current around each resume
+    and put back after each ``yield``.
+    """
+
+    __slots__ = ("_runtime", "_span")
+
+    def __init__(self, name: str, annotations: dict[str, Any]) -> None:
+        self._runtime = get_runtime()
+        self._span = span(name, **annotations)
+        try:
+            if self._runtime is not None and not self._runtime.settings.disabled:
+                self._span._open()
+        except Exception:
+            log.debug("tracing: could not open span %r", name, exc_info=True)
+
+    def resume(self) -> None:
+        child, runtime = self._span._span, self._runtime
+        if runtime is not None and child.recording:
+            try:
+                self._span._activate(runtime, child)
+            except Exception:
+                log.debug("tracing: could not resume span %r", child.name, exc_info=True)
+
+    def pause(self) -> None:
+        self._span._deactivate()
+
+    def end(self, exc: BaseException | None) -> None:
+        try:
+            self._span._close(exc)
+        except Exception:
+            log.debug("tracing: could not close a generator's span", exc_info=True)
+
+
+def _wrap_generator(fn: Callable[..., Any], name: str, annotations: dict[str, Any]) -> Any:
+    @functools.wraps(fn)
+    def traced_generator(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        iteration = _Iteration(name, annotations)
+        failure: BaseException | None = None
+        try:
+            iteration.resume()
+            try:
+                inner = fn(*args, **kwargs)
+                item = next(inner)
+            finally:
+                iteration.pause()
+            while True:
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    inner.close()
+                    raise
+                except BaseException as thrown:
+                    iteration.resume()
+                    try:
+                        item = inner.throw(thrown)
+                    finally:
+                        iteration.pause()
+                else:
+                    iteration.resume()
+                    try:
+                        item = inner.send(sent)
+                    finally:
+                        iteration.pause()
+        except StopIteration as stop:
+            return stop.value
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            iteration.end(failure)
+
+    return traced_generator
+
+
+def _wrap_async_generator(fn: Callable[..., Any], name: str, annotations: dict[str, Any]) -> Any:
+    @functools.wraps(fn)
+    async def traced_async_generator(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        iteration = _Iteration(name, annotations)
+        failure: BaseException | None = None
+        inner = fn(*args, **kwargs)
+        try:
+            iteration.resume()
+            try:
+                item = await inner.__anext__()
+            finally:
+                iteration.pause()
+            while True:
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    await inner.aclose()
+                    raise
+                except BaseException as thrown:
+                    iteration.resume()
+                    try:
+                        item = await inner.athrow(thrown)
+                    finally:
+                        iteration.pause()
+                else:
+                    iteration.resume()
+                    try:
+                        item = await inner.asend(sent)
+                    finally:
+                        iteration.pause()
+        except StopAsyncIteration:
+            return
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            iteration.end(failure)
+
+    return traced_async_generator
+
+
+def current_span() -> Span:
+    """The span work is recorded in right now, as a :class:`tracing.Span`.
+
+    The innermost ``tracing.span``, else the invocation (or the SQS record being
+    consumed, or ``Init`` at import time). Inside a span opened through the
+    backend's own library (``xray_recorder``, an OTel tracer) it is a ``Span``
+    that writes to that span. Outside any trace, and in unsampled invocations,
+    it is a span that records nothing (``recording`` is False). Never raises.
+    """
+    try:
+        node = current_node()
+    except Exception:
+        log.debug("tracing: current_span() failed", exc_info=True)
+        return NOOP
+    if node is None:
+        return NOOP
+    if isinstance(node, Span):
+        return node
+    return SpanFace(node)
 
 
 def annotate(key: str, value: str | int | float | bool) -> None:
-    """Add an indexed annotation (searchable in X-Ray) to the current span."""
-    otel_span = _otel_span()
-    if otel_span is not None:
-        cleaned = clean_annotation(key, value)
-        if cleaned is not None:
-            get_runtime().bridge.annotate(otel_span, *cleaned)  # type: ignore[union-attr]
-        return
-    node = current_node()
-    if node is None:
-        return
+    """Add an indexed annotation (searchable in X-Ray) to the current span.
+
+    The key is made ``[A-Za-z0-9_]``; values follow the value rules (README).
+    """
     try:
+        node = current_node()
+        if node is None:
+            return
         if isinstance(node, Span):
             node.annotate(key, value)
-            return
-        cleaned = clean_annotation(key, value)
-        if cleaned is not None:
-            node.put_annotation(*cleaned)
+        else:
+            SpanFace(node).annotate(key, value)
     except Exception:
         log.debug("tracing: annotate(%r) failed", key, exc_info=True)
 
 
 def metadata(key: str, value: Any, namespace: str = "default") -> None:
-    """Add non-indexed metadata (any JSON-able value) to the current span."""
-    otel_span = _otel_span()
-    if otel_span is not None:
-        try:
-            get_runtime().bridge.put_metadata(otel_span, key, value)  # type: ignore[union-attr]
-        except Exception:
-            log.debug("tracing: metadata(%r) failed", key, exc_info=True)
-        return
-    node = current_node()
-    if node is None:
-        return
+    """Add non-indexed metadata (any value, kept as JSON) to the current span."""
     try:
-        node.put_metadata(key, value, namespace)
+        node = current_node()
+        if node is None:
+            return
+        if isinstance(node, Span):
+            node.put_metadata(key, value, namespace)
+        else:
+            SpanFace(node).put_metadata(key, value, namespace)
     except Exception:
         log.debug("tracing: metadata(%r) failed", key, exc_info=True)
 
@@ -238,8 +381,8 @@ def metadata(key: str, value: Any, namespace: str = "default") -> None:
 def flush(timeout_s: float = 2.0) -> bool:
     """Send everything pending now; True when nothing is left.
 
-    With the xray backend every document is sent when its scope ends, so this
-    only matters for backends that batch (otel). Never raises.
+    Documents are sent when their scope ends, so this only matters for work
+    outside any invocation and for backends that batch. Never raises.
     """
     runtime = get_runtime()
     if runtime is None:
@@ -265,7 +408,7 @@ def in_current_trace(fn: F) -> F:
 
     Each call runs in a *copy* of the submitting context (as asyncio does for
     tasks), so threads cannot disturb each other's or the handler's nesting. Spans
-    that end after the invocation returned are not sent.
+    that end after the invocation was sent are not sent.
     """
     context = copy_context()
 

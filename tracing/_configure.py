@@ -9,25 +9,14 @@ from typing import Any
 from ._config import Settings, load_settings
 from ._guard import DeadlineGuard
 from ._init_phase import InitPhase
-from ._runtime import Runtime, get_runtime, in_lambda_environment, set_runtime
+from ._runtime import NoLibrary, Runtime, get_runtime, in_lambda_environment, set_runtime
 from ._span import clean_name
+from .backends import Backend, CallWrapper
 from .backends.xray_udp import UDPEmitter
 
 __all__ = ["configure", "ensure_configured"]
 
 log = logging.getLogger("tracing")
-
-
-class _NoBackend:
-    """Used when tracing is disabled or the backend library failed to load."""
-
-    name = "none"
-
-    def install(self) -> None:
-        return None
-
-    def flush(self, timeout_s: float) -> bool:
-        return True
 
 
 def configure(service: str | None = None, backend: str | None = None, **options: Any) -> Settings:
@@ -65,7 +54,7 @@ def configure(service: str | None = None, backend: str | None = None, **options:
     runtime = Runtime(
         settings=settings,
         emitter=UDPEmitter(settings.daemon_address),
-        backend=_NoBackend(),
+        backend=NoLibrary(),
         in_lambda=in_lambda,
         init=init,
         service_name=clean_name(settings.service),
@@ -80,22 +69,18 @@ def configure(service: str | None = None, backend: str | None = None, **options:
 
 def _load_backend(runtime: Runtime, explicit: bool) -> None:
     settings = runtime.settings
-    around = None
+    backend: Backend
     try:
         if settings.backend == "otel":
             from .backends.otel import OTelBackend
 
-            otel = OTelBackend(runtime)
-            otel.install()
-            runtime.backend = otel
-            runtime.bridge = otel
-            around = otel.call_wrapper()
+            backend = OTelBackend(runtime)
         else:
             from .backends.xray import XRayBackend
 
-            xray = XRayBackend(settings.service, settings.patch_botocore)
-            xray.install()
-            runtime.backend = xray
+            backend = XRayBackend(settings.service, settings.patch_botocore)
+        backend.install()
+        runtime.backend = backend
     except ValueError:
         if explicit:
             raise
@@ -106,10 +91,10 @@ def _load_backend(runtime: Runtime, explicit: bool) -> None:
             "tracing.span and handler spans are still recorded, library-native spans are not",
             settings.backend,
         )
-    _install_sqs_hooks(around)
+    _install_sqs_hooks(runtime.backend.call_wrapper())
 
 
-def _install_sqs_hooks(around: Any = None) -> None:
+def _install_sqs_hooks(around: CallWrapper | None = None) -> None:
     try:
         from . import _boto_hooks, sqs
 

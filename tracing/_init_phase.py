@@ -44,7 +44,7 @@ class InitPhase:
         self.root = Span("Init", start_time=started)
         # The placeholder is a valid, fresh trace id: with mode "always" it becomes
         # the Init's own trace, so headers propagated during init still resolve.
-        self.scope = Scope(self.root, new_trace_id(started), None, limit=limit)
+        self.scope = Scope(self.root, new_trace_id(started), None, limit=limit, placeholder=True)
         self.mode = mode
         self.open = True
         self.marked_end: float | None = None
@@ -79,6 +79,7 @@ class InitPhase:
         if not self.open:
             return None
         self.open = False
+        self.scope.claim()  # done: work that ends from now on has nowhere to go
         root = self.root
         try:
             if self.mode == "off":

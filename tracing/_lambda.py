@@ -16,21 +16,24 @@ import os
 import time
 from collections.abc import Callable
 from contextvars import Token
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._configure import ensure_configured
 from ._header import new_trace_id, parse
 from ._payload import redact
 from ._runtime import Runtime
 from ._scope import STACK, Scope
-from ._span import NOOP, Span
+from ._span import NOOP, NoopSpan, Span, clean_name
+
+if TYPE_CHECKING:
+    from ._scope import Node
 
 __all__ = ["handler"]
 
 log = logging.getLogger("tracing.handler")
 
 F = TypeVar("F", bound=Callable[..., Any])
-_Begun = tuple[Span, Scope | None, Token[tuple[Any, ...]], object]
+_Begun = tuple[Span, "Scope | None", "Token[tuple[Node, ...]]", object]
 
 
 def handler(fn: F) -> F:
@@ -53,7 +56,7 @@ def handler(fn: F) -> F:
         return fn
     if runtime.init is not None:
         runtime.init.mark_end()
-    name = "## " + getattr(fn, "__name__", "handler")
+    name = clean_name("## " + str(getattr(fn, "__name__", "handler")))
 
     @functools.wraps(fn)
     def traced(event: Any, context: Any) -> Any:
@@ -82,15 +85,22 @@ def _begin(runtime: Runtime, name: str, event: Any, context: Any) -> _Begun | No
         else:
             sampled = header is None or header.sampled != "0"
         init_trace_id = None
-        if cold and runtime.init is not None:
+        init = runtime.init
+        if cold and init is not None:
             try:
-                init_trace_id = runtime.init.close(
-                    header, sampled, runtime.service_name, runtime.emit
-                )
+                init_trace_id = init.close(header, sampled, runtime.service_name, runtime.emit)
             except Exception:  # the invocation's own trace must not depend on Init's
                 runtime.log_once("init", "tracing: could not send the Init segment (logged once)")
+        backend = runtime.backend
         if not sampled:
-            return NOOP, None, STACK.set((NOOP,)), None
+            # Nothing is recorded, here or through the library, but the invocation's
+            # own trace is passed on with Sampled=0 (never a new sampled root).
+            unsampled: Span = NOOP
+            if header is not None and header.parent is not None:
+                unsampled = NoopSpan(name, span_id=header.parent)
+                scope = Scope(unsampled, header.root, header.parent, sampled=False)
+                scope.extra = header.extra
+            return unsampled, None, STACK.set((unsampled,)), backend.enter(unsampled)
         span = Span(name)
         span.annotations = {"ColdStart": cold, "Service": settings.service}
         if init_trace_id is not None:
@@ -108,16 +118,13 @@ def _begin(runtime: Runtime, name: str, event: Any, context: Any) -> _Begun | No
                 scope = Scope(root, new_trace_id(), None, segment=True, limit=limit)
             span.scope = scope
         if settings.capture_event:
-            span.put_metadata("event", redact(event, settings.redact_keys), settings.service)
+            _capture(span, "event", event, runtime)
         if runtime.guard is not None:
             runtime.guard.arm(scope, context)
-        bridge = runtime.bridge
-        otel_token = None
-        if bridge is not None:
-            otel_token = bridge.attach(span)
-            if cold and runtime.init is not None and header is not None:
-                bridge.link(span.id, init_trace_id or header.root, runtime.init.root.id)
-        return span, scope, STACK.set((span,)), otel_token
+        token = backend.enter(span)
+        if cold and init is not None and header is not None:
+            backend.link(span.id, init_trace_id or header.root, init.root.id)
+        return span, scope, STACK.set((span,)), token
     except Exception:
         runtime.log_once(
             "begin",
@@ -126,24 +133,28 @@ def _begin(runtime: Runtime, name: str, event: Any, context: Any) -> _Begun | No
         return None
 
 
+def _capture(span: Span, key: str, value: Any, runtime: Runtime) -> None:
+    settings = runtime.settings
+    # redact() already returns a JSON copy by the value rules: set it as is.
+    span._set_metadata(key, redact(value, settings.redact_keys), settings.service)
+
+
 def _finish(runtime: Runtime, begun: _Begun, exc: BaseException | None, result: Any) -> None:
-    span, scope, token, otel_token = begun
+    span, scope, token, library = begun
     try:
         STACK.reset(token)
     except Exception:  # reset from another context (should not happen): start clean
         STACK.set(())
-    if otel_token is not None:
-        runtime.bridge.detach(otel_token)
+    runtime.backend.exit(library)
     if scope is None:
         return
     try:
         if runtime.guard is not None:
             runtime.guard.disarm(scope)
         if exc is not None:
-            span.record_exception(exc, full=True)
+            span.fail(exc, full=True)
         elif runtime.settings.capture_response:
-            settings = runtime.settings
-            span.put_metadata("response", redact(result, settings.redact_keys), settings.service)
+            _capture(span, "response", result, runtime)
         now = time.time()
         span.finish(now)
         scope.root.finish(now)

@@ -2,55 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from ._header import TraceHeader, parse
-from ._runtime import current_node, get_runtime
-from ._scope import Scope
+from ._header import TraceHeader
+from ._runtime import current_node
 from ._span import Span
 
 __all__ = ["outgoing_header"]
 
 
-def _scope_of(node: Any) -> Scope | None:
-    if isinstance(node, Span):
-        return node.scope if node.recording else None
-    segment = getattr(node, "parent_segment", node)
-    scope = getattr(segment, "scope", None)
-    return scope if isinstance(scope, Scope) else None
-
-
 def outgoing_header() -> TraceHeader | None:
     """The header a message or request sent now should carry, or ``None``.
 
-    The parent is the innermost open entity: the SDK's subsegment for the AWS call
-    itself when botocore is patched, else the current span. ``None`` when nothing
-    sampled is being recorded, and during init: the init buffer's trace id is a
-    placeholder until the first invocation, so propagating it would send
-    consumers into a trace that may never exist.
+    * Recorded work: the current trace, the innermost open entity as ``Parent``
+      (the AWS call's own subsegment when one is open), ``Sampled=1``, and the
+      pass-through keys (``Lineage``...) of the trace being continued.
+    * An unsampled invocation or message: its own ``Root`` and ``Parent`` with
+      ``Sampled=0``. Never a new sampled trace.
+    * ``None`` outside any trace, and during init: the init buffer's trace id is a
+      placeholder until the first invocation, so passing it on would send
+      consumers into a trace that may never exist.
     """
-    runtime = get_runtime()
-    bridge = runtime.bridge if runtime is not None else None
-    if bridge is not None:
-        otel_span = bridge.current_otel_span()
-        if otel_span is not None:
-            header: TraceHeader | None = bridge.outgoing_header(otel_span)
-            return header
     node = current_node()
     if node is None:
         return None
-    if isinstance(node, Span):
-        if not node.recording:
-            return None
-    elif not getattr(node, "sampled", False):
-        return None
-    scope = _scope_of(node)
+    scope = node.scope
     if scope is None:
-        # A segment the user opened with aws-xray-sdk's own API (outside Lambda).
-        header = parse(f"Root={getattr(node, 'trace_id', '')};Parent={getattr(node, 'id', '')}")
-        return header.with_parent(header.parent) if header and header.parent else None
-    if scope.trace_id is None or (
-        runtime is not None and runtime.init is not None and scope is runtime.init.scope
-    ):
+        if isinstance(node, Span):
+            return None  # untraced work
+        # A library span outside our documents (a segment the user opened with
+        # aws-xray-sdk's own API, a worker's own OTel root span).
+        trace_id = node.trace_id
+        if trace_id is None or not node.recording:
+            return None
+        return TraceHeader(trace_id, node.id, "1")
+    if scope.placeholder or scope.trace_id is None:
         return None
-    return TraceHeader(scope.trace_id, node.id, "1", scope.extra)
+    if node.recording:
+        return TraceHeader(scope.trace_id, node.id, "1", scope.extra)
+    if not scope.sampled and scope.parent_id is not None:
+        return TraceHeader(scope.trace_id, scope.parent_id, "0", scope.extra)
+    return None

@@ -2,21 +2,70 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._config import Settings
 from ._init_phase import InitPhase
 from ._scope import STACK, Scope, seal_open
-from .backends import Backend
-from .backends.xray_udp import UDPEmitter
+from .backends import Backend, CallWrapper, Emitter, ForeignSpan
+from .backends.xray_udp import encode
 
-__all__ = ["Runtime", "current_node", "get_runtime", "set_runtime"]
+if TYPE_CHECKING:
+    from ._guard import DeadlineGuard
+    from ._scope import Node
+    from ._span import Span
+
+__all__ = ["NoLibrary", "Runtime", "current_node", "get_runtime", "set_runtime"]
 
 log = logging.getLogger("tracing")
+
+#: Attempts at a consistent snapshot of a running invocation (the guard).
+_SNAPSHOT_ATTEMPTS = 5
+
+
+class NoLibrary:
+    """The backend when no tracing library is connected (disabled, or it failed to load).
+
+    The core still records ``tracing.span``, invocations, SQS and AWS calls by itself.
+    """
+
+    name = "none"
+    traceparent = False
+
+    def install(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def flush(self, timeout_s: float) -> bool:
+        return True
+
+    def current(self) -> ForeignSpan | None:
+        return None
+
+    def enter(self, span: Span) -> object:
+        return None
+
+    def exit(self, token: object) -> None:
+        return None
+
+    def link(self, span_id: str, trace_id: str | None, other_id: str | None) -> None:
+        return None
+
+    def sent(self, scope: Scope) -> None:
+        return None
+
+    def open_entities(self, scope: Scope) -> dict[str, list[dict[str, Any]]]:
+        return {}
+
+    def call_wrapper(self) -> CallWrapper | None:
+        return None
 
 
 @dataclass(eq=False)
@@ -24,16 +73,14 @@ class Runtime:
     """Everything ``configure()`` decided, shared by the public functions."""
 
     settings: Settings
-    emitter: UDPEmitter
+    emitter: Emitter
     backend: Backend
     in_lambda: bool
     init: InitPhase | None
     #: The service name as an X-Ray entity name, cleaned once.
     service_name: str = "service"
     cold: bool = True
-    guard: Any = None
-    #: The otel backend, when active: the core keeps OTel's context in step.
-    bridge: Any = None
+    guard: DeadlineGuard | None = None
     errors_logged: set[str] = field(default_factory=set)
 
     def emit(self, document: dict[str, Any]) -> None:
@@ -51,34 +98,40 @@ class Runtime:
                 self.emitter.send(scope.document())
             except Exception:
                 self.log_once("emit", "tracing: could not send a trace document (logged once)")
-        bridge = self.bridge
-        if bridge is not None:
-            bridge.processor.forget(scope)
+        self.backend.sent(scope)
         return claimed
 
     def on_deadline(self, scope: Scope) -> None:
-        """Guard callback: send ``scope`` now, open entities closed as timeouts."""
+        """Guard callback: send ``scope`` now, open entities closed as timeouts.
+
+        The handler is still running and may change the tree (or a library span's
+        data) while it is read, so the document is built *and encoded* in one
+        attempt, retried, and what is sent is that encoded snapshot. If no attempt
+        succeeds, the invocation entity alone is sent: the timeout is never lost.
+        """
         if not scope.claim():
             return
         now = time.time()
-        for _attempt in range(3):  # the handler thread may be mutating the tree
+        snapshot = None
+        for _attempt in range(_SNAPSHOT_ATTEMPTS):
             try:
                 doc = scope.document()
+                _graft(doc, self.backend.open_entities(scope))
+                seal_open(doc, now)
+                snapshot = json.loads(encode(doc))
                 break
-            except RuntimeError:
+            except Exception:  # RuntimeError: changed size during iteration, and kin
                 continue
-        else:
-            log.warning("tracing: could not snapshot a timed-out invocation")
-            return
-        if self.bridge is not None:
-            _graft(doc, self.bridge.scope_open_entities(scope))
-        seal_open(doc, now)
-        self.emit(doc)
+        if snapshot is None:
+            log.warning("tracing: could not snapshot a timed-out invocation; sending it bare")
+            snapshot = _bare(scope, now)
+        self.emit(snapshot)
         self.end_of_unit()
+        self.backend.sent(scope)
         log.warning(
             "tracing: invocation %s still running %d ms before its deadline; sent its "
             "trace as a timeout",
-            doc.get("name"),
+            snapshot.get("name"),
             self.settings.deadline_margin_ms,
         )
 
@@ -88,9 +141,7 @@ class Runtime:
         UDP documents are already sent; an OTLP exporter exports its buffer here,
         before the handler returns and the sandbox freezes.
         """
-        flush = getattr(self.emitter, "flush", None)
-        if flush is not None:
-            flush()
+        self.emitter.flush()
 
     def log_once(self, key: str, message: str, *args: object) -> None:
         """Log the exception being handled: a warning the first time, then debug.
@@ -100,6 +151,26 @@ class Runtime:
         level = logging.DEBUG if key in self.errors_logged else logging.WARNING
         self.errors_logged.add(key)
         log.log(level, message, *args, exc_info=True)
+
+
+def _bare(scope: Scope, now: float) -> dict[str, Any]:
+    """The timed-out invocation entity with nothing of the handler's data."""
+    root = scope.root
+    doc: dict[str, Any] = {
+        "name": root.name,
+        "id": root.id,
+        "trace_id": scope.trace_id,
+        "start_time": root.start_time,
+        "end_time": now,
+        "fault": True,
+        "annotations": {"Timeout": True},
+        "metadata": {"tracing": {"snapshot_failed": True}},
+    }
+    if scope.parent_id is not None:
+        doc["parent_id"] = scope.parent_id
+    if not scope.segment:
+        doc["type"] = "subsegment"
+    return doc
 
 
 _RUNTIME: list[Runtime | None] = [None]
@@ -115,15 +186,22 @@ def set_runtime(runtime: Runtime | None) -> None:
     _RUNTIME[0] = runtime
 
 
-def current_node() -> Any:
-    """The innermost open span or SDK entity in this context, or ``None``.
+def current_node() -> Node | None:
+    """The innermost open span in this context (ours or the library's), or ``None``.
 
-    Outside any scope, during the init window, that is the buffered Init span.
+    The library's current span wins when the backend reports one: it was opened
+    inside ours (every span of ours that becomes current is also made current in
+    the library's context). Outside any scope, during the init window, the
+    current node is the buffered Init span.
     """
+    runtime = _RUNTIME[0]
+    if runtime is not None:
+        foreign = runtime.backend.current()
+        if foreign is not None:
+            return foreign
     stack = STACK.get()
     if stack:
         return stack[-1]
-    runtime = _RUNTIME[0]
     if runtime is not None and runtime.init is not None and runtime.init.open:
         return runtime.init.root
     return None

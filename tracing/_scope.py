@@ -8,21 +8,31 @@ guard.
 The current span lives in a ``contextvars.ContextVar`` holding an immutable tuple
 stack, so asyncio tasks and ``contextvars.copy_context()`` threads each see their
 own nesting and nothing leaks from one invocation into the next (the stack is
-replaced, not appended to, when an invocation starts). The stack can also hold
-aws-xray-sdk entities, pushed by our SDK ``Context``; see ``backends/xray.py``.
+replaced, not appended to, when an invocation starts). A backend may push its
+library's open spans on it too, as :class:`~tracing.backends.ForeignSpan`
+(the xray backend does, for aws-xray-sdk subsegments).
 """
 
 from __future__ import annotations
 
 import time
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._span import Span, entity_dict
+from ._entity import entity_dict
+from ._span import Span
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from .backends import ForeignSpan
+
+    #: What can be current: one of our spans, or an open span of the backend's library.
+    Node: TypeAlias = Span | ForeignSpan
 
 __all__ = ["STACK", "Scope", "seal_open"]
 
-STACK: ContextVar[tuple[Any, ...]] = ContextVar("tracing_stack", default=())
+STACK: ContextVar[tuple[Node, ...]] = ContextVar("tracing_stack", default=())
 
 
 class Scope:
@@ -34,6 +44,11 @@ class Scope:
         parent_id: Parent entity id, ``None`` for a segment starting a trace.
         segment: Emit as a segment document rather than an independent subsegment.
         limit: Most spans admitted; the rest are counted in ``dropped``.
+        sampled: False for the scope of an unsampled invocation or message: nothing
+            is recorded in it, but its trace id and parent are passed on with
+            ``Sampled=0``.
+        placeholder: True while ``trace_id`` is not the final one (the init window,
+            re-stamped into the first invocation's trace).
     """
 
     __slots__ = (
@@ -42,7 +57,9 @@ class Scope:
         "extra",
         "limit",
         "parent_id",
+        "placeholder",
         "root",
+        "sampled",
         "segment",
         "spans",
         "trace_id",
@@ -56,12 +73,16 @@ class Scope:
         *,
         segment: bool = False,
         limit: int = 1000,
+        sampled: bool = True,
+        placeholder: bool = False,
     ) -> None:
         self.root = root
         self.trace_id = trace_id
         self.parent_id = parent_id
         self.segment = segment
         self.limit = limit
+        self.sampled = sampled
+        self.placeholder = placeholder
         self.spans = 0
         self.dropped = 0
         # Pass-through header keys (Lineage...) of the trace this scope continues.

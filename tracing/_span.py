@@ -1,14 +1,19 @@
-"""The span model of the core, and its conversion to X-Ray entity dicts.
+"""The span: the one type users hold, on every backend.
 
 A :class:`Span` is the cheapest object that can become an X-Ray segment or
 subsegment. It uses ``__slots__`` and creates its dicts lazily, because one is made
 per invocation and per ``tracing.span`` on the hot path. Children can be spans or
-foreign entities (aws-xray-sdk subsegments) that know how to ``to_dict()``
-themselves.
+foreign entities (an aws-xray-sdk subsegment, a converted OTel span) that
+serialize themselves.
 
-Wire rules enforced here (see DESIGN.md): names at most 200 characters,
-annotation keys ``[A-Za-z0-9_]`` with string/number/bool values, at most 50
-annotations per entity, ``AWS.``-prefixed metadata namespaces reserved.
+``tracing.span(...)`` yields a :class:`Span` and ``tracing.current_span()`` returns
+one on either backend, so ``s.annotate(...)``/``s.put_metadata(...)`` work the same
+everywhere. When the current span belongs to the backend's library (an
+``xray_recorder`` subsegment, the user's own OTel span), ``current_span()`` returns
+a :class:`Span` that forwards to it: a foreign object is never handed back.
+
+Values follow the rules of ``_values.py``; names the X-Ray name rules (letters,
+numbers, spaces and ``_ . : / % & # = + - @``, at most 200 characters).
 """
 
 from __future__ import annotations
@@ -16,62 +21,78 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
+import threading
 import time
 import traceback
 from collections import deque
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ._header import new_id
+from ._values import annotation_key, annotation_value, json_value, metadata_key
 
-__all__ = ["MAX_ANNOTATIONS", "Foreign", "Span", "entity_dict", "exception_cause"]
+if TYPE_CHECKING:
+    from ._scope import Scope
+    from .backends import ForeignEntity, ForeignSpan
+
+__all__ = ["MAX_ANNOTATIONS", "NOOP", "NoopSpan", "Span", "clean_name", "exception_cause"]
 
 log = logging.getLogger("tracing.span")
 
 MAX_NAME = 200
 MAX_ANNOTATIONS = 50
-MAX_ANNOTATION_VALUE = 1000
+MAX_MESSAGE = 4000
 MAX_STACK_FRAMES = 30
-_BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_]")
-# X-Ray rejects names with characters outside this set; the SDK strips the same.
-_BAD_NAME_CHARS = re.compile(r"[^\w .:/%&#=+\\\-@]", re.UNICODE)
+
+_NAME_ASCII = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 _.:/%&#=+-@"
+)
+_NOT_SPACE_SEPARATORS = frozenset("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85")
+
+# NOTE: the lazily-created dicts and lists of a span can be touched from several
+# threads at once (``tracing.in_current_trace``). Creating one is check-then-set,
+# so it is done under this lock; using one afterwards is a single atomic
+# operation under the GIL (``list.append``, ``dict.__setitem__``).
+_CREATE = threading.Lock()
 
 
-class Foreign(Protocol):
-    """A child entity produced by another library (an aws-xray-sdk subsegment)."""
-
-    def to_dict(self) -> dict[str, Any]: ...
+def _name_char_ok(char: str) -> bool:
+    # AWS's segment schema: BMP letters and numbers, space separators, and the
+    # ASCII punctuation above. No tabs, newlines or backslashes.
+    if ord(char) > 0xFFFF:
+        return False
+    if char.isalpha() or char.isnumeric() or char in "\u2028\u2029":
+        return True
+    return char.isspace() and char not in _NOT_SPACE_SEPARATORS
 
 
 def clean_name(name: object) -> str:
-    """Return a name X-Ray accepts: allowed characters, at most 200 long."""
-    text = name if isinstance(name, str) else str(name)
+    """Return a name X-Ray accepts: allowed characters (others become ``_``), 1-200 long."""
+    if type(name) is str:
+        text = name
+    else:
+        try:
+            text = str(name)
+        except Exception:
+            text = type(name).__name__
     if len(text) > MAX_NAME:
         text = text[:MAX_NAME]
-    if _BAD_NAME_CHARS.search(text):
-        text = _BAD_NAME_CHARS.sub("_", text)
+    if not _NAME_ASCII.issuperset(text):
+        text = "".join(c if c in _NAME_ASCII or _name_char_ok(c) else "_" for c in text)
     return text or "unnamed"
 
 
-def clean_annotation(key: object, value: object) -> tuple[str, str | int | float | bool] | None:
-    """Validate one annotation; ``None`` when the value type is not indexable."""
-    if isinstance(value, str):
-        if len(value) > MAX_ANNOTATION_VALUE:
-            value = value[:MAX_ANNOTATION_VALUE]
-    elif not isinstance(value, (bool, int, float)):
-        return None
-    text = key if isinstance(key, str) else str(key)
-    text = _BAD_KEY_CHARS.sub("_", text[:250])
-    if not text:
-        return None
-    return text, value
-
-
 class Span:
-    """One unit of work: becomes an X-Ray segment or subsegment.
+    """One unit of work, sent as an X-Ray segment or subsegment.
 
-    Attributes are public for the core's own use; user code goes through
-    ``tracing.span``/``annotate``/``metadata``.
+    What ``tracing.span(...)`` yields and ``tracing.current_span()`` returns, on
+    every backend. The methods below are the public API; the attributes are the
+    core's own (set them through the methods).
+
+    Example::
+
+        with tracing.span("charge card", provider="stripe") as s:
+            s.annotate("amount_cents", 1250)
+            s.put_metadata("request", {"currency": "EUR"})
     """
 
     __slots__ = (
@@ -90,13 +111,12 @@ class Span:
         "scope",
         "start_time",
         "throttle",
-        "view",
     )
 
     def __init__(
         self,
         name: str,
-        scope: Any = None,
+        scope: Scope | None = None,
         start_time: float | None = None,
         span_id: str | None = None,
     ) -> None:
@@ -107,7 +127,7 @@ class Span:
         self.scope = scope
         self.annotations: dict[str, str | int | float | bool] | None = None
         self.metadata: dict[str, dict[str, Any]] | None = None
-        self.children: list[Span | Foreign] | None = None
+        self.children: list[Span | ForeignEntity] | None = None
         self.fault = False
         self.error = False
         self.throttle = False
@@ -115,45 +135,97 @@ class Span:
         self.namespace: str | None = None
         self.aws: dict[str, Any] | None = None
         self.http: dict[str, Any] | None = None
-        self.view: Any = None  # lazily-built aws-xray-sdk view, see backends/xray.py
+
+    # -- public API -----------------------------------------------------------
 
     @property
     def recording(self) -> bool:
-        """True for spans that will be sent (the no-op span says False)."""
+        """True when this span will be sent; False in unsampled or untraced work."""
         return True
 
-    def annotate(self, key: object, value: object) -> None:
-        """Add an indexed annotation; invalid ones are dropped with a debug line."""
-        cleaned = clean_annotation(key, value)
-        if cleaned is None:
-            log.debug("tracing: annotation %r dropped: %s is not str/number/bool", key, type(value))
-            return
-        annotations = self.annotations
-        if annotations is None:
-            self.annotations = annotations = {}
-        elif len(annotations) >= MAX_ANNOTATIONS and cleaned[0] not in annotations:
-            log.debug("tracing: annotation %r dropped: %d per entity at most", key, MAX_ANNOTATIONS)
-            return
-        annotations[cleaned[0]] = cleaned[1]
+    @property
+    def trace_id(self) -> str | None:
+        """The X-Ray trace id of this span.
 
-    def put_metadata(self, key: object, value: object, namespace: str = "default") -> None:
-        """Add non-indexed metadata under ``namespace`` (``AWS.*`` is reserved)."""
-        if not isinstance(namespace, str) or namespace.startswith("AWS."):
+        ``None`` while it is not known yet (init work, re-stamped into the first
+        invocation's trace) and outside any trace.
+        """
+        scope = self.scope
+        if scope is None or scope.placeholder:
+            return None
+        return scope.trace_id
+
+    def annotate(self, key: str, value: str | int | float | bool) -> None:
+        """Add an indexed (searchable) annotation.
+
+        The key is made ``[A-Za-z0-9_]``; the value follows the value rules
+        (non-finite floats and non-scalar values are dropped with a debug line).
+        At most 50 per span.
+        """
+        cleaned = annotation_value(value)
+        name = annotation_key(key) if cleaned is not None else None
+        if name is None or cleaned is None:
+            log.debug("tracing: annotation %r dropped: %s is not indexable", key, type(value))
+            return
+        self._set_annotation(name, cleaned)
+
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
+        """Add non-indexed metadata under ``namespace`` (``AWS.*`` is reserved).
+
+        The value is copied when recorded, as JSON (see the value rules), so later
+        changes to it do not change the trace.
+        """
+        if not isinstance(namespace, str) or not namespace or namespace.startswith("AWS."):
             log.debug("tracing: metadata namespace %r is reserved or invalid", namespace)
             return
-        if self.metadata is None:
-            self.metadata = {}
-        self.metadata.setdefault(namespace, {})[str(key)] = value
+        self._set_metadata(metadata_key(key), json_value(value), namespace)
 
-    def add_child(self, child: Span | Foreign) -> None:
+    def record_exception(self, exc: BaseException) -> None:
+        """Mark the span failed (``fault``) and describe ``exc`` in its ``cause``."""
+        self.fault = True
+        self.cause = exception_cause(exc)
+
+    # -- the core's own --------------------------------------------------------
+
+    def _set_annotation(self, key: str, value: str | int | float | bool) -> None:
+        annotations = self.annotations
+        if annotations is None:
+            with _CREATE:
+                annotations = self.annotations
+                if annotations is None:
+                    self.annotations = annotations = {}
+        if len(annotations) >= MAX_ANNOTATIONS and key not in annotations:
+            log.debug("tracing: annotation %r dropped: %d per entity at most", key, MAX_ANNOTATIONS)
+            return
+        annotations[key] = value
+
+    def _set_metadata(self, key: str, value: Any, namespace: str) -> None:
+        metadata = self.metadata
+        if metadata is None:
+            with _CREATE:
+                metadata = self.metadata
+                if metadata is None:
+                    self.metadata = metadata = {}
+        section = metadata.get(namespace)
+        if section is None:
+            with _CREATE:
+                section = metadata.setdefault(namespace, {})
+        section[key] = value
+
+    def add_child(self, child: Span | ForeignEntity) -> None:
         """Attach a finished or open child entity."""
-        if self.children is None:
-            self.children = [child]
-        else:
-            self.children.append(child)
+        children = self.children
+        if children is None:
+            with _CREATE:
+                children = self.children
+                if children is None:
+                    self.children = children = []
+        children.append(child)
 
-    def record_exception(self, exc: BaseException, *, full: bool = False) -> None:
-        """Mark the span ``fault`` and describe ``exc`` in ``cause`` (see exception_cause)."""
+    adopt = add_child
+
+    def fail(self, exc: BaseException, *, full: bool = False) -> None:
+        """Like :meth:`record_exception`; ``full`` always writes the whole stack."""
         self.fault = True
         self.cause = exception_cause(exc, full=full)
 
@@ -164,7 +236,11 @@ class Span:
 
 
 class NoopSpan(Span):
-    """The span of untraced work: accepts every call and records nothing."""
+    """A span that records nothing: untraced work, or an unsampled invocation.
+
+    An unsampled invocation's span still has a ``scope``, so calls made in it can
+    pass the invocation's own trace on with ``Sampled=0``.
+    """
 
     __slots__ = ()
 
@@ -172,16 +248,21 @@ class NoopSpan(Span):
     def recording(self) -> bool:
         return False
 
-    def annotate(self, key: object, value: object) -> None:
+    def annotate(self, key: str, value: str | int | float | bool) -> None:
         return None
 
-    def put_metadata(self, key: object, value: object, namespace: str = "default") -> None:
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
         return None
 
-    def add_child(self, child: Span | Foreign) -> None:
+    def record_exception(self, exc: BaseException) -> None:
         return None
 
-    def record_exception(self, exc: BaseException, *, full: bool = False) -> None:
+    def add_child(self, child: Span | ForeignEntity) -> None:
+        return None
+
+    adopt = add_child
+
+    def fail(self, exc: BaseException, *, full: bool = False) -> None:
         return None
 
     def finish(self, end_time: float | None = None) -> None:
@@ -189,6 +270,64 @@ class NoopSpan(Span):
 
 
 NOOP = NoopSpan("noop", span_id="0000000000000000", start_time=0.0)
+
+
+class SpanFace(Span):
+    """The :class:`Span` face of a library span (``current_span()`` inside one)."""
+
+    __slots__ = ("_foreign",)
+
+    def __init__(self, foreign: ForeignSpan) -> None:  # no Span.__init__: nothing to own
+        self._foreign = foreign
+        self.name = foreign.name
+        self.id = foreign.id
+        self.start_time = 0.0
+        self.end_time = None
+        self.scope = foreign.scope
+        self.annotations = self.metadata = self.children = None
+        self.fault = self.error = self.throttle = False
+        self.cause = self.aws = self.http = None
+        self.namespace = None
+
+    @property
+    def recording(self) -> bool:
+        return self._foreign.recording
+
+    @property
+    def trace_id(self) -> str | None:
+        scope = self.scope
+        if scope is not None:
+            return None if scope.placeholder else scope.trace_id
+        return self._foreign.trace_id
+
+    def annotate(self, key: str, value: str | int | float | bool) -> None:
+        cleaned = annotation_value(value)
+        name = annotation_key(key) if cleaned is not None else None
+        if name is None or cleaned is None:
+            log.debug("tracing: annotation %r dropped: %s is not indexable", key, type(value))
+            return
+        self._foreign.annotate(name, cleaned)
+
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
+        if not isinstance(namespace, str) or not namespace or namespace.startswith("AWS."):
+            log.debug("tracing: metadata namespace %r is reserved or invalid", namespace)
+            return
+        self._foreign.put_metadata(metadata_key(key), json_value(value), namespace)
+
+    def record_exception(self, exc: BaseException) -> None:
+        self._foreign.record_exception(exc)
+
+    def add_child(self, child: Span | ForeignEntity) -> None:
+        if isinstance(child, Span):
+            self._foreign.adopt(child)
+
+    adopt = add_child
+
+    def fail(self, exc: BaseException, *, full: bool = False) -> None:
+        self._foreign.record_exception(exc)
+
+    def finish(self, end_time: float | None = None) -> None:
+        return None  # the library ends its own spans
 
 
 def exception_cause(exc: BaseException, *, full: bool = False) -> dict[str, Any]:
@@ -212,7 +351,7 @@ def exception_cause(exc: BaseException, *, full: bool = False) -> dict[str, Any]
     exception: dict[str, Any] = {
         "id": new_id(),
         "type": type(exc).__qualname__,
-        "message": message[: MAX_ANNOTATION_VALUE * 4],
+        "message": message[:MAX_MESSAGE],
     }
     if isinstance(first, str) and not full:
         exception["cause"] = first
@@ -224,7 +363,7 @@ def exception_cause(exc: BaseException, *, full: bool = False) -> dict[str, Any]
         count += 1
     summary = traceback.StackSummary.extract(iter(frames), lookup_lines=False)
     exception["stack"] = [
-        {"path": f.filename, "line": f.lineno, "label": f.name} for f in reversed(summary)
+        {"path": f.filename, "line": f.lineno or 0, "label": f.name} for f in reversed(summary)
     ]
     if count > MAX_STACK_FRAMES:
         exception["truncated"] = count - MAX_STACK_FRAMES
@@ -239,147 +378,3 @@ def _cwd() -> str:
         return os.getcwd()
     except OSError:  # the working directory was removed
         return ""
-
-
-_FOREIGN_DROP = ("trace_id", "parent_id", "type", "parent_segment")
-
-
-def foreign_dict(child: Foreign) -> dict[str, Any]:
-    """Serialize an SDK child, dropping fields that nesting makes implicit.
-
-    Nested SDK subsegments carry their own ``trace_id``/``parent_id``; for init
-    work those are the placeholder's, so they are removed here and re-stamped by
-    position in the tree.
-    """
-    return _strip(child.to_dict())
-
-
-def _strip(data: dict[str, Any]) -> dict[str, Any]:
-    for key in _FOREIGN_DROP:
-        data.pop(key, None)
-    if data.get("in_progress") is False:
-        del data["in_progress"]
-    nested = data.get("subsegments")
-    if nested:
-        data["subsegments"] = [_strip(item) for item in nested]
-    return data
-
-
-#: Deepest nesting written as is; deeper descendants are listed flat under the entity
-#: at this depth. JSON encoders (ours and X-Ray's) recurse per level, and a
-#: recursive handler with a span per call would otherwise exceed their limits and
-#: lose the whole document.
-MAX_DEPTH = 64
-
-
-def entity_dict(span: Span, _depth: int = 0) -> dict[str, Any]:
-    """Convert a span tree to an X-Ray entity dict (nested, no trace fields).
-
-    Open spans are written ``in_progress``; the deadline guard closes them in the
-    document (``seal_open``). Nesting deeper than :data:`MAX_DEPTH` is flattened
-    (and noted in ``metadata.tracing.flattened``) rather than lost.
-    """
-    data = _fields(span)
-    children = span.children
-    if not children:
-        return data
-    if _depth >= MAX_DEPTH:
-        flat = _flatten(children)
-        data["subsegments"] = flat
-        data.setdefault("metadata", {}).setdefault("tracing", {})["flattened"] = len(flat)
-        return data
-    out = []
-    for child in list(children):  # copy: the deadline guard reads from another thread
-        if isinstance(child, Span):
-            out.append(entity_dict(child, _depth + 1))
-        else:
-            try:
-                # Foreign trees (SDK subsegments, converted OTel spans) bring their
-                # own nesting: cap it where it starts, not in a pass over every tree.
-                out.append(cap_depth(foreign_dict(child), MAX_DEPTH - _depth - 1))
-            except Exception:  # a foreign entity must never break emission
-                log.debug("tracing: could not serialize %r", child, exc_info=True)
-    data["subsegments"] = out
-    return data
-
-
-def _flatten(children: list[Span | Foreign]) -> list[dict[str, Any]]:
-    """Every descendant as a childless entity, depth first, without recursion."""
-    out = []
-    stack = list(reversed(children))
-    while stack:
-        child = stack.pop()
-        if isinstance(child, Span):
-            out.append(_fields(child))
-            stack.extend(reversed(child.children or ()))
-        else:
-            try:
-                data = foreign_dict(child)
-                nested = data.pop("subsegments", None)
-                out.append(data)
-                if nested:  # flat as well: its descendants follow it
-                    holder = {"subsegments": nested}
-                    out.extend(cap_depth(holder, 0)["subsegments"])
-            except Exception:
-                log.debug("tracing: could not serialize %r", child, exc_info=True)
-    return out
-
-
-def _fields(span: Span) -> dict[str, Any]:
-    data: dict[str, Any] = {"name": span.name, "id": span.id, "start_time": span.start_time}
-    end = span.end_time
-    if end is None:
-        data["in_progress"] = True
-    else:
-        data["end_time"] = end
-    if span.namespace:
-        data["namespace"] = span.namespace
-    if span.fault:
-        data["fault"] = True
-    if span.error:
-        data["error"] = True
-    if span.throttle:
-        data["throttle"] = True
-    if span.annotations:
-        data["annotations"] = dict(span.annotations)
-    if span.metadata:
-        data["metadata"] = {ns: dict(values) for ns, values in span.metadata.items()}
-    if span.aws:
-        data["aws"] = dict(span.aws)
-    if span.http:
-        data["http"] = dict(span.http)
-    if span.cause:
-        data["cause"] = span.cause
-    return data
-
-
-def cap_depth(entity: dict[str, Any], max_depth: int = MAX_DEPTH) -> dict[str, Any]:
-    """Flatten, in place, nesting deeper than ``max_depth`` in an entity dict tree.
-
-    The same rule as :func:`entity_dict` applies to nested dicts from other
-    sources (converted OTel spans, SDK subsegments): below ``max_depth`` every
-    descendant is listed flat, noted in ``metadata.tracing.flattened``. Iterative.
-    """
-    stack: list[tuple[dict[str, Any], int]] = [(entity, 0)]
-    while stack:
-        node, depth = stack.pop()
-        children = node.get("subsegments")
-        if not children:
-            continue
-        if depth < max_depth:
-            stack.extend((child, depth + 1) for child in children if isinstance(child, dict))
-            continue
-        flat: list[dict[str, Any]] = []
-        pending = list(reversed(children))
-        while pending:
-            child = pending.pop()
-            if not isinstance(child, dict):
-                continue
-            grandchildren = child.pop("subsegments", None)
-            flat.append(child)
-            if grandchildren:
-                pending.extend(reversed(grandchildren))
-        if len(flat) != len(children) or any("subsegments" in c for c in children):
-            node.setdefault("metadata", {}).setdefault("tracing", {})["flattened"] = len(flat)
-        node["subsegments"] = flat
-    return entity

@@ -29,13 +29,16 @@ import time
 from collections.abc import Callable, Mapping
 from contextvars import Token
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._header import TraceHeader, from_traceparent, new_trace_id, parse, to_traceparent
 from ._propagation import outgoing_header
 from ._runtime import current_node, get_runtime
 from ._scope import STACK, Scope
-from ._span import NOOP, Span, clean_name
+from ._span import NOOP, NoopSpan, Span, clean_name
+
+if TYPE_CHECKING:
+    from ._scope import Node
 
 __all__ = ["consume", "extract", "inject", "process_batch"]
 
@@ -172,7 +175,7 @@ def _ask_for(params: dict[str, Any], key: str, name: str) -> None:
 
 def _on_send(params: dict[str, Any], **_: Any) -> None:
     runtime = get_runtime()
-    inject(params, traceparent=runtime is not None and runtime.bridge is not None)
+    inject(params, traceparent=runtime is not None and runtime.backend.traceparent)
 
 
 def _on_receive(params: dict[str, Any], **_: Any) -> None:
@@ -302,10 +305,9 @@ class consume:  # noqa: N801 - reads as a function at call sites
     """
 
     __slots__ = (
-        "_bridge",
         "_emit",
+        "_library",
         "_message",
-        "_otel_token",
         "_record",
         "_scope",
         "_segment",
@@ -317,10 +319,9 @@ class consume:  # noqa: N801 - reads as a function at call sites
         self._scope: Scope | None = None
         self._segment: Span = NOOP
         self._record: Span = NOOP
-        self._token: Token[tuple[Any, ...]] | None = None
+        self._token: Token[tuple[Node, ...]] | None = None
         self._emit: Callable[[Scope], bool] | None = None
-        self._bridge: Any = None
-        self._otel_token: object = None
+        self._library: object = None
 
     def __enter__(self) -> Span:
         try:
@@ -343,17 +344,18 @@ class consume:  # noqa: N801 - reads as a function at call sites
         header, message_id = extract(message)
         usable = header is not None and header.parent is not None and header.is_sampled
         parent = current_node()
-        in_invocation = isinstance(parent, Span) and parent.recording and parent.scope is not None
-        if in_invocation and runtime.init is not None and parent.scope is runtime.init.scope:
-            in_invocation = False  # consume() at import time: no invocation yet
+        invocation = parent if parent is not None and parent.recording else None
+        parent_scope = invocation.scope if invocation is not None else None
+        if parent_scope is None or parent_scope.placeholder:
+            invocation = None  # no invocation here (a worker, or consume() at import)
         settings = runtime.settings
         # Annotation keys here are fixed and valid, and values are validated ids
         # (or capped), so they are set directly rather than through annotate().
         message_id = message_id[:_MAX_ID] if message_id else None
         record: Span = NOOP
-        if in_invocation and parent.scope.admit():
-            record = Span(_RECORD_SPAN, parent.scope)
-            parent.add_child(record)
+        if invocation is not None and parent_scope is not None and parent_scope.admit():
+            record = Span(_RECORD_SPAN, parent_scope)
+            invocation.adopt(record)
             notes: dict[str, str | int | float | bool] = {}
             if message_id:
                 notes["MessageId"] = message_id
@@ -361,6 +363,7 @@ class consume:  # noqa: N801 - reads as a function at call sites
                 notes["LinkedTraceId"] = header.root
             record.annotations = notes
         self._record = record
+        scope: Scope | None
         if usable and header is not None:
             # Same start as the record's subsegment, so the two line up exactly.
             segment = Span(runtime.service_name, start_time=record.start_time or None)
@@ -372,11 +375,20 @@ class consume:  # noqa: N801 - reads as a function at call sites
                 limit=settings.max_spans_per_invocation,
             )
             scope.extra = header.extra
-        elif in_invocation:
+        elif invocation is not None:
             segment = record  # recorded in the current invocation
             scope = None
-        elif isinstance(parent, Span) and not parent.recording:
+        elif parent is not None and not parent.recording:
             return NOOP  # an unsampled invocation: no new trace behind its back
+        elif header is not None and header.sampled == "0" and header.parent is not None:
+            # The producer decided not to record this trace: record nothing, and
+            # pass its decision on (Sampled=0) from what this message triggers.
+            segment = NoopSpan(runtime.service_name, span_id=header.parent)
+            unsampled = Scope(segment, header.root, header.parent, sampled=False)
+            unsampled.extra = header.extra
+            self._token = STACK.set((segment,))
+            self._library = runtime.backend.enter(segment)
+            return segment
         else:
             segment = Span(runtime.service_name)
             scope = Scope(
@@ -396,16 +408,14 @@ class consume:  # noqa: N801 - reads as a function at call sites
         if segment.recording:
             stack = STACK.get()
             self._token = STACK.set((*stack, segment) if scope is None else (segment,))
-            bridge = runtime.bridge
-            if bridge is not None:
-                self._bridge = bridge
-                self._otel_token = bridge.attach(segment)
-                if usable and header is not None and in_invocation and stack:
-                    # OTel messaging conventions: the invocation links to each
-                    # record's context, the processing span to the invocation.
-                    invocation = stack[0]
-                    bridge.link(invocation.id, header.root, header.parent)
-                    bridge.link(segment.id, parent.scope.trace_id, invocation.id)
+            backend = runtime.backend
+            self._library = backend.enter(segment)
+            if usable and header is not None and invocation is not None:
+                # OTel messaging conventions: the invocation links to each
+                # record's context, the processing span to the invocation.
+                backend.link(invocation.id, header.root, header.parent)
+                trace_id = parent_scope.trace_id if parent_scope is not None else None
+                backend.link(segment.id, trace_id, invocation.id)
         return segment
 
     def __exit__(
@@ -415,21 +425,22 @@ class consume:  # noqa: N801 - reads as a function at call sites
         tb: TracebackType | None,
     ) -> None:
         token, self._token = self._token, None
+        library, self._library = self._library, None
         try:
+            runtime = get_runtime()
+            if library is not None and runtime is not None:
+                runtime.backend.exit(library)
             if token is not None:
                 try:
                     STACK.reset(token)
                 except ValueError:
                     STACK.set(())
-            if self._bridge is not None:
-                self._bridge.detach(self._otel_token)
-                self._bridge = None
             now = time.time()
             segment, record = self._segment, self._record
             if exc is not None:
-                segment.record_exception(exc, full=True)
+                segment.fail(exc, full=True)
                 if record is not segment:
-                    record.record_exception(exc)
+                    record.fail(exc)
             segment.finish(now)
             record.finish(now)
             scope = self._scope
@@ -437,10 +448,8 @@ class consume:  # noqa: N801 - reads as a function at call sites
                 emit = self._emit
                 if emit is not None:
                     emit(scope)
-                if self._record is NOOP:  # a worker: no invocation will flush for us
-                    runtime = get_runtime()
-                    if runtime is not None:
-                        runtime.end_of_unit()
+                if self._record is NOOP and runtime is not None:
+                    runtime.end_of_unit()  # a worker: no invocation will flush for us
         except RecursionError:
             pass  # at the recursion limit: the record's trace is dropped, not the error
         except Exception:

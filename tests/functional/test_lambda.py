@@ -154,7 +154,7 @@ def test_init_trace_off_never_emits_init(
         pass
     handler = tracing.handler(lambda event, context: "ok")
     _invoke(monkeypatch, handler, _header()[2])
-    assert [d["name"] for d in daemon.settle()] == ["## <lambda>"]
+    assert [d["name"] for d in daemon.settle()] == ["## _lambda_"]
 
 
 @pytest.mark.usefixtures("any_backend")
@@ -301,7 +301,7 @@ def test_context_without_remaining_time(
     tracing.configure()
     handler = tracing.handler(lambda event, context: "ok")
     assert _invoke(monkeypatch, handler, _header()[2], context=object()) == "ok"
-    assert [d["name"] for d in daemon.wait_for(2)] == ["Init", "## <lambda>"]
+    assert [d["name"] for d in daemon.wait_for(2)] == ["Init", "## _lambda_"]
 
 
 @pytest.mark.usefixtures("any_backend")
@@ -351,7 +351,7 @@ def test_payload_capture_is_opt_in_and_redacted(
     monkeypatch.setenv("_X_AMZN_TRACE_ID", _header()[2])
     handler({"user": {"Password": "hunter2", "name": "ann"}}, None)
     doc = daemon.wait_for(2)[-1]
-    assert doc["name"] == "## <lambda>"
+    assert doc["name"] == "## _lambda_"
     captured = doc["metadata"]["svc"]
     assert captured["event"] == {"user": {"Password": "***", "name": "ann"}}
     assert captured["response"] == {"token": "***", "id": 3}
@@ -365,7 +365,7 @@ def test_payloads_are_not_captured_by_default(
     handler = tracing.handler(lambda event, context: {"secret": 1})
     _invoke(monkeypatch, handler, _header()[2])
     invocation = daemon.wait_for(2)[-1]
-    assert invocation["name"] == "## <lambda>"
+    assert invocation["name"] == "## _lambda_"
     assert "metadata" not in invocation
 
 

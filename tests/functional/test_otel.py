@@ -215,12 +215,12 @@ def test_otlp_exporter_sends_the_same_tree_with_links(
     handler = tracing.handler(lambda event, context: tracing.sqs.process_batch(event, process))
     root, parent = _invoke(monkeypatch, handler, {"Records": [record]})
     by_name = {span.name: span for span in otlp}
-    assert set(by_name) >= {"Init", "init work", "## <lambda>", "SQS message", "worker", "save"}
+    assert set(by_name) >= {"Init", "init work", "## _lambda_", "SQS message", "worker", "save"}
 
     def hexid(value: bytes) -> str:
         return value.hex()
 
-    init, invocation = by_name["Init"], by_name["## <lambda>"]
+    init, invocation = by_name["Init"], by_name["## _lambda_"]
     consumer = by_name["worker"]
     assert hexid(invocation.trace_id) == root[2:10] + root[11:]
     assert hexid(init.parent_span_id) == parent

@@ -105,7 +105,7 @@ def test_producer_injects_parent_of_the_send_call(
 
 
 @pytest.mark.usefixtures("in_lambda")
-def test_nothing_is_injected_during_init_or_when_unsampled(
+def test_init_injects_nothing_and_unsampled_passes_its_own_trace_unsampled(
     queue: tuple[Any, str], daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, url = queue
@@ -113,10 +113,14 @@ def test_nothing_is_injected_during_init_or_when_unsampled(
     wire = _wire(client)
     client.send_message(QueueUrl=url, MessageBody="at import")
     handler = tracing.handler(lambda e, c: client.send_message(QueueUrl=url, MessageBody="x"))
-    _lambda_header(monkeypatch, sampled="0")
+    root, parent = new_trace_id(), new_id()
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={root};Parent={parent};Sampled=0")
     handler({}, testing.FakeContext())
     assert len(wire) == 2
-    assert all("MessageSystemAttributes" not in body for body in wire)
+    assert "MessageSystemAttributes" not in wire[0]
+    sent = wire[1]["MessageSystemAttributes"]["AWSTraceHeader"]["StringValue"]
+    assert sent == f"Root={root};Parent={parent};Sampled=0"
+    assert daemon.settle(0.1) == []
 
 
 @pytest.mark.usefixtures("in_lambda")

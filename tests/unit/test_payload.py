@@ -24,7 +24,7 @@ def test_bounds_depth_and_width() -> None:
         node["next"] = {}
         node = node["next"]  # type: ignore[assignment]
     text = repr(redact(deep, ()))
-    assert "<truncated>" in text
+    assert "<depth limit>" in text
     wide = redact(list(range(1000)), ())
     assert len(wide) == 201
     assert wide[-1] == "<800 more>"

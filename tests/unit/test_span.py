@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+from tracing._entity import entity_dict
 from tracing._scope import Scope, seal_open
-from tracing._span import MAX_ANNOTATIONS, NOOP, Span, clean_name, entity_dict
+from tracing._span import MAX_ANNOTATIONS, NOOP, Span, clean_name
 
 
 def test_names_are_cleaned_and_capped() -> None:
@@ -75,7 +76,7 @@ def test_exception_cause_has_type_message_and_stack() -> None:
 def test_deep_nesting_is_flattened_not_lost() -> None:
     import json
 
-    from tracing._span import MAX_DEPTH
+    from tracing._entity import MAX_DEPTH
     from tracing.backends.xray_udp import encode
 
     root = Span("root")

@@ -1,25 +1,174 @@
-"""The seam between the core and a tracing library.
+"""The typed seam between the core and a tracing library (a *backend*).
 
-The core owns the Lambda lifecycle (cold start, init window, invocation scope,
-deadline guard), the trace-header model and SQS carriers. A backend connects a
-tracing library's own API to it, so that spans users create through that library
-land in the same documents.
+The core owns the Lambda lifecycle (cold start, the init window, the invocation
+scope, the deadline guard), the trace-header model and the propagation rule, the
+SQS carriers and the X-Ray documents. It records everything in its own
+:class:`~tracing.Span` objects and never holds an aws-xray-sdk or OpenTelemetry
+object of its own accord. A backend connects one tracing library to that core,
+both ways:
+
+* **Library to core.** When user code opens a span through the library's own API
+  (``xray_recorder.capture``, ``tracer.start_as_current_span``), that span can be
+  the current one. The backend hands it to the core as a :class:`ForeignSpan`:
+  the core can annotate it, give it metadata, hang ``tracing.span`` children under
+  it and find its trace context for propagation, without knowing its type. Ended
+  library spans reach the core as :class:`ForeignEntity` children (anything that
+  serializes itself to an X-Ray entity dict).
+* **Core to library.** When the core makes one of its spans current (an
+  invocation, an SQS record, a ``tracing.span``), it calls :meth:`Backend.enter`,
+  so that spans the user opens through the library nest under it, and
+  :meth:`Backend.exit` when it ends.
+
+Everything the core asks of a backend is in :class:`Backend`; both backends
+implement all of it and mypy checks that they do. The core modules import this
+module only, never ``backends.xray`` or ``backends.otel``: the dependency runs
+core <- backends <- local tools, never the other way.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["Backend"]
+if TYPE_CHECKING:
+    from .._scope import Scope
+    from .._span import Span
+
+__all__ = ["Backend", "CallWrapper", "Emitter", "ForeignEntity", "ForeignSpan"]
+
+#: ``around(client, operation, params, call)``: runs around every botocore API call.
+CallWrapper = Callable[[Any, str, Any, Callable[[], Any]], Any]
+
+
+class ForeignEntity(Protocol):
+    """An ended (or still open) library entity nested in a core span.
+
+    An aws-xray-sdk subsegment, or an OpenTelemetry span converted to an X-Ray
+    entity. The core serializes it in place when it builds the document.
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entity as an X-Ray entity dict (nested form)."""
+        ...
+
+
+class ForeignSpan(Protocol):
+    """A library span that is currently open: the parent of what the core records now.
+
+    Values reach it already converted by the core's value rules (``_values.py``).
+    """
+
+    @property
+    def name(self) -> str:
+        """The span's name."""
+        ...
+
+    @property
+    def id(self) -> str:
+        """The span's id as 16 hex digits (its X-Ray entity id)."""
+        ...
+
+    @property
+    def trace_id(self) -> str | None:
+        """Its X-Ray trace id, ``None`` if it has none."""
+        ...
+
+    @property
+    def scope(self) -> Scope | None:
+        """The core document it will be sent in, ``None`` if the library sends it itself."""
+        ...
+
+    @property
+    def recording(self) -> bool:
+        """False when the library is not recording it (unsampled)."""
+        ...
+
+    def annotate(self, key: str, value: str | int | float | bool) -> None:
+        """Add an indexed annotation (key and value already valid)."""
+        ...
+
+    def put_metadata(self, key: str, value: Any, namespace: str) -> None:
+        """Add metadata (a JSON-safe value) under ``namespace``."""
+        ...
+
+    def record_exception(self, exc: BaseException) -> None:
+        """Mark it failed (fault) and describe ``exc``."""
+        ...
+
+    def adopt(self, child: Span) -> None:
+        """Make a core span its child, serialized with it."""
+        ...
 
 
 class Backend(Protocol):
-    """What the core needs from a backend."""
+    """Everything the core asks of a tracing library."""
 
+    #: ``"xray"``, ``"otel"`` or ``"none"``.
     name: str
+    #: Also carry a W3C ``traceparent`` message attribute on SQS messages (for
+    #: consumers on OTel's own instrumentation), when it fits.
+    traceparent: bool
 
     def install(self) -> None:
-        """Hook the library in (context, instrumentation). Called once by ``configure``."""
+        """Hook the library in (its context, its instrumentation). Called once by ``configure``."""
+        ...
+
+    def close(self) -> None:
+        """Undo what ``install`` did to process-wide context (tests, reconfiguration)."""
+        ...
 
     def flush(self, timeout_s: float) -> bool:
         """Send whatever the library still buffers; True when all was sent."""
+        ...
+
+    def current(self) -> ForeignSpan | None:
+        """The library's current span when it is inside the core's current span.
+
+        ``None`` when the innermost current span is the core's (the usual case),
+        or when the library keeps its entities on the core's own stack.
+        """
+        ...
+
+    def enter(self, span: Span) -> object:
+        """Make ``span`` current in the library's context; returns a token for :meth:`exit`.
+
+        Called for recording spans and for the non-recording span of an unsampled
+        invocation (whose library spans must then record nothing either).
+        """
+        ...
+
+    def exit(self, token: object) -> None:
+        """Undo one :meth:`enter`. Never raises."""
+        ...
+
+    def link(self, span_id: str, trace_id: str | None, other_id: str | None) -> None:
+        """Note a link from core span ``span_id`` to another context (OTLP export)."""
+        ...
+
+    def sent(self, scope: Scope) -> None:
+        """``scope`` was sent: forget whatever of the library still refers to it."""
+        ...
+
+    def open_entities(self, scope: Scope) -> dict[str, list[dict[str, Any]]]:
+        """Library spans still open under ``scope``'s spans, by parent id (timeouts)."""
+        ...
+
+    def call_wrapper(self) -> CallWrapper | None:
+        """What to run around every botocore call, if the backend records AWS calls."""
+        ...
+
+
+class Emitter(Protocol):
+    """Where finished top-level documents go (UDP to the daemon, or OTLP)."""
+
+    def send(self, document: dict[str, Any]) -> None:
+        """Send (or buffer) one top-level document. Never raises."""
+        ...
+
+    def flush(self) -> None:
+        """Push out anything buffered, before the sandbox freezes."""
+        ...
+
+    def close(self) -> None:
+        """Release the socket or connection; a later send reopens it."""
+        ...

@@ -12,8 +12,10 @@ The mapping follows the one of the OpenTelemetry Collector's AWS X-Ray exporter
   4xx (``throttle`` too for 429); an HTTP status >= 500 is a fault even with an
   unset status. ``exception`` events become ``cause.exceptions``.
 * **Attributes.** Keys listed in the span's ``aws.xray.annotations`` attribute
-  become annotations (keys made ``[A-Za-z0-9_]``, values str/number/bool, 50 at
-  most); every other attribute not consumed above goes to ``metadata.default``.
+  become annotations (keys made ``[A-Za-z0-9_]``, values by the value rules of
+  ``_values.py``, 50 at most); every other attribute not consumed above goes to
+  ``metadata.default``, as JSON by the same rules (a NaN attribute becomes the
+  string ``"NaN"`` rather than losing the document).
 * **Links** are dropped: user-written segment documents cannot carry them.
 """
 
@@ -27,7 +29,8 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-from .._span import MAX_ANNOTATIONS, clean_annotation, clean_name
+from .._span import MAX_ANNOTATIONS, clean_name
+from .._values import annotation_key, annotation_value, json_value
 
 __all__ = [
     "ANNOTATIONS_ATTRIBUTE",
@@ -163,11 +166,11 @@ def span_entity(span: ReadableSpan) -> dict[str, Any]:
         if key in _CONSUMED:
             continue
         if key in indexed and len(annotations) < MAX_ANNOTATIONS:
-            cleaned = clean_annotation(key, value)
-            if cleaned is not None:
-                annotations[cleaned[0]] = cleaned[1]
+            label, cleaned = annotation_key(key), annotation_value(value)
+            if label is not None and cleaned is not None:
+                annotations[label] = cleaned
                 continue
-        metadata[key] = list(value) if isinstance(value, tuple) else value
+        metadata[key] = json_value(value)
     if annotations:
         entity["annotations"] = annotations
     if metadata:

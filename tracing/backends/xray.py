@@ -16,6 +16,12 @@ Differences from the SDK's ``LambdaContext``, on purpose:
   invocation, so a missing header can never attach work to the previous trace.
 * Work outside any trace gets an untraced dummy parent instead of a log line.
 
+On the seam (``backends/__init__.py``): SDK subsegments are pushed on the
+core's span stack wrapped as :class:`SdkSpan` (a ``ForeignSpan``), so the core
+sees them as current without knowing the SDK, and our spans are shown to the SDK
+as :class:`SpanView` segments. ``current()`` has nothing to add, and ``enter`` and
+``exit`` nothing to do: the stack *is* the SDK's context.
+
 Every ``aws_xray_sdk`` import of the library lives in this module, so dropping
 the SDK after its end of support means deleting this file.
 """
@@ -23,7 +29,8 @@ the SDK after its end of support means deleting this file.
 from __future__ import annotations
 
 import logging
-from typing import Any
+import traceback
+from typing import TYPE_CHECKING, Any
 
 from aws_xray_sdk.core import patch, xray_recorder
 from aws_xray_sdk.core.context import Context
@@ -31,11 +38,16 @@ from aws_xray_sdk.core.models.dummy_entities import DummySegment
 from aws_xray_sdk.core.models.segment import Segment
 from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
 
+from .._entity import entity_dict
 from .._runtime import current_node, get_runtime
-from .._scope import STACK
-from .._span import Span, entity_dict
+from .._scope import STACK, Scope
+from .._span import Span
+from . import CallWrapper, ForeignSpan
 
-__all__ = ["SpanView", "XRayBackend"]
+if TYPE_CHECKING:
+    from .._scope import Node
+
+__all__ = ["SdkSpan", "SpanView", "XRayBackend"]
 
 log = logging.getLogger("tracing.backends.xray")
 
@@ -166,17 +178,92 @@ class SpanView(Segment):  # type: ignore[misc]
         return entity_dict(self.span)
 
 
-def _entity_for(node: Any) -> Any:
-    if node is None:
-        return _UNTRACED
-    if isinstance(node, Span):
-        if not node.recording:
+class SdkSpan:
+    """An SDK segment or subsegment on the core's stack: a ``ForeignSpan``.
+
+    Args:
+        entity: The SDK entity.
+        scope: The core document it lands in (that of the span it was opened
+            under), or ``None`` for a segment the user opened and the SDK sends.
+    """
+
+    __slots__ = ("entity", "scope")
+
+    def __init__(self, entity: Any, scope: Scope | None) -> None:
+        self.entity = entity
+        self.scope = scope
+
+    @property
+    def name(self) -> str:
+        return str(self.entity.name)
+
+    @property
+    def id(self) -> str:
+        return str(self.entity.id)
+
+    @property
+    def trace_id(self) -> str | None:
+        trace_id = getattr(self.entity, "trace_id", None)
+        return trace_id if isinstance(trace_id, str) else None
+
+    @property
+    def recording(self) -> bool:
+        return bool(getattr(self.entity, "sampled", False))
+
+    def annotate(self, key: str, value: str | int | float | bool) -> None:
+        self.entity.put_annotation(key, value)
+
+    def put_metadata(self, key: str, value: Any, namespace: str) -> None:
+        self.entity.put_metadata(key, value, namespace)
+
+    def record_exception(self, exc: BaseException) -> None:
+        self.entity.add_exception(exc, traceback.extract_tb(exc.__traceback__))
+
+    def adopt(self, child: Span) -> None:
+        self.entity.subsegments.append(_SdkChild(child, self.entity.id))
+
+
+class _SdkChild:
+    """Lets an SDK parent serialize one of our spans among its subsegments."""
+
+    __slots__ = ("parent_id", "sampled", "span")
+
+    def __init__(self, span: Span, parent_id: str) -> None:
+        self.span = span
+        self.parent_id = parent_id
+        self.sampled = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return entity_dict(self.span)
+
+    def close(self, end_time: float | None = None) -> None:
+        return None
+
+
+class _Views:
+    """The SDK face of our spans, built on demand (one kept: the SDK asks repeatedly)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[Span, SpanView] | None = None
+
+    def entity_for(self, node: Node | None) -> Any:
+        if node is None:
             return _UNTRACED
-        view = node.view
-        if view is None:
-            node.view = view = SpanView(node)
-        return view
-    return node
+        if isinstance(node, Span):
+            if not node.recording:
+                return _UNTRACED
+            last = self._last
+            if last is not None and last[0] is node:
+                return last[1]
+            view = SpanView(node)
+            self._last = (node, view)
+            return view
+        if isinstance(node, SdkSpan):
+            return node.entity
+        return _UNTRACED  # another library's span: the SDK records nothing under it
+
+
+_VIEWS = _Views()
 
 
 class BridgeContext(Context):  # type: ignore[misc]
@@ -187,7 +274,7 @@ class BridgeContext(Context):  # type: ignore[misc]
 
     def put_segment(self, segment: Any) -> None:
         """A user-made SDK segment (outside Lambda): it becomes the current entity."""
-        STACK.set((*STACK.get(), segment))
+        STACK.set((*STACK.get(), SdkSpan(segment, None)))
 
     def end_segment(self, end_time: float | None = None) -> None:
         entity = self.get_trace_entity()
@@ -198,34 +285,40 @@ class BridgeContext(Context):  # type: ignore[misc]
         segment.close(end_time)
 
     def put_subsegment(self, subsegment: Any) -> None:
+        parent = current_node()
         self.get_trace_entity().add_subsegment(subsegment)
-        STACK.set((*STACK.get(), subsegment))
+        scope = parent.scope if parent is not None else None
+        STACK.set((*STACK.get(), SdkSpan(subsegment, scope)))
 
     def end_subsegment(self, end_time: float | None = None) -> bool:
         stack = STACK.get()
-        if not stack or isinstance(stack[-1], Span) or not self._is_subsegment(stack[-1]):
+        top = stack[-1] if stack else None
+        if not isinstance(top, SdkSpan) or not self._is_subsegment(top.entity):
             log.debug("tracing: end_subsegment() with no open SDK subsegment")
             return False
-        stack[-1].close(end_time)
+        top.entity.close(end_time)
         STACK.set(stack[:-1])
         return True
 
     def get_trace_entity(self) -> Any:
         runtime = get_runtime()
-        if runtime is None or runtime.bridge is not None:
-            # Not configured, or configured for otel since: the SDK's botocore
-            # patch (installed once per process) must not record a second copy.
+        if runtime is None or runtime.backend.name != "xray":
+            # Not configured, or configured for another backend since: the SDK's
+            # botocore patch (installed once per process) must not record a copy.
             return _UNTRACED
-        return _entity_for(current_node())
+        return _VIEWS.entity_for(current_node())
 
     def set_trace_entity(self, trace_entity: Any) -> None:
-        STACK.set((trace_entity,))
+        if isinstance(trace_entity, SpanView):
+            STACK.set((trace_entity.span,))
+        else:
+            STACK.set((SdkSpan(trace_entity, None),))
 
     def clear_trace_entities(self) -> None:
         """Drop SDK entities, keeping our own spans (the SDK calls this after a send)."""
         stack = STACK.get()
         keep = len(stack)
-        while keep and not isinstance(stack[keep - 1], Span):
+        while keep and isinstance(stack[keep - 1], SdkSpan):
             keep -= 1
         if keep != len(stack):
             STACK.set(stack[:keep])
@@ -246,6 +339,7 @@ class XRayBackend:
     """Installs :class:`BridgeContext` into ``xray_recorder`` and patches botocore."""
 
     name = "xray"
+    traceparent = False
 
     def __init__(self, service: str, patch_botocore: bool) -> None:
         self.service = service
@@ -262,6 +356,32 @@ class XRayBackend:
         if self.patch_botocore:
             patch(("botocore",))
 
+    def close(self) -> None:
+        return None  # the recorder keeps our Context: it stands aside when unconfigured
+
     def flush(self, timeout_s: float) -> bool:
         # Documents are sent synchronously when their scope ends: nothing is queued.
         return True
+
+    # -- the seam: SDK entities live on the core's stack, nothing more to do ----------
+
+    def current(self) -> ForeignSpan | None:
+        return None
+
+    def enter(self, span: Span) -> object:
+        return None
+
+    def exit(self, token: object) -> None:
+        return None
+
+    def link(self, span_id: str, trace_id: str | None, other_id: str | None) -> None:
+        return None  # X-Ray documents cannot carry links
+
+    def sent(self, scope: Scope) -> None:
+        return None
+
+    def open_entities(self, scope: Scope) -> dict[str, list[dict[str, Any]]]:
+        return {}  # open SDK subsegments are already in the tree, written in_progress
+
+    def call_wrapper(self) -> CallWrapper | None:
+        return None  # AWS calls come from the SDK's own botocore patch

@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import socket
 import threading
 import time
 from typing import Any
+
+from .._entity import sanitize_entity
+from .._values import json_value
 
 __all__ = ["HEADER", "MAX_DATAGRAM", "UDPEmitter", "encode", "split_document"]
 
@@ -32,30 +36,28 @@ MAX_DATAGRAM = 64 * 1024 - 256
 _MAX_BODY = MAX_DATAGRAM - len(HEADER)
 
 
-def _safe_repr(value: Any) -> str:
-    """``repr`` for JSON's unknown values; a broken ``__repr__`` must not lose the document."""
-    try:
-        return repr(value)[:10_000]
-    except Exception:
-        return f"<unrepresentable {type(value).__name__}>"
+def _unknown(value: Any) -> Any:
+    """JSON for a value of a type the encoder does not know, by the value rules."""
+    return json_value(value)
 
 
 def _make_encoder() -> Any:
     # NOTE: json.JSONEncoder.encode() builds a new C encoder on every call (about
     # 1 µs, a third of encoding a small document). Build the C encoder once, with
     # the arguments JSONEncoder would pass it: no circular-reference markers (a
-    # cycle ends in RecursionError, which send() counts), repr() for unknown
-    # values, ASCII output.
+    # cycle ends in RecursionError, handled by encode()), the value rules for
+    # unknown values, ASCII output, and allow_nan=False: NaN and Infinity are not
+    # JSON, and X-Ray rejects the whole document that holds one.
     from json.encoder import (  # type: ignore[attr-defined]  # private, not in typeshed
         c_make_encoder,
         encode_basestring_ascii,
     )
 
     if c_make_encoder is None:  # pragma: no cover - CPython always has _json
-        encoder = json.JSONEncoder(separators=(",", ":"), default=_safe_repr)
+        encoder = json.JSONEncoder(separators=(",", ":"), default=_unknown, allow_nan=False)
         return lambda document: encoder.encode(document)
     make = c_make_encoder(
-        None, _safe_repr, encode_basestring_ascii, None, ":", ",", False, False, True
+        None, _unknown, encode_basestring_ascii, None, ":", ",", False, False, False
     )
     return lambda document: "".join(make(document, 0))
 
@@ -64,9 +66,36 @@ _encode_str = _make_encoder()
 
 
 def encode(document: dict[str, Any]) -> bytes:
-    """Encode one document as compact ASCII JSON; unknown values become ``repr``."""
-    text: str = _encode_str(document)
-    return text.encode()
+    """Encode one document as compact, strict ASCII JSON. Never loses the document.
+
+    Values recorded through the library already follow the value rules; anything
+    that slipped past them (a library entity's NaN, an int too large to print, a
+    cycle, a key that is not a string) makes the fast encoder fail, and the
+    document is then encoded again with every value converted by those rules.
+    Raises only when the document's own structure changes while it is read (the
+    deadline guard retries then).
+    """
+    try:
+        return _encode_str(document).encode()  # type: ignore[no-any-return]
+    except (ValueError, TypeError, RecursionError, OverflowError):
+        log.debug("tracing: a document held invalid values; converting them", exc_info=True)
+    try:
+        return _encode_str(sanitize_entity(document)).encode()  # type: ignore[no-any-return]
+    except (ValueError, TypeError, RecursionError, OverflowError):
+        log.debug("tracing: a document is still invalid; sending it bare", exc_info=True)
+    return _encode_str(_bare(document)).encode()  # type: ignore[no-any-return]
+
+
+def _bare(document: dict[str, Any]) -> dict[str, Any]:
+    """The entity's identity and times only, with a note: what always encodes."""
+    bare: dict[str, Any] = {"metadata": {"tracing": {"unencodable": True}}}
+    for key in ("name", "id", "trace_id", "parent_id", "type", "start_time", "end_time"):
+        value = document.get(key)
+        if isinstance(value, str) or (isinstance(value, float) and math.isfinite(value)):
+            bare[key] = value
+    if "end_time" not in bare:
+        bare["in_progress"] = True
+    return bare
 
 
 def split_document(document: dict[str, Any], limit: int = _MAX_BODY) -> list[bytes]:
@@ -153,23 +182,30 @@ class UDPEmitter:
             if self._sock is None:
                 family, target = self._resolve()
                 sock = socket.socket(family, socket.SOCK_DGRAM)
-                sock.setblocking(False)  # a full buffer drops the datagram, never waits
-                # Connected: send() skips the per-datagram address handling of
-                # sendto(). A daemon that is down shows up as ECONNREFUSED on a
-                # later send, which is counted and logged once like any failure.
-                sock.connect(target)
+                try:
+                    sock.setblocking(False)  # a full buffer drops the datagram, never waits
+                    # Connected: send() skips the per-datagram address handling of
+                    # sendto(). A daemon that is down shows up as ECONNREFUSED on a
+                    # later send, which is counted and logged once like any failure.
+                    sock.connect(target)
+                except BaseException:
+                    sock.close()
+                    raise
                 self._target = target
                 self._sock = sock
             return self._sock
 
     def send(self, document: dict[str, Any]) -> None:
         """Encode, split and send one top-level document. Never raises."""
-        try:
-            body = _encode_str(document).encode()
-            parts = [body] if len(body) <= _MAX_BODY else split_document(document)
-        except Exception as exc:  # unserializable beyond repr, recursion...
-            self._fail("encode", exc)
-            return
+        for attempt in range(3):
+            try:
+                body = encode(document)
+                parts = [body] if len(body) <= _MAX_BODY else split_document(document)
+                break
+            except Exception as exc:  # a thread changed a shared value while it was read
+                if attempt == 2:
+                    self._fail("encode", exc)
+                    return
         for body in parts:
             self.send_raw(HEADER + body)
 
@@ -206,6 +242,10 @@ class UDPEmitter:
             )
         else:
             log.debug("tracing: %s failed again: %s", what, exc)
+
+    def flush(self) -> None:
+        """Nothing to do: every document is sent when it is handed over."""
+        return None
 
     def close(self) -> None:
         """Close the socket; a later send reopens it."""

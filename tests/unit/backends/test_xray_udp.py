@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tracing import testing
-from tracing._header import new_trace_id
+from tracing._header import new_id, new_trace_id
 from tracing.backends.xray_udp import HEADER, MAX_DATAGRAM, UDPEmitter, encode, split_document
 
 TRACE = new_trace_id()
@@ -119,3 +119,38 @@ def test_unserializable_values_fall_back_to_repr() -> None:
     doc["metadata"] = {"default": {"obj": object()}}
     [part] = split_document(doc)
     assert b"object object at" in part
+
+
+def test_invalid_values_that_slipped_in_are_converted_not_lost() -> None:
+    import math
+
+    cyclic: list[object] = []
+    cyclic.append(cyclic)
+    doc = {
+        "name": "svc",
+        "id": new_id(),
+        "trace_id": new_trace_id(),
+        "start_time": 1.0,
+        "end_time": 2.0,
+        "annotations": {"ratio": math.nan, "ok": 1},
+        "metadata": {"default": {"inf": math.inf, "big": 10**5000, (1, 2): "k", "c": cyclic}},
+        "subsegments": [{"name": "child", "id": new_id(), "start_time": 1.0, "end_time": 1.5}],
+    }
+    parsed = testing.parse_datagram(HEADER + encode(doc))
+    assert parsed is not None
+    assert parsed["annotations"] == {"ok": 1}
+    assert parsed["metadata"]["default"]["inf"] == "Infinity"
+    assert parsed["metadata"]["default"]["(1, 2)"] == "k"
+    assert parsed["metadata"]["default"]["c"] == ["<cycle>"]
+    assert parsed["subsegments"][0]["name"] == "child"
+    parsed["trace_id"] = doc["trace_id"]
+    assert testing.check_document(parsed) == []
+
+
+def test_a_structurally_odd_document_still_encodes() -> None:
+    doc = {"name": "svc", "id": new_id(), "trace_id": new_trace_id(), "start_time": 1.0}
+    doc["subsegments"] = {"not": "a list"}  # type: ignore[assignment]
+    doc["end_time"] = float("nan")
+    parsed = testing.parse_datagram(HEADER + encode(doc))
+    assert parsed is not None
+    assert parsed["name"] == "svc"

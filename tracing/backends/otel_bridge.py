@@ -1,0 +1,386 @@
+"""The two halves of the otel backend's bridge between OTel spans and core spans.
+
+* :class:`CoreSpanProxy`, the OTel face of a core span: put in the OTel context
+  while the core span is current, it is the parent of what user code starts
+  through the OTel API. Its span context says what the core decided: sampled for
+  recorded work, *not sampled* for an unsampled invocation (its own trace id and
+  parent, so OTel propagators pass ``Sampled=0`` on and a parent-based sampler
+  records nothing), and not sampled either once the core span's document was
+  sent (nothing can join it any more).
+* :class:`BridgeProcessor`, a span processor: every OTel span that ends is
+  converted to an X-Ray entity (``otel_xray.py``) and nested under its parent, a
+  core span or a still-open OTel span (held until that one ends), so OTel spans
+  land in the same documents the xray backend sends.
+
+:class:`OTelSpan` is the ``ForeignSpan`` the core sees when the user's own OTel
+span is current.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
+
+from .._entity import entity_dict
+from .._header import new_id, new_trace_id
+from .._runtime import Runtime, get_runtime
+from .._scope import Scope
+from .._span import Span, exception_cause
+from .otel_xray import ANNOTATIONS_ATTRIBUTE, span_entity, xray_trace_id
+
+__all__ = ["MAX_PENDING", "BridgeProcessor", "CoreSpanProxy", "OTelSpan", "record_exception"]
+
+log = logging.getLogger("tracing.backends.otel")
+
+#: Most ended spans held while waiting for their still-open parent.
+MAX_PENDING = 10_000
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+
+
+def trace_int(root: str) -> int:
+    """An X-Ray trace id as an OTel trace id."""
+    return int(root[2:10] + root[11:], 16)
+
+
+# Untraced work (no trace header in Lambda): a valid, unsampled context, so that a
+# parent-based sampler records nothing under it instead of starting new traces.
+_UNTRACED = SpanContext(trace_int(new_trace_id()), int(new_id(), 16), False, _NOT_SAMPLED)
+
+
+class CoreSpanProxy(NonRecordingSpan):
+    """The OTel face of a core span: a parent for spans made through OTel.
+
+    Attribute and status calls made on it (for example by instrumentation that
+    decorates the current span) are forwarded to the core span.
+    """
+
+    def __init__(self, core: Span) -> None:
+        scope = core.scope
+        if scope is None or scope.trace_id is None:
+            context = _UNTRACED
+        elif core.recording:
+            context = SpanContext(trace_int(scope.trace_id), int(core.id, 16), False, _SAMPLED)
+        else:  # an unsampled invocation: its own trace, not sampled
+            parent = int(scope.parent_id or core.id, 16)
+            context = SpanContext(trace_int(scope.trace_id), parent, False, _NOT_SAMPLED)
+        super().__init__(context)
+        self.core = core
+
+    def get_span_context(self) -> SpanContext:
+        context: SpanContext = self._context
+        scope = self.core.scope
+        if scope is not None and scope.done and context.trace_flags.sampled:
+            # Already sent: spans started now could never be sent (a thread that
+            # outlived its invocation, the closed init window). Record none.
+            return SpanContext(context.trace_id, context.span_id, False, _NOT_SAMPLED)
+        return context
+
+    def is_recording(self) -> bool:
+        return self.core.recording
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        if isinstance(value, (str, bool, int, float)):
+            self.core.annotate(key, value)
+        else:
+            self.core.put_metadata(key, value)
+
+    def set_attributes(self, attributes: Any) -> None:
+        for key, value in dict(attributes).items():
+            self.set_attribute(key, value)
+
+    def set_status(self, status: Any, description: str | None = None) -> None:
+        code = getattr(status, "status_code", status)
+        if code is StatusCode.ERROR:
+            self.core.fault = True
+
+    def record_exception(self, exception: BaseException, *args: Any, **kwargs: Any) -> None:
+        self.core.record_exception(exception)
+
+
+class OTelSpan:
+    """The user's own recording OTel span, current: a ``ForeignSpan`` for the core."""
+
+    __slots__ = ("_processor", "_span")
+
+    def __init__(self, span: Any, processor: BridgeProcessor) -> None:
+        self._span = span
+        self._processor = processor
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self._span, "name", "span"))
+
+    @property
+    def id(self) -> str:
+        return f"{self._span.get_span_context().span_id:016x}"
+
+    @property
+    def trace_id(self) -> str | None:
+        return xray_trace_id(self._span.get_span_context().trace_id)
+
+    @property
+    def scope(self) -> Scope | None:
+        return self._processor.scope_of(self._span.get_span_context().span_id)
+
+    @property
+    def recording(self) -> bool:
+        return bool(self._span.is_recording())
+
+    def annotate(self, key: str, value: str | int | float | bool) -> None:
+        span = self._span
+        span.set_attribute(key, value)
+        listed = tuple(getattr(span, "attributes", {}).get(ANNOTATIONS_ATTRIBUTE) or ())
+        if key not in listed:
+            span.set_attribute(ANNOTATIONS_ATTRIBUTE, (*listed, key))
+
+    def put_metadata(self, key: str, value: Any, namespace: str) -> None:
+        if namespace == "default" and isinstance(value, (str, bool, int, float)):
+            self._span.set_attribute(key, value)  # visible to other exporters too
+            return
+        self._processor.put_metadata(self._span.get_span_context().span_id, key, value, namespace)
+
+    def record_exception(self, exc: BaseException) -> None:
+        record_exception(self._span, exc)
+        self._span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+
+    def adopt(self, child: Span) -> None:
+        self._processor.adopt(self._span.get_span_context().span_id, child)
+
+
+class _Entity:
+    """A converted OTel span nested in a core span (serializes as itself)."""
+
+    __slots__ = ("end_time", "entity")
+
+    def __init__(self, entity: dict[str, Any]) -> None:
+        self.entity = entity
+        self.end_time = entity.get("end_time")
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.entity
+
+
+def _entities(children: list[Any]) -> list[dict[str, Any]]:
+    """Pending children as entity dicts: converted OTel spans, and adopted core spans."""
+    return [entity_dict(c) if isinstance(c, Span) else c for c in children]
+
+
+class BridgeProcessor(SpanProcessor):
+    """Nests every ended OTel span into the core's documents.
+
+    Args:
+        runtime: The runtime this processor belongs to; it stands aside once
+            another one is configured (a provider outlives a configuration).
+        emit_root: Called with a span that has no core ancestor, and its entity.
+    """
+
+    def __init__(
+        self, runtime: Runtime, emit_root: Callable[[ReadableSpan, dict[str, Any]], None]
+    ) -> None:
+        self._runtime = runtime
+        self._emit_root = emit_root
+        self._lock = threading.Lock()
+        self._core_parent: dict[int, Span] = {}
+        self._otel_parent: dict[int, int] = {}
+        #: Ended children (entity dicts) and adopted core spans, by open OTel parent.
+        self._pending: dict[int, list[Any]] = {}
+        self._pending_count = 0
+        self._open: dict[int, Any] = {}
+        self._scope_of: dict[int, Scope | None] = {}
+        self._late: set[int] = set()
+        #: Metadata OTel attributes cannot hold (objects, other namespaces),
+        #: merged into the entity when its span ends.
+        self._metadata: dict[int, dict[str, dict[str, Any]]] = {}
+        self.dropped = 0
+
+    def _stale(self) -> bool:
+        # A provider outlives a configuration (tests reset; a global provider can
+        # only be set once): processors of an earlier runtime stand aside.
+        return get_runtime() is not self._runtime
+
+    # -- what the OTelSpan adapter asks ------------------------------------------
+
+    def scope_of(self, span_id: int) -> Scope | None:
+        return self._scope_of.get(span_id)
+
+    def put_metadata(self, span_id: int, key: str, value: Any, namespace: str) -> None:
+        with self._lock:
+            table = self._metadata.get(span_id)
+            if table is None:
+                if len(self._metadata) >= MAX_PENDING:
+                    return
+                table = self._metadata[span_id] = {}
+            table.setdefault(namespace, {})[key] = value
+
+    def adopt(self, span_id: int, child: Span) -> None:
+        with self._lock:
+            if self._pending_count >= MAX_PENDING:
+                self.dropped += 1
+                return
+            self._pending.setdefault(span_id, []).append(child)
+            self._pending_count += 1
+
+    # -- SpanProcessor -------------------------------------------------------------
+
+    def on_start(self, span: Any, parent_context: otel_context.Context | None = None) -> None:
+        if self._stale():
+            return
+        parent = trace.get_current_span(parent_context)
+        span_id = span.context.span_id
+        with self._lock:
+            if isinstance(parent, CoreSpanProxy):
+                core = parent.core
+                scope = core.scope
+                if not core.recording or scope is None or scope.done:
+                    # Recorded only because a user's sampler ignores its parent, or
+                    # started after its document was sent: it has nowhere to go.
+                    self._late_add(span_id)
+                    return
+            if len(self._open) >= MAX_PENDING:
+                self.dropped += 1  # not tracked: it will end as an independent document
+                return
+            if isinstance(parent, CoreSpanProxy):
+                self._core_parent[span_id] = parent.core
+                self._scope_of[span_id] = parent.core.scope
+            elif span.parent is not None and span.parent.span_id in self._open:
+                self._otel_parent[span_id] = span.parent.span_id
+                self._scope_of[span_id] = self._scope_of.get(span.parent.span_id)
+            self._open[span_id] = span
+
+    def _late_add(self, span_id: int) -> None:
+        self._late.add(span_id)
+        while len(self._late) > MAX_PENDING:
+            self._late.pop()
+
+    def forget(self, scope: Scope) -> None:
+        """Drop the bookkeeping of spans still open under ``scope`` (it was just sent).
+
+        A span the application never ends must not pin its invocation's spans in
+        memory. If it does end later, it has nowhere to go and is not sent.
+        """
+        if not self._scope_of:  # the usual case: nothing left open
+            return
+        with self._lock:
+            stale = [sid for sid, owner in self._scope_of.items() if owner is scope]
+            for sid in stale:
+                del self._scope_of[sid]
+                self._open.pop(sid, None)
+                self._core_parent.pop(sid, None)
+                self._otel_parent.pop(sid, None)
+                self._metadata.pop(sid, None)
+                kids = self._pending.pop(sid, None)
+                if kids:
+                    self._pending_count -= len(kids)
+                self._late_add(sid)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self._stale():
+            return
+        try:
+            self._on_end(span)
+        except Exception:
+            log.debug("tracing: could not record an OTel span", exc_info=True)
+
+    def _on_end(self, span: ReadableSpan) -> None:
+        assert span.context is not None
+        span_id = span.context.span_id
+        with self._lock:
+            if span_id in self._late:  # its invocation was already sent
+                self._late.discard(span_id)
+                return
+            entity = span_entity(span)
+            self._open.pop(span_id, None)
+            self._scope_of.pop(span_id, None)
+            extra = self._metadata.pop(span_id, None)
+            if extra:
+                metadata = entity.setdefault("metadata", {})
+                for namespace, values in extra.items():
+                    metadata.setdefault(namespace, {}).update(values)
+            children = self._pending.pop(span_id, None)
+            if children:
+                self._pending_count -= len(children)
+                entity["subsegments"] = _entities(children)
+            core = self._core_parent.pop(span_id, None)
+            otel_parent = self._otel_parent.pop(span_id, None)
+            if core is None and otel_parent is not None:
+                if self._pending_count >= MAX_PENDING:
+                    self.dropped += 1
+                    return
+                self._pending.setdefault(otel_parent, []).append(entity)
+                self._pending_count += 1
+                return
+        runtime = self._runtime
+        if core is None and span.parent is None:
+            init = runtime.init
+            if init is not None and init.open:
+                core = init.root  # a root span of another thread during init
+        if core is not None:
+            scope = core.scope
+            if scope is None or (not scope.done and scope.admit()):
+                core.add_child(_Entity(entity))
+            return
+        if span.parent is not None and not span.parent.trace_flags.sampled:
+            return  # under an unsampled parent: recorded only by a sampler ignoring it
+        self._emit_root(span, entity)
+
+    def open_entities(self, core_ids: set[str]) -> dict[str, list[dict[str, Any]]]:
+        """In-progress entities (with their ended children) under the given core spans.
+
+        For the deadline guard: whatever OTel spans are still open when the
+        invocation times out are part of what the timeout interrupted.
+        """
+        with self._lock:
+            opened = dict(self._open)
+            entities = {sid: span_entity(span) for sid, span in opened.items()}
+            for sid, entity in entities.items():
+                kids = self._pending.get(sid)
+                if kids:
+                    entity["subsegments"] = _entities(list(kids))
+            attached: dict[str, list[dict[str, Any]]] = {}
+            for sid, entity in entities.items():
+                parent_core = self._core_parent.get(sid)
+                parent_otel = self._otel_parent.get(sid)
+                if parent_core is not None and parent_core.id in core_ids:
+                    attached.setdefault(parent_core.id, []).append(entity)
+                elif parent_otel is not None and parent_otel in entities:
+                    entities[parent_otel].setdefault("subsegments", []).append(entity)
+            return attached
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def record_exception(span: Any, exc: BaseException) -> None:
+    """Add an ``exception`` event, cheaply: the stack once per exception object.
+
+    OTel's own ``record_exception`` formats the whole traceback each time; an
+    exception rising through many spans (deep recursion) then costs quadratic
+    time. Here the stack (its last 30 frames) is formatted for the innermost span
+    only; outer spans get the type and message.
+    """
+    cause = exception_cause(exc)
+    [entry] = cause["exceptions"]
+    stack = "".join(
+        f'  File "{frame["path"]}", line {frame["line"]}, in {frame["label"]}\n'
+        for frame in reversed(entry.get("stack") or [])
+    )
+    span.add_event(
+        "exception",
+        {
+            "exception.type": entry["type"],
+            "exception.message": entry["message"],
+            "exception.stacktrace": stack,
+        },
+    )

@@ -1,0 +1,34 @@
+"""Helpers for testing your own traced handlers.
+
+A real UDP listener standing in for the X-Ray daemon, a checker for the X-Ray
+segment-document rules, Lambda-shaped events and contexts, and a reset between
+tests::
+
+    from tracing import testing
+
+    def test_my_handler(monkeypatch):
+        testing.reset()
+        with testing.DaemonListener() as daemon:
+            monkeypatch.setenv("AWS_XRAY_DAEMON_ADDRESS", daemon.address)
+            tracing.configure(service="orders")
+            my_handler({}, testing.FakeContext())
+            docs = daemon.sync()
+        assert not testing.check_document(docs[0])
+"""
+
+from __future__ import annotations
+
+from ._check import check_document, iter_entities
+from ._daemon import DaemonListener, parse_datagram
+from ._lambda import FakeContext, lambda_sqs_event, receive_messages, reset
+
+__all__ = [
+    "DaemonListener",
+    "FakeContext",
+    "check_document",
+    "iter_entities",
+    "lambda_sqs_event",
+    "parse_datagram",
+    "receive_messages",
+    "reset",
+]
