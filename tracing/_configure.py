@@ -11,7 +11,7 @@ from ._guard import DeadlineGuard
 from ._init_phase import InitPhase
 from ._runtime import NoLibrary, Runtime, get_runtime, in_lambda_environment, set_runtime
 from ._span import clean_name
-from .backends import Backend, CallWrapper
+from .backends import Backend
 from .backends.xray_udp import UDPEmitter
 
 __all__ = ["configure", "ensure_configured"]
@@ -78,7 +78,7 @@ def _load_backend(runtime: Runtime, explicit: bool) -> None:
         else:
             from .backends.xray import XRayBackend
 
-            backend = XRayBackend(settings.service, settings.patch_botocore)
+            backend = XRayBackend(settings.service)
         backend.install()
         runtime.backend = backend
     except ValueError:
@@ -91,16 +91,24 @@ def _load_backend(runtime: Runtime, explicit: bool) -> None:
             "tracing.span and handler spans are still recorded, library-native spans are not",
             settings.backend,
         )
-    _install_sqs_hooks(runtime.backend.call_wrapper())
+    _install_hooks(_records_aws_calls(settings))
 
 
-def _install_sqs_hooks(around: CallWrapper | None = None) -> None:
+def _records_aws_calls(settings: Settings) -> bool:
+    """Whether the core records AWS calls (not a library's own instrumentation)."""
+    if settings.backend == "otel":
+        return settings.botocore_instrumentation == "tracing"
+    return settings.patch_botocore
+
+
+def _install_hooks(record_aws_calls: bool) -> None:
     try:
         from . import _boto_hooks, sqs
+        from ._aws_calls import record_call
 
-        _boto_hooks.install(sqs.HANDLERS, around)
+        _boto_hooks.install(sqs.HANDLERS, record_call if record_aws_calls else None)
     except Exception:
-        log.exception("tracing: SQS trace propagation could not be installed")
+        log.exception("tracing: AWS call recording and SQS propagation could not be installed")
 
 
 def ensure_configured() -> Runtime | None:

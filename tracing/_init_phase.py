@@ -85,10 +85,12 @@ class InitPhase:
             if self.mode == "off":
                 return None
             root.end_time = self._end_time()
-            root.annotations = {
-                "ColdStart": True,
-                "InitType": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
-            }
+            # Set directly: the keys are fixed and valid. Annotations made at import
+            # with tracing.annotate() are kept; these two win over them.
+            root._set_annotation("ColdStart", True)
+            root._set_annotation(
+                "InitType", os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
+            )
             if sampled and header is not None and header.parent is not None:
                 emit(self.scope.document(trace_id=header.root, parent_id=header.parent))
                 return None

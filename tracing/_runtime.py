@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -10,10 +9,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._config import Settings
+from ._encoding import encode
 from ._init_phase import InitPhase
 from ._scope import STACK, Scope, seal_open
-from .backends import Backend, CallWrapper, Emitter, ForeignSpan
-from .backends.xray_udp import encode
+from .backends import Backend, Emitter, ForeignSpan
 
 if TYPE_CHECKING:
     from ._guard import DeadlineGuard
@@ -64,9 +63,6 @@ class NoLibrary:
     def open_entities(self, scope: Scope) -> dict[str, list[dict[str, Any]]]:
         return {}
 
-    def call_wrapper(self) -> CallWrapper | None:
-        return None
-
 
 @dataclass(eq=False)
 class Runtime:
@@ -112,26 +108,31 @@ class Runtime:
         if not scope.claim():
             return
         now = time.time()
-        snapshot = None
+        name = scope.root.name
+        body = None
         for _attempt in range(_SNAPSHOT_ATTEMPTS):
             try:
                 doc = scope.document()
                 _graft(doc, self.backend.open_entities(scope))
                 seal_open(doc, now)
-                snapshot = json.loads(encode(doc))
+                body = encode(doc)  # the snapshot: what the handler does next can't change it
                 break
             except Exception:  # RuntimeError: changed size during iteration, and kin
                 continue
-        if snapshot is None:
-            log.warning("tracing: could not snapshot a timed-out invocation; sending it bare")
-            snapshot = _bare(scope, now)
-        self.emit(snapshot)
+        try:
+            if body is None:
+                log.warning("tracing: could not snapshot a timed-out invocation; sending it bare")
+                self.emitter.send(_bare(scope, now))
+            else:
+                self.emitter.send(doc, encoded=body)
+        except Exception:
+            self.log_once("emit", "tracing: could not send a trace document (logged once)")
         self.end_of_unit()
         self.backend.sent(scope)
         log.warning(
             "tracing: invocation %s still running %d ms before its deadline; sent its "
             "trace as a timeout",
-            snapshot.get("name"),
+            name,
             self.settings.deadline_margin_ms,
         )
 

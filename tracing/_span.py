@@ -27,6 +27,7 @@ import traceback
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from ._encoding import dumps
 from ._header import new_id
 from ._values import annotation_key, annotation_value, json_value, metadata_key
 
@@ -40,6 +41,8 @@ log = logging.getLogger("tracing.span")
 
 MAX_NAME = 200
 MAX_ANNOTATIONS = 50
+#: Metadata kept per span, in encoded bytes: an X-Ray document is at most 64 KB.
+MAX_METADATA_BYTES = 60_000
 MAX_MESSAGE = 4000
 MAX_STACK_FRAMES = 30
 
@@ -63,6 +66,16 @@ def _name_char_ok(char: str) -> bool:
     if char.isalpha() or char.isnumeric() or char in "\u2028\u2029":
         return True
     return char.isspace() and char not in _NOT_SPACE_SEPARATORS
+
+
+def _size(value: Any) -> int:
+    """Encoded size of a JSON-safe value (cheap for scalars)."""
+    kind = type(value)
+    if kind is str:
+        return len(value) + 2
+    if kind is dict or kind is list:
+        return len(dumps(value))
+    return 8
 
 
 def clean_name(name: object) -> str:
@@ -106,6 +119,7 @@ class Span:
         "http",
         "id",
         "metadata",
+        "metadata_bytes",
         "name",
         "namespace",
         "scope",
@@ -127,6 +141,7 @@ class Span:
         self.scope = scope
         self.annotations: dict[str, str | int | float | bool] | None = None
         self.metadata: dict[str, dict[str, Any]] | None = None
+        self.metadata_bytes = 0
         self.children: list[Span | ForeignEntity] | None = None
         self.fault = False
         self.error = False
@@ -173,12 +188,23 @@ class Span:
         """Add non-indexed metadata under ``namespace`` (``AWS.*`` is reserved).
 
         The value is copied when recorded, as JSON (see the value rules), so later
-        changes to it do not change the trace.
+        changes to it do not change the trace. A span carries at most 60,000 bytes
+        of metadata (an X-Ray document is at most 64 KB): a value that would go
+        beyond is replaced by a note of its size.
         """
         if not isinstance(namespace, str) or not namespace or namespace.startswith("AWS."):
             log.debug("tracing: metadata namespace %r is reserved or invalid", namespace)
             return
-        self._set_metadata(metadata_key(key), json_value(value), namespace)
+        converted = json_value(value)
+        size = _size(converted)
+        if self.metadata_bytes + size > MAX_METADATA_BYTES:
+            log.debug("tracing: metadata %r (%d bytes) is over the span's budget", key, size)
+            converted = (
+                f"<{size} bytes: over the {MAX_METADATA_BYTES} bytes of metadata a span keeps>"
+            )
+            size = len(converted)
+        self.metadata_bytes += size
+        self._set_metadata(metadata_key(key), converted, namespace)
 
     def record_exception(self, exc: BaseException) -> None:
         """Mark the span failed (``fault``) and describe ``exc`` in its ``cause``."""
@@ -285,6 +311,7 @@ class SpanFace(Span):
         self.end_time = None
         self.scope = foreign.scope
         self.annotations = self.metadata = self.children = None
+        self.metadata_bytes = 0
         self.fault = self.error = self.throttle = False
         self.cause = self.aws = self.http = None
         self.namespace = None
@@ -350,7 +377,7 @@ def exception_cause(exc: BaseException, *, full: bool = False) -> dict[str, Any]
         message = f"<unprintable {type(exc).__name__}>"
     exception: dict[str, Any] = {
         "id": new_id(),
-        "type": type(exc).__qualname__,
+        "type": type(exc).__name__,
         "message": message[:MAX_MESSAGE],
     }
     if isinstance(first, str) and not full:

@@ -83,6 +83,11 @@ class ForeignSpan(Protocol):
         """False when the library is not recording it (unsampled)."""
         ...
 
+    @property
+    def namespace(self) -> str | None:
+        """Its X-Ray namespace: ``"aws"`` for an AWS call the library records."""
+        ...
+
     def annotate(self, key: str, value: str | int | float | bool) -> None:
         """Add an indexed annotation (key and value already valid)."""
         ...
@@ -153,16 +158,16 @@ class Backend(Protocol):
         """Library spans still open under ``scope``'s spans, by parent id (timeouts)."""
         ...
 
-    def call_wrapper(self) -> CallWrapper | None:
-        """What to run around every botocore call, if the backend records AWS calls."""
-        ...
-
 
 class Emitter(Protocol):
     """Where finished top-level documents go (UDP to the daemon, or OTLP)."""
 
-    def send(self, document: dict[str, Any]) -> None:
-        """Send (or buffer) one top-level document. Never raises."""
+    def send(self, document: dict[str, Any], encoded: bytes | None = None) -> None:
+        """Send (or buffer) one top-level document. Never raises.
+
+        ``encoded``, when given, is the document as strict JSON already (the
+        deadline guard's snapshot); an emitter may send it instead.
+        """
         ...
 
     def flush(self) -> None:

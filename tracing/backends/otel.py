@@ -19,10 +19,10 @@ consumer, deadline guard). This backend connects OpenTelemetry to it both ways:
   (held until that one ends). So OTel spans land in the *same* documents as on
   the xray backend, and spans ended during init are held in the Init buffer and
   re-stamped into the first invocation's trace like any other init work.
-* **AWS calls** become CLIENT spans (``rpc.system = "aws-api"``) from a wrapper
-  around botocore's ``_make_api_call`` (no wrapt, no ``packaging`` checks), or
-  from ``opentelemetry-instrumentation-botocore`` with
-  ``botocore_instrumentation="contrib"``.
+* **AWS calls** are recorded by the core (``_aws_calls.py``), as on every
+  backend, and made current in the OTel context for the call; or, with
+  ``botocore_instrumentation="contrib"``, by ``opentelemetry-instrumentation-botocore``
+  as CLIENT spans, converted like any OTel span.
 
 Nothing here imports aws-xray-sdk.
 """
@@ -30,25 +30,23 @@ Nothing here imports aws-xray-sdk.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.trace import NonRecordingSpan, SpanKind, Status, StatusCode
+from opentelemetry.trace import NonRecordingSpan
 
 from .._runtime import Runtime
 from .._scope import Scope
 from .._span import Span
-from . import CallWrapper, ForeignSpan
+from . import ForeignSpan
 from .otel_bridge import (
     MAX_PENDING,
     BridgeProcessor,
     CoreSpanProxy,
     OTelSpan,
-    record_exception,
 )
 from .otel_xray import top_document
 
@@ -101,9 +99,7 @@ class OTelBackend:
         if self.exporter == "otlp":
             from .otel_otlp import OTLPDocumentEmitter
 
-            self.runtime.emitter = OTLPDocumentEmitter(  # type: ignore[assignment]
-                self.runtime.settings.service, self.links
-            )
+            self.runtime.emitter = OTLPDocumentEmitter(self.runtime.settings.service, self.links)
         self.tracer = provider.get_tracer("tracing")
         if self.botocore == "contrib":
             from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
@@ -187,90 +183,6 @@ class OTelBackend:
             stack.extend(c for c in (node.children or ()) if isinstance(c, Span))
         return self.processor.open_entities(ids)
 
-    def call_wrapper(self) -> CallWrapper | None:
-        """The botocore call wrapper recording AWS calls as CLIENT spans."""
-        if self.botocore != "tracing":
-            return None
-        tracer = self.tracer
-
-        def around(
-            client: Any, operation: str, params: dict[str, Any], call: Callable[[], Any]
-        ) -> Any:
-            current = trace.get_current_span().get_span_context()
-            if not current.is_valid or not current.trace_flags.sampled:
-                # No trace here (a worker polling between messages): recording the
-                # call would start a new trace per poll. The xray backend does not
-                # record these either. Nor in unsampled work.
-                return call()
-            meta = client.meta
-            attributes: dict[str, Any] = {
-                "rpc.system": "aws-api",
-                "rpc.service": meta.service_model.service_id,
-                "rpc.method": operation,
-                "aws.region": meta.region_name,
-            }
-            queue = params.get("QueueUrl") if isinstance(params, dict) else None
-            if isinstance(queue, str):
-                attributes["aws.queue_url"] = queue
-            table = params.get("TableName") if isinstance(params, dict) else None
-            if isinstance(table, str):
-                attributes["aws.table_name"] = table
-            name = meta.service_model.endpoint_prefix
-            # NOTE: every step of ours is guarded separately from the call itself: a
-            # user's span processor that raises (on_start/on_end) must not turn a
-            # successful AWS call into an exception, nor change the one it raised.
-            try:
-                span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
-                token = otel_context.attach(trace.set_span_in_context(span))
-            except Exception:
-                log.debug("tracing: could not start the span of an AWS call", exc_info=True)
-                return call()
-            try:
-                result = call()
-            except Exception as exc:
-                _describe_failure(span, exc)
-                raise
-            else:
-                _describe_result(span, result)
-                return result
-            finally:
-                try:
-                    otel_context.detach(token)
-                    span.end()
-                except Exception:
-                    log.debug("tracing: could not end the span of an AWS call", exc_info=True)
-
-        return around
-
     def _emit_root(self, span: ReadableSpan, entity: dict[str, Any]) -> None:
         """A span with no core ancestor (a worker's own OTel root): its own document."""
         self.runtime.emit(top_document(span, entity))
-
-
-def _response_metadata(value: Any) -> dict[str, Any]:
-    metadata = value.get("ResponseMetadata") if isinstance(value, dict) else None
-    return metadata if isinstance(metadata, dict) else {}
-
-
-def _describe_result(span: Any, result: Any) -> None:
-    try:
-        metadata = _response_metadata(result)
-        if metadata.get("RequestId"):
-            span.set_attribute("aws.request_id", metadata["RequestId"])
-        if metadata.get("HTTPStatusCode"):
-            span.set_attribute("http.status_code", metadata["HTTPStatusCode"])
-    except Exception:
-        log.debug("tracing: could not describe an AWS call", exc_info=True)
-
-
-def _describe_failure(span: Any, exc: BaseException) -> None:
-    try:
-        metadata = _response_metadata(getattr(exc, "response", None))
-        if metadata.get("HTTPStatusCode"):
-            span.set_attribute("http.status_code", metadata["HTTPStatusCode"])
-        if metadata.get("RequestId"):
-            span.set_attribute("aws.request_id", metadata["RequestId"])
-        record_exception(span, exc)
-        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-    except Exception:
-        log.debug("tracing: could not describe a failed AWS call", exc_info=True)

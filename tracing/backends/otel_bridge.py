@@ -135,6 +135,11 @@ class OTelSpan:
     def recording(self) -> bool:
         return bool(self._span.is_recording())
 
+    @property
+    def namespace(self) -> str | None:
+        attributes = getattr(self._span, "attributes", None) or {}
+        return "aws" if attributes.get("rpc.system") == "aws-api" else None
+
     def annotate(self, key: str, value: str | int | float | bool) -> None:
         span = self._span
         span.set_attribute(key, value)
@@ -143,9 +148,8 @@ class OTelSpan:
             span.set_attribute(ANNOTATIONS_ATTRIBUTE, (*listed, key))
 
     def put_metadata(self, key: str, value: Any, namespace: str) -> None:
-        if namespace == "default" and isinstance(value, (str, bool, int, float)):
-            self._span.set_attribute(key, value)  # visible to other exporters too
-            return
+        # Kept aside, not as an attribute: OTel attributes are one flat namespace,
+        # where metadata would overwrite an annotation of the same key.
         self._processor.put_metadata(self._span.get_span_context().span_id, key, value, namespace)
 
     def record_exception(self, exc: BaseException) -> None:

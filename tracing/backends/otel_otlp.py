@@ -23,6 +23,7 @@ sandbox freezes right after the handler returns.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from typing import Any
@@ -187,15 +188,24 @@ class OTLPDocumentEmitter:
         self.sent = 0
         self.failed = 0
 
-    def send(self, document: dict[str, Any]) -> None:
-        """Buffer one top-level document. Never raises."""
+    def send(self, document: dict[str, Any], encoded: bytes | None = None) -> None:
+        """Buffer one top-level document (its snapshot, when given). Never raises."""
+        if encoded is not None:
+            try:
+                document = json.loads(encoded)
+            except ValueError:
+                log.debug("tracing: an encoded snapshot did not decode", exc_info=True)
         with self._lock:
             if len(self._buffer) >= MAX_BUFFERED_SPANS:
                 self._buffer.pop(0)
                 self.failed += 1
             self._buffer.append(document)
 
-    def flush(self) -> bool:
+    def flush(self) -> None:
+        """Export everything buffered. Never raises."""
+        self.export()
+
+    def export(self) -> bool:
         """Export everything buffered; True on success. Never raises."""
         with self._lock:
             documents, self._buffer = self._buffer, []

@@ -87,7 +87,9 @@ def _cause(span: ReadableSpan) -> dict[str, Any] | None:
         exceptions.append(
             {
                 "id": f"{span.context.span_id:016x}" if span.context else "0" * 16,
-                "type": str(attributes.get("exception.type", "Exception")),
+                # OTel writes the qualified name (module.Class); X-Ray documents
+                # carry the class name, as the core and aws-xray-sdk write it.
+                "type": str(attributes.get("exception.type", "Exception")).rpartition(".")[2],
                 "message": str(attributes.get("exception.message", ""))[:4000],
                 "stack": list(reversed(stack)),
             }

@@ -3,10 +3,16 @@
 The recorder gets a ``Context`` of ours (the SDK's documented extension point;
 nothing of the SDK is monkeypatched). Its current entity is whatever is on top of
 our context-local stack: an SDK subsegment, or a *view* of one of our spans. So
-``xray_recorder.capture``, ``in_subsegment``, ``begin_subsegment`` and the SDK's
-botocore patch all attach to our current span, including during init, where the
-SDK's own ``LambdaContext`` would discard them ("Subsegment discarded due to
-Lambda worker still initializing").
+``xray_recorder.capture``, ``in_subsegment`` and ``begin_subsegment`` all attach to
+our current span, including during init, where the SDK's own ``LambdaContext``
+would discard them ("Subsegment discarded due to Lambda worker still
+initializing").
+
+AWS calls are recorded by the core (``_aws_calls.py``), not by the SDK's botocore
+patch. If the application applies that patch too, each call is recorded once:
+inside a call the core records, the SDK's subsegment is neither attached nor
+made current; around one, the core sees the SDK's ``aws`` subsegment current and
+stands aside.
 
 Differences from the SDK's ``LambdaContext``, on purpose:
 
@@ -32,17 +38,18 @@ import logging
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from aws_xray_sdk.core import patch, xray_recorder
+from aws_xray_sdk.core import xray_recorder
 from aws_xray_sdk.core.context import Context
 from aws_xray_sdk.core.models.dummy_entities import DummySegment
 from aws_xray_sdk.core.models.segment import Segment
 from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
 
+from .._aws_calls import AWS_NAMESPACE
 from .._entity import entity_dict
 from .._runtime import current_node, get_runtime
 from .._scope import STACK, Scope
 from .._span import Span
-from . import CallWrapper, ForeignSpan
+from . import ForeignSpan
 
 if TYPE_CHECKING:
     from .._scope import Node
@@ -210,6 +217,11 @@ class SdkSpan:
     def recording(self) -> bool:
         return bool(getattr(self.entity, "sampled", False))
 
+    @property
+    def namespace(self) -> str | None:
+        namespace = getattr(self.entity, "namespace", None)
+        return namespace if isinstance(namespace, str) else None
+
     def annotate(self, key: str, value: str | int | float | bool) -> None:
         self.entity.put_annotation(key, value)
 
@@ -286,6 +298,15 @@ class BridgeContext(Context):  # type: ignore[misc]
 
     def put_subsegment(self, subsegment: Any) -> None:
         parent = current_node()
+        if (
+            isinstance(parent, Span)
+            and parent.namespace == AWS_NAMESPACE
+            and getattr(subsegment, "namespace", None) == AWS_NAMESPACE
+        ):
+            # The SDK's botocore patch, applied by the application, inside the call
+            # the core is already recording: a second copy. Not attached, not made
+            # current (the SDK's end_subsegment then finds nothing to end).
+            return
         self.get_trace_entity().add_subsegment(subsegment)
         scope = parent.scope if parent is not None else None
         STACK.set((*STACK.get(), SdkSpan(subsegment, scope)))
@@ -336,14 +357,13 @@ class BridgeContext(Context):  # type: ignore[misc]
 
 
 class XRayBackend:
-    """Installs :class:`BridgeContext` into ``xray_recorder`` and patches botocore."""
+    """Installs :class:`BridgeContext` into ``xray_recorder``."""
 
     name = "xray"
     traceparent = False
 
-    def __init__(self, service: str, patch_botocore: bool) -> None:
+    def __init__(self, service: str) -> None:
         self.service = service
-        self.patch_botocore = patch_botocore
 
     def install(self) -> None:
         # A LocalSampler: sampling decisions come from the trace header (Lambda) or
@@ -353,8 +373,6 @@ class XRayBackend:
         xray_recorder.configure(
             context=BridgeContext(), service=self.service, sampling=False, sampler=LocalSampler()
         )
-        if self.patch_botocore:
-            patch(("botocore",))
 
     def close(self) -> None:
         return None  # the recorder keeps our Context: it stands aside when unconfigured
@@ -382,6 +400,3 @@ class XRayBackend:
 
     def open_entities(self, scope: Scope) -> dict[str, list[dict[str, Any]]]:
         return {}  # open SDK subsegments are already in the tree, written in_progress
-
-    def call_wrapper(self) -> CallWrapper | None:
-        return None  # AWS calls come from the SDK's own botocore patch

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import socket
 import threading
 import time
 from typing import Any
 
-from .._entity import sanitize_entity
-from .._values import json_value
+from .._encoding import encode
 
 __all__ = ["HEADER", "MAX_DATAGRAM", "UDPEmitter", "encode", "split_document"]
 
@@ -36,116 +34,73 @@ MAX_DATAGRAM = 64 * 1024 - 256
 _MAX_BODY = MAX_DATAGRAM - len(HEADER)
 
 
-def _unknown(value: Any) -> Any:
-    """JSON for a value of a type the encoder does not know, by the value rules."""
-    return json_value(value)
+#: Bytes that making a child independent adds (type, trace_id and parent_id).
+_INDEPENDENT = len(',"type":"subsegment","trace_id":"1-00000000-000000000000000000000000"')
+_INDEPENDENT += len(',"parent_id":"0000000000000000"')
 
 
-def _make_encoder() -> Any:
-    # NOTE: json.JSONEncoder.encode() builds a new C encoder on every call (about
-    # 1 µs, a third of encoding a small document). Build the C encoder once, with
-    # the arguments JSONEncoder would pass it: no circular-reference markers (a
-    # cycle ends in RecursionError, handled by encode()), the value rules for
-    # unknown values, ASCII output, and allow_nan=False: NaN and Infinity are not
-    # JSON, and X-Ray rejects the whole document that holds one.
-    from json.encoder import (  # type: ignore[attr-defined]  # private, not in typeshed
-        c_make_encoder,
-        encode_basestring_ascii,
-    )
-
-    if c_make_encoder is None:  # pragma: no cover - CPython always has _json
-        encoder = json.JSONEncoder(separators=(",", ":"), default=_unknown, allow_nan=False)
-        return lambda document: encoder.encode(document)
-    make = c_make_encoder(
-        None, _unknown, encode_basestring_ascii, None, ":", ",", False, False, False
-    )
-    return lambda document: "".join(make(document, 0))
-
-
-_encode_str = _make_encoder()
-
-
-def encode(document: dict[str, Any]) -> bytes:
-    """Encode one document as compact, strict ASCII JSON. Never loses the document.
-
-    Values recorded through the library already follow the value rules; anything
-    that slipped past them (a library entity's NaN, an int too large to print, a
-    cycle, a key that is not a string) makes the fast encoder fail, and the
-    document is then encoded again with every value converted by those rules.
-    Raises only when the document's own structure changes while it is read (the
-    deadline guard retries then).
-    """
-    try:
-        return _encode_str(document).encode()  # type: ignore[no-any-return]
-    except (ValueError, TypeError, RecursionError, OverflowError):
-        log.debug("tracing: a document held invalid values; converting them", exc_info=True)
-    try:
-        return _encode_str(sanitize_entity(document)).encode()  # type: ignore[no-any-return]
-    except (ValueError, TypeError, RecursionError, OverflowError):
-        log.debug("tracing: a document is still invalid; sending it bare", exc_info=True)
-    return _encode_str(_bare(document)).encode()  # type: ignore[no-any-return]
-
-
-def _bare(document: dict[str, Any]) -> dict[str, Any]:
-    """The entity's identity and times only, with a note: what always encodes."""
-    bare: dict[str, Any] = {"metadata": {"tracing": {"unencodable": True}}}
-    for key in ("name", "id", "trace_id", "parent_id", "type", "start_time", "end_time"):
-        value = document.get(key)
-        if isinstance(value, str) or (isinstance(value, float) and math.isfinite(value)):
-            bare[key] = value
-    if "end_time" not in bare:
-        bare["in_progress"] = True
-    return bare
-
-
-def split_document(document: dict[str, Any], limit: int = _MAX_BODY) -> list[bytes]:
+def split_document(
+    document: dict[str, Any], limit: int = _MAX_BODY, body: bytes | None = None
+) -> list[bytes]:
     """Encode ``document``, splitting it into parts of at most ``limit`` bytes.
 
     The document must be top-level (carry ``trace_id``). Children that do not fit
     are detached into independent subsegments parented to their old parent, so
     the X-Ray service reassembles the same tree. Parents are sent before
-    children.
+    children. ``body``, when given, is ``document`` already encoded.
+
+    Every entity is encoded about twice, whatever the size: the deadline guard
+    runs this against the clock (the default margin is 100 ms).
     """
-    body = encode(document)
+    if body is None:
+        body = encode(document)
     if len(body) <= limit:
         return [body]
     trace_id = document.get("trace_id")
     children: list[dict[str, Any]] = document.pop("subsegments", None) or []
-    if len(encode(document)) > limit:
-        _shrink(document, limit)
-    budget = limit - len(encode(document)) - len(',"subsegments":[]')
+    own = encode(document)
+    if len(own) > limit:
+        _shrink(document, limit, len(own))
+        own = encode(document)
+    budget = limit - len(own) - len(',"subsegments":[]')
     kept: list[dict[str, Any]] = []
-    detached: list[dict[str, Any]] = []
+    detached: list[tuple[dict[str, Any], bytes | None]] = []
     for child in children:
-        size = len(encode(child)) + 1
+        child_body = encode(child)
+        size = len(child_body) + 1
         if size <= budget:
             kept.append(child)
             budget -= size
-        else:
-            child["type"] = "subsegment"
-            child["trace_id"] = trace_id
-            child["parent_id"] = document["id"]
-            detached.append(child)
+            continue
+        child["type"] = "subsegment"
+        child["trace_id"] = trace_id
+        child["parent_id"] = document["id"]
+        # A child already too big is split further without encoding it again.
+        detached.append((child, child_body if size + _INDEPENDENT > limit else None))
     if kept:
         document["subsegments"] = kept
-    parts = [encode(document)]
-    for child in detached:
-        parts.extend(split_document(child, limit))
+        own = encode(document)
+    parts = [own]
+    for child, known in detached:
+        parts.extend(split_document(child, limit, known))
     return parts
 
 
-def _shrink(document: dict[str, Any], limit: int) -> None:
-    """Make a childless entity fit: drop metadata first, then trim the stack."""
+def _shrink(document: dict[str, Any], limit: int, size: int) -> None:
+    """Make a childless entity of ``size`` bytes fit: drop metadata first, then trim."""
     note: dict[str, Any] = {}
     metadata = document.pop("metadata", None)
     if metadata is not None:
-        note["metadata_bytes"] = len(encode(metadata))
-    if len(encode(document)) > limit and "cause" in document:
+        without = len(encode(document))
+        note["metadata_bytes"] = size - without
+        size = without
+    if size > limit and "cause" in document:
         for exception in document["cause"].get("exceptions", []):
             exception["stack"] = exception.get("stack", [])[:5]
             exception["message"] = str(exception.get("message", ""))[:1000]
         note["cause_trimmed"] = True
-    if len(encode(document)) > limit and "annotations" in document:
+        size = len(encode(document))
+    if size > limit and "annotations" in document:
         note["annotations"] = len(document.pop("annotations"))
     document["metadata"] = {"tracing": {"truncated": note}}
 
@@ -195,12 +150,21 @@ class UDPEmitter:
                 self._sock = sock
             return self._sock
 
-    def send(self, document: dict[str, Any]) -> None:
-        """Encode, split and send one top-level document. Never raises."""
+    def send(self, document: dict[str, Any], encoded: bytes | None = None) -> None:
+        """Encode, split and send one top-level document. Never raises.
+
+        ``encoded`` is the document already encoded (a snapshot: when it must be
+        split, the parts are cut from it, not from the live document).
+        """
         for attempt in range(3):
             try:
-                body = encode(document)
-                parts = [body] if len(body) <= _MAX_BODY else split_document(document)
+                body = encode(document) if encoded is None else encoded
+                if len(body) <= _MAX_BODY:
+                    parts = [body]
+                elif encoded is None:
+                    parts = split_document(document, body=body)
+                else:
+                    parts = split_document(json.loads(encoded), body=body)
                 break
             except Exception as exc:  # a thread changed a shared value while it was read
                 if attempt == 2:

@@ -1,0 +1,165 @@
+"""AWS calls as subsegments: one recorder for every backend.
+
+Every boto3/botocore API call made while something is recorded becomes a core
+span named after the service (``sqs``, ``dynamodb``...), ``namespace: "aws"``,
+with the ``aws`` block X-Ray's console reads (``operation``, ``region``,
+``request_id``, ``retries`` and the resource: ``queue_url``, ``table_name``,
+``bucket_name``, ``function_name``, ``topic_arn``) and ``http.response.status``.
+It is made current for the call, in the backend's library too, so what runs
+inside (our SQS trace-header injection, an HTTP instrumentation's span) nests
+under it.
+
+Errors follow X-Ray's meaning: a 4xx answer is an ``error`` (``throttle`` too for
+429 and AWS's throttling codes), a 5xx answer or no answer at all is a ``fault``.
+aws-xray-sdk's patch marks every failed call as a fault, so a missing SSM
+parameter looked like an outage; here it is the caller's error, as in the OTel
+Collector's mapping. The exception itself propagates unchanged, and nothing of
+ours runs unguarded around the user's call.
+
+Calls outside any recorded trace (a worker polling between messages, an
+unsampled invocation) are not recorded: recording them would start a trace per
+poll.
+
+aws-xray-sdk's own botocore patch, if the application applies it too
+(``patch(['botocore'])``), would record every call twice; whichever of the two
+wraps the other, only the outer one records (see ``backends/xray.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ._runtime import current_node, get_runtime
+from ._scope import STACK
+from ._span import Span, exception_cause
+
+__all__ = ["AWS_NAMESPACE", "record_call"]
+
+log = logging.getLogger("tracing.aws")
+
+AWS_NAMESPACE = "aws"
+
+#: Request parameters named in the ``aws`` block, as X-Ray's console shows them.
+_RESOURCES = (
+    ("QueueUrl", "queue_url"),
+    ("TableName", "table_name"),
+    ("Bucket", "bucket_name"),
+    ("FunctionName", "function_name"),
+    ("TopicArn", "topic_arn"),
+)
+_THROTTLING = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "EC2ThrottledException",
+    }
+)
+
+
+def record_call(client: Any, operation: str, params: Any, call: Callable[[], Any]) -> Any:
+    """Run ``call()`` (one botocore API call) recorded as an AWS subsegment.
+
+    The ``around`` hook of ``_boto_hooks``. Returns what ``call()`` returns and
+    raises what it raises.
+    """
+    try:
+        span = _open(client, operation, params)
+    except Exception:
+        log.debug("tracing: could not record an AWS call", exc_info=True)
+        span = None
+    if span is None:
+        return call()
+    runtime = get_runtime()
+    token = STACK.set((*STACK.get(), span))
+    library = runtime.backend.enter(span) if runtime is not None else None
+    try:
+        result = call()
+    except BaseException as exc:
+        _close(span, token, library, exc, None)
+        raise
+    _close(span, token, library, None, result)
+    return result
+
+
+def _open(client: Any, operation: str, params: Any) -> Span | None:
+    parent = current_node()
+    if parent is None or not parent.recording:
+        return None
+    if isinstance(parent, Span) and parent.namespace == AWS_NAMESPACE:
+        return None  # a call made while another is in flight (a credential refresh...)
+    if getattr(parent, "namespace", None) == AWS_NAMESPACE:
+        return None  # aws-xray-sdk's own patch is already recording this call
+    scope = parent.scope
+    if scope is not None and (scope.done or not scope.admit()):
+        return None
+    meta = client.meta
+    span = Span(meta.service_model.endpoint_prefix, scope)
+    span.namespace = AWS_NAMESPACE
+    aws: dict[str, Any] = {"operation": operation, "region": meta.region_name}
+    if isinstance(params, dict):
+        for parameter, field in _RESOURCES:
+            value = params.get(parameter)
+            if isinstance(value, str):
+                aws[field] = value[:2048]
+    span.aws = aws
+    parent.adopt(span)
+    return span
+
+
+def _close(span: Span, token: Any, library: object, exc: BaseException | None, result: Any) -> None:
+    # NOTE: restore the context first and guard every step separately: nothing of
+    # ours may replace the call's own exception or turn its success into one.
+    try:
+        STACK.reset(token)
+    except Exception:
+        STACK.set(tuple(node for node in STACK.get() if node is not span))
+    runtime = get_runtime()
+    if runtime is not None and library is not None:
+        runtime.backend.exit(library)
+    try:
+        response = result if exc is None else getattr(exc, "response", None)
+        metadata = response.get("ResponseMetadata") if isinstance(response, dict) else None
+        status = None
+        if isinstance(metadata, dict):
+            request_id = metadata.get("RequestId")
+            if isinstance(request_id, str):
+                span.aws["request_id"] = request_id  # type: ignore[index]
+            retries = metadata.get("RetryAttempts")
+            if isinstance(retries, int) and retries:
+                span.aws["retries"] = retries  # type: ignore[index]
+            status = metadata.get("HTTPStatusCode")
+            if isinstance(status, int):
+                span.http = {"response": {"status": status}}
+        if exc is not None:
+            _failure(span, exc, status, response)
+        span.finish()
+    except Exception:
+        log.debug("tracing: could not describe an AWS call", exc_info=True)
+
+
+def _failure(span: Span, exc: BaseException, status: Any, response: Any) -> None:
+    cause = exception_cause(exc)
+    for entry in cause["exceptions"]:
+        entry["remote"] = True  # the error came from the service
+    span.cause = cause
+    code = None
+    if isinstance(response, dict) and isinstance(response.get("Error"), dict):
+        code = response["Error"].get("Code")
+    if isinstance(status, int) and 400 <= status < 500:
+        span.error = True
+        if status == 429 or code in _THROTTLING:
+            span.throttle = True
+    else:
+        span.fault = True
+        if code in _THROTTLING:
+            span.throttle = True
