@@ -514,14 +514,22 @@ def user_provider(env: Env, processor: SpanProcessor) -> TracerProvider:
     return provider
 
 
-def aws_body(env: Env) -> Callable[[Any, Any], Any]:
-    """A handler body making an AWS call (moto) inside a span."""
+def aws_body(env: Env, provider: TracerProvider | None = None) -> Callable[[Any, Any], Any]:
+    """A handler body making an AWS call (moto) inside a span.
+
+    With ``provider`` (otel), the call is made inside a span of the user's own
+    tracer too, so the user's processors and exporters see it.
+    """
     ssm = env.aws.client("ssm")  # created before configure(), as module-level clients are
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         n = event["n"]
         with tracing.span(f"work-{n}"):
-            value = ssm.get_parameter(Name="/app/currency")["Parameter"]["Value"]
+            if provider is None:
+                value = ssm.get_parameter(Name="/app/currency")["Parameter"]["Value"]
+            else:
+                with provider.get_tracer("user").start_as_current_span(f"user-{n}"):
+                    value = ssm.get_parameter(Name="/app/currency")["Parameter"]["Value"]
         return {"n": n, "currency": value}
 
     return handler
@@ -533,7 +541,7 @@ def exporter_raises(env: Env) -> None:
     if env.backend == "otel":
         exporter = RaisingExporter()
         provider = user_provider(env, SimpleSpanProcessor(exporter))
-        runs = run_in_process(env, body, options={"tracer_provider": provider})
+        runs = run_in_process(env, aws_body(env, provider), options={"tracer_provider": provider})
         assert exporter.calls >= N
         otel_errors = [r for r in env.caplog.records if r.name.startswith("opentelemetry")]
         env.note(f"user exporter raised {exporter.calls}x (OTel SDK logged {len(otel_errors)})")
@@ -566,7 +574,7 @@ def processor_on_start_raises(env: Env) -> None:
     if env.backend == "otel":
         processor = RaisingProcessor("start")
         provider = user_provider(env, processor)
-        runs = run_in_process(env, aws_body(env), options={"tracer_provider": provider})
+        runs = run_in_process(env, aws_body(env, provider), options={"tracer_provider": provider})
         assert processor.calls >= N
         env.note(f"on_start raised {processor.calls}x")
         assert len(invocation_docs(runs.docs)) == N
@@ -590,7 +598,7 @@ def processor_on_end_raises(env: Env) -> None:
     if env.backend == "otel":
         processor = RaisingProcessor("end")
         provider = user_provider(env, processor)
-        runs = run_in_process(env, aws_body(env), options={"tracer_provider": provider})
+        runs = run_in_process(env, aws_body(env, provider), options={"tracer_provider": provider})
         assert processor.calls >= N
         env.note(f"on_end raised {processor.calls}x")
     else:

@@ -76,6 +76,7 @@ class OTelBackend:
         #: (X-Ray documents cannot carry links).
         self.links: dict[str, list[tuple[str, str]]] = {}
         self.processor = BridgeProcessor(runtime, self._emit_root)
+        self.proxy = CoreSpanProxy(runtime)
         self.tracer: Any = None
         self._init_token: object | None = None
 
@@ -111,9 +112,7 @@ class OTelBackend:
         if init is not None:
             # Work done at import runs in the main thread's context; the first
             # invocation runs there too and replaces this with its own span.
-            self._init_token = otel_context.attach(
-                trace.set_span_in_context(CoreSpanProxy(init.root))
-            )
+            self._init_token = otel_context.attach(trace.set_span_in_context(self.proxy))
 
     @staticmethod
     def _install_globals(provider: TracerProvider) -> None:
@@ -152,11 +151,16 @@ class OTelBackend:
         return OTelSpan(span, self.processor)
 
     def enter(self, span: Span) -> object:
-        """Make ``span`` the current OTel span (through its proxy)."""
-        return otel_context.attach(trace.set_span_in_context(CoreSpanProxy(span)))
+        """Make ``span`` current in the OTel context: the proxy, unless it already is."""
+        proxy = self.proxy
+        if trace.get_current_span() is proxy:
+            return None  # the proxy resolves to the top of the core's stack
+        return otel_context.attach(trace.set_span_in_context(proxy))
 
     def exit(self, token: object) -> None:
         """Undo :meth:`enter`."""
+        if token is None:
+            return
         try:
             otel_context.detach(token)  # type: ignore[arg-type]
         except Exception:

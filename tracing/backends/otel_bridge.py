@@ -1,8 +1,8 @@
 """The two halves of the otel backend's bridge between OTel spans and core spans.
 
-* :class:`CoreSpanProxy`, the OTel face of a core span: put in the OTel context
-  while the core span is current, it is the parent of what user code starts
-  through the OTel API. Its span context says what the core decided: sampled for
+* :class:`CoreSpanProxy`, the OTel face of the current core span: in the OTel
+  context while a core span is current, it is the parent of what user code
+  starts through the OTel API. Its span context says what the core decided: sampled for
   recorded work, *not sampled* for an unsampled invocation (its own trace id and
   parent, so OTel propagators pass ``Sampled=0`` on and a parent-based sampler
   records nothing), and not sampled either once the core span's document was
@@ -26,12 +26,19 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    NonRecordingSpan,
+    SpanContext,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 
 from .._entity import entity_dict
 from .._header import new_id, new_trace_id
 from .._runtime import Runtime, get_runtime
-from .._scope import Scope
+from .._scope import STACK, Scope
 from .._span import Span, exception_cause
 from .otel_xray import ANNOTATIONS_ATTRIBUTE, span_entity, xray_trace_id
 
@@ -56,28 +63,62 @@ def trace_int(root: str) -> int:
 _UNTRACED = SpanContext(trace_int(new_trace_id()), int(new_id(), 16), False, _NOT_SAMPLED)
 
 
+def _context_of(core: Span) -> SpanContext:
+    scope = core.scope
+    if scope is None or scope.trace_id is None:
+        return _UNTRACED
+    if core.recording:
+        return SpanContext(trace_int(scope.trace_id), int(core.id, 16), False, _SAMPLED)
+    # An unsampled invocation or message: its own trace and parent, not sampled.
+    return SpanContext(
+        trace_int(scope.trace_id), int(scope.parent_id or core.id, 16), False, _NOT_SAMPLED
+    )
+
+
 class CoreSpanProxy(NonRecordingSpan):
-    """The OTel face of a core span: a parent for spans made through OTel.
+    """The OTel face of whichever core span is current: a parent for OTel spans.
+
+    One proxy serves every core span. It is put in the OTel context once (the
+    main context, at ``install`` in Lambda) and again only where a core span opens
+    inside a span of the user's own; the rest of the time it is already the
+    current OTel span and resolves to the top of the core's span stack when asked.
+    So a ``tracing.span`` or an invocation costs nothing on the OTel side unless
+    the user's code actually starts an OTel span under it.
 
     Attribute and status calls made on it (for example by instrumentation that
-    decorates the current span) are forwarded to the core span.
+    decorates the current span) are forwarded to the current core span.
     """
 
-    def __init__(self, core: Span) -> None:
-        scope = core.scope
-        if scope is None or scope.trace_id is None:
-            context = _UNTRACED
-        elif core.recording:
-            context = SpanContext(trace_int(scope.trace_id), int(core.id, 16), False, _SAMPLED)
-        else:  # an unsampled invocation: its own trace, not sampled
-            parent = int(scope.parent_id or core.id, 16)
-            context = SpanContext(trace_int(scope.trace_id), parent, False, _NOT_SAMPLED)
-        super().__init__(context)
-        self.core = core
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(_UNTRACED)
+        self._runtime = runtime
+        self._cache: tuple[Span, SpanContext] | None = None
+
+    @property
+    def core(self) -> Span | None:
+        """The core span this proxy stands for in the current context."""
+        stack = STACK.get()
+        if stack:
+            top = stack[-1]
+            return top if isinstance(top, Span) else None
+        init = self._runtime.init
+        if init is not None and init.open:
+            return init.root
+        return None
 
     def get_span_context(self) -> SpanContext:
-        context: SpanContext = self._context
-        scope = self.core.scope
+        core = self.core
+        if core is None:
+            # In Lambda, outside any invocation: record nothing. Elsewhere (a
+            # worker between messages) the user's spans start traces of their own.
+            return _UNTRACED if self._runtime.in_lambda else INVALID_SPAN_CONTEXT
+        cached = self._cache
+        if cached is not None and cached[0] is core:
+            context = cached[1]
+        else:
+            context = _context_of(core)
+            self._cache = (core, context)
+        scope = core.scope
         if scope is not None and scope.done and context.trace_flags.sampled:
             # Already sent: spans started now could never be sent (a thread that
             # outlived its invocation, the closed init window). Record none.
@@ -85,13 +126,17 @@ class CoreSpanProxy(NonRecordingSpan):
         return context
 
     def is_recording(self) -> bool:
-        return self.core.recording
+        core = self.core
+        return core is not None and core.recording
 
     def set_attribute(self, key: str, value: Any) -> None:
+        core = self.core
+        if core is None:
+            return
         if isinstance(value, (str, bool, int, float)):
-            self.core.annotate(key, value)
+            core.annotate(key, value)
         else:
-            self.core.put_metadata(key, value)
+            core.put_metadata(key, value)
 
     def set_attributes(self, attributes: Any) -> None:
         for key, value in dict(attributes).items():
@@ -99,11 +144,14 @@ class CoreSpanProxy(NonRecordingSpan):
 
     def set_status(self, status: Any, description: str | None = None) -> None:
         code = getattr(status, "status_code", status)
-        if code is StatusCode.ERROR:
-            self.core.fault = True
+        core = self.core
+        if code is StatusCode.ERROR and core is not None and core.recording:
+            core.fault = True
 
     def record_exception(self, exception: BaseException, *args: Any, **kwargs: Any) -> None:
-        self.core.record_exception(exception)
+        core = self.core
+        if core is not None:
+            core.record_exception(exception)
 
 
 class OTelSpan:
@@ -241,8 +289,8 @@ class BridgeProcessor(SpanProcessor):
         parent = trace.get_current_span(parent_context)
         span_id = span.context.span_id
         with self._lock:
-            if isinstance(parent, CoreSpanProxy):
-                core = parent.core
+            core = parent.core if isinstance(parent, CoreSpanProxy) else None
+            if core is not None:
                 scope = core.scope
                 if not core.recording or scope is None or scope.done:
                     # Recorded only because a user's sampler ignores its parent, or
@@ -252,9 +300,9 @@ class BridgeProcessor(SpanProcessor):
             if len(self._open) >= MAX_PENDING:
                 self.dropped += 1  # not tracked: it will end as an independent document
                 return
-            if isinstance(parent, CoreSpanProxy):
-                self._core_parent[span_id] = parent.core
-                self._scope_of[span_id] = parent.core.scope
+            if core is not None:
+                self._core_parent[span_id] = core
+                self._scope_of[span_id] = core.scope
             elif span.parent is not None and span.parent.span_id in self._open:
                 self._otel_parent[span_id] = span.parent.span_id
                 self._scope_of[span_id] = self._scope_of.get(span.parent.span_id)

@@ -1,0 +1,155 @@
+"""AWS calls recorded by the core, the same on both backends, against moto's SQS and SSM."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+import tracing
+from tracing import testing
+from tracing._header import new_id, new_trace_id
+from tracing.local.aws import LocalAWS
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[LocalAWS]:
+    with LocalAWS() as local:
+        local.client("ssm").put_parameter(Name="/app/x", Value="1", Type="String", Overwrite=True)
+        yield local
+
+
+@pytest.fixture(params=["xray", "otel"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def clients(aws: LocalAWS, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    for key, value in aws.env.items():
+        monkeypatch.setenv(key, value)
+    return boto3.client("ssm"), boto3.client("sqs")
+
+
+def _invoke(monkeypatch: pytest.MonkeyPatch, handler: Any, sampled: str = "1") -> Any:
+    monkeypatch.setenv(
+        "_X_AMZN_TRACE_ID", f"Root={new_trace_id()};Parent={new_id()};Sampled={sampled}"
+    )
+    return handler({}, testing.FakeContext())
+
+
+@pytest.mark.usefixtures("in_lambda")
+def test_calls_are_subsegments_with_xrays_error_meaning(
+    backend: str,
+    clients: tuple[Any, Any],
+    daemon: testing.DaemonListener,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ssm, sqs = clients
+    url = sqs.create_queue(QueueName=f"q-{new_id()}")["QueueUrl"]
+    tracing.configure(backend=backend)
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> str:
+        value = ssm.get_parameter(Name="/app/x")["Parameter"]["Value"]
+        sqs.send_message(QueueUrl=url, MessageBody="m")
+        with pytest.raises(ssm.exceptions.ParameterNotFound):
+            ssm.get_parameter(Name="/app/missing")
+        return str(value)
+
+    assert _invoke(monkeypatch, handler) == "1"
+    [invocation] = [d for d in daemon.sync() if d["name"] == "## handler"]
+    assert testing.check_document(invocation) == []
+    get, send, missing = invocation["subsegments"]
+    assert (get["name"], get["namespace"]) == ("ssm", "aws")
+    assert get["aws"]["operation"] == "GetParameter"
+    assert get["aws"]["region"] == "us-east-1"
+    assert get["aws"]["request_id"]
+    assert get["http"] == {"response": {"status": 200}}
+    assert "fault" not in get
+    assert "error" not in get
+    assert send["aws"]["queue_url"] == url
+    assert missing["error"] is True  # 4xx: the caller's error, not an outage
+    assert "fault" not in missing
+    assert missing["http"] == {"response": {"status": 400}}
+    [exception] = missing["cause"]["exceptions"]
+    assert (exception["type"], exception["remote"]) == ("ParameterNotFound", True)
+
+
+@pytest.mark.usefixtures("in_lambda")
+def test_unsampled_and_untraced_calls_are_not_recorded(
+    backend: str,
+    clients: tuple[Any, Any],
+    daemon: testing.DaemonListener,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ssm, _ = clients
+    tracing.configure(backend=backend, init_trace="off")
+    handler = tracing.handler(lambda e, c: ssm.get_parameter(Name="/app/x")["Parameter"]["Value"])
+    assert _invoke(monkeypatch, handler, sampled="0") == "1"
+    monkeypatch.delenv("_X_AMZN_TRACE_ID")
+    assert handler({}, testing.FakeContext()) == "1"
+    assert daemon.sync() == []
+
+
+SCRIPT = """
+import json, os, sys
+import boto3
+from aws_xray_sdk.core import patch
+import tracing
+from tracing import testing
+from tracing._header import new_id, new_trace_id
+
+order = sys.argv[1]
+ssm = boto3.client("ssm")
+with testing.DaemonListener() as daemon:
+    os.environ["AWS_XRAY_DAEMON_ADDRESS"] = daemon.address
+    if order == "patch-first":
+        patch(["botocore"])
+    tracing.configure(backend="xray", service="svc")
+    if order == "patch-after":
+        patch(["botocore"])
+
+    @tracing.handler
+    def handler(event, context):
+        with tracing.span("work"):
+            return ssm.get_parameter(Name="/app/x")["Parameter"]["Value"]
+
+    os.environ["_X_AMZN_TRACE_ID"] = f"Root={new_trace_id()};Parent={new_id()};Sampled=1"
+    assert handler({}, testing.FakeContext()) == "1"
+    print(json.dumps(daemon.sync()))
+"""
+
+
+@pytest.mark.parametrize("order", ["patch-first", "patch-after"])
+def test_the_sdks_own_botocore_patch_does_not_double_calls(
+    order: str, aws: LocalAWS, tmp_path: Path
+) -> None:
+    """``patch(['botocore'])`` before or after configure(): one subsegment per call."""
+    env = {
+        **os.environ,
+        **aws.env,
+        "LAMBDA_TASK_ROOT": str(tmp_path),
+        "AWS_LAMBDA_FUNCTION_NAME": "svc",
+    }
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    done = subprocess.run(
+        [sys.executable, str(script), order], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    documents = json.loads(done.stdout.strip().splitlines()[-1])
+    [invocation] = [d for d in documents if d["name"] == "## handler"]
+    [work] = invocation["subsegments"]
+    calls = [e for e in testing.iter_entities(work) if e.get("namespace") == "aws"]
+    assert len(calls) == 1, work
+    assert calls[0]["aws"]["operation"] == "GetParameter"
+    assert testing.check_document(invocation) == []
