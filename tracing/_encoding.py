@@ -15,46 +15,14 @@ import logging
 import math
 from typing import Any
 
-from ._values import json_value
+from ._entity import MAX_DEPTH, cap_depth, foreign_dict, sanitize_entity
+from ._span import Span
+from ._values import dumps as _encode_str
+from ._values import escape as _escape
 
-__all__ = ["dumps", "encode"]
+__all__ = ["NeedsDicts", "encode", "span_json"]
 
 log = logging.getLogger("tracing.emitter")
-
-
-def _unknown(value: Any) -> Any:
-    """JSON for a value of a type the encoder does not know, by the value rules."""
-    return json_value(value)
-
-
-def _make_encoder() -> Any:
-    # NOTE: json.JSONEncoder.encode() builds a new C encoder on every call (about
-    # 1 µs, a third of encoding a small document). Build the C encoder once, with
-    # the arguments JSONEncoder would pass it: no circular-reference markers (a
-    # cycle ends in RecursionError, handled by encode()), the value rules for
-    # unknown values, ASCII output, and allow_nan=False: NaN and Infinity are not
-    # JSON, and X-Ray rejects the whole document that holds one.
-    from json.encoder import (  # type: ignore[attr-defined]  # private, not in typeshed
-        c_make_encoder,
-        encode_basestring_ascii,
-    )
-
-    if c_make_encoder is None:  # pragma: no cover - CPython always has _json
-        encoder = json.JSONEncoder(separators=(",", ":"), default=_unknown, allow_nan=False)
-        return lambda document: encoder.encode(document)
-    make = c_make_encoder(
-        None, _unknown, encode_basestring_ascii, None, ":", ",", False, False, False
-    )
-    return lambda document: "".join(make(document, 0))
-
-
-_encode_str = _make_encoder()
-
-
-def dumps(value: Any) -> str:
-    """Encode a value already made valid by the value rules (raises if it is not)."""
-    text: str = _encode_str(value)
-    return text
 
 
 def encode(document: dict[str, Any]) -> bytes:
@@ -71,8 +39,6 @@ def encode(document: dict[str, Any]) -> bytes:
         return _encode_str(document).encode()  # type: ignore[no-any-return]
     except (ValueError, TypeError, RecursionError, OverflowError):
         log.debug("tracing: a document held invalid values; converting them", exc_info=True)
-    from ._entity import sanitize_entity  # only here: _entity needs _span, which needs us
-
     try:
         return _encode_str(sanitize_entity(document)).encode()  # type: ignore[no-any-return]
     except (ValueError, TypeError, RecursionError, OverflowError):
@@ -90,3 +56,73 @@ def _bare(document: dict[str, Any]) -> dict[str, Any]:
     if "end_time" not in bare:
         bare["in_progress"] = True
     return bare
+
+
+class NeedsDicts(Exception):
+    """The fast writer cannot write this tree: build dicts and encode those instead."""
+
+
+def span_json(span: Span, depth: int = 0) -> str:
+    """A core span tree as an X-Ray entity, JSON, without building dicts first.
+
+    Writes what ``_entity.entity_dict`` would produce, encoded, for the usual case
+    (about 1 µs less per document, which is most of an invocation's JSON). The
+    values inside were made valid by the value rules when they were recorded; a
+    tree this writer does not handle (nesting at the depth cap, an odd value in
+    a block a library filled) raises :class:`NeedsDicts`, and the caller takes the
+    dict path, which handles everything.
+    """
+    if depth >= MAX_DEPTH:
+        raise NeedsDicts("nesting at the depth cap")
+    end = span.end_time
+    parts = [
+        '{"name":',
+        _escape(span.name),
+        ',"id":"',
+        span.id,
+        '","start_time":',
+        repr(span.start_time),
+        ',"in_progress":true' if end is None else ',"end_time":' + repr(end),
+    ]
+    try:
+        if span.namespace:
+            parts.append(',"namespace":' + _escape(span.namespace))
+        if span.fault:
+            parts.append(',"fault":true')
+        if span.error:
+            parts.append(',"error":true')
+        if span.throttle:
+            parts.append(',"throttle":true')
+        if span.annotations:
+            parts.append(',"annotations":' + _encode_str(span.annotations))
+        if span.metadata:
+            parts.append(',"metadata":' + _encode_str(span.metadata))
+        if span.aws:
+            parts.append(',"aws":' + _encode_str(span.aws))
+        if span.http:
+            parts.append(',"http":' + _encode_str(span.http))
+        if span.cause:
+            parts.append(',"cause":' + _encode_str(span.cause))
+    except (ValueError, TypeError, RecursionError, OverflowError) as exc:
+        raise NeedsDicts("a value outside the value rules") from exc
+    children = span.children
+    if children:
+        written = [_child_json(child, depth + 1) for child in list(children)]
+        parts.append(',"subsegments":[' + ",".join([w for w in written if w]) + "]")
+    parts.append("}")
+    return "".join(parts)
+
+
+def _child_json(child: Any, depth: int) -> str:
+    if isinstance(child, Span):
+        return span_json(child, depth)
+    try:
+        entity = cap_depth(foreign_dict(child), MAX_DEPTH - depth)
+    except Exception:  # a foreign entity must never break emission
+        log.debug("tracing: could not serialize %r", child, exc_info=True)
+        return ""
+    try:
+        text: str = _encode_str(entity)
+    except (ValueError, TypeError, RecursionError, OverflowError) as exc:
+        raise NeedsDicts("a library entity with values outside the value rules") from exc
+    return text

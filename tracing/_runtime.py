@@ -90,8 +90,15 @@ class Runtime:
         """Emit ``scope`` unless the deadline guard already did."""
         claimed = scope.claim()
         if claimed:
-            try:  # one guarded step, not two: this runs once per invocation and record
-                self.emitter.send(scope.document())
+            try:
+                body = scope.encoded()
+            except Exception:  # NeedsDicts, or a thread changing the tree: the dict path
+                body = None
+            try:
+                if body is None:
+                    self.emitter.send(scope.document())
+                else:
+                    self.emitter.send_encoded(body)
             except Exception:
                 self.log_once("emit", "tracing: could not send a trace document (logged once)")
         self.backend.sent(scope)
@@ -124,7 +131,7 @@ class Runtime:
                 log.warning("tracing: could not snapshot a timed-out invocation; sending it bare")
                 self.emitter.send(_bare(scope, now))
             else:
-                self.emitter.send(doc, encoded=body)
+                self.emitter.send_encoded(body)
         except Exception:
             self.log_once("emit", "tracing: could not send a trace document (logged once)")
         self.end_of_unit()

@@ -27,9 +27,8 @@ import traceback
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from ._encoding import dumps
 from ._header import new_id
-from ._values import annotation_key, annotation_value, json_value, metadata_key
+from ._values import annotation_key, annotation_value, dumps, json_value, metadata_key
 
 if TYPE_CHECKING:
     from ._scope import Scope

@@ -162,11 +162,15 @@ class Backend(Protocol):
 class Emitter(Protocol):
     """Where finished top-level documents go (UDP to the daemon, or OTLP)."""
 
-    def send(self, document: dict[str, Any], encoded: bytes | None = None) -> None:
-        """Send (or buffer) one top-level document. Never raises.
+    def send(self, document: dict[str, Any]) -> None:
+        """Send (or buffer) one top-level document. Never raises."""
+        ...
 
-        ``encoded``, when given, is the document as strict JSON already (the
-        deadline guard's snapshot); an emitter may send it instead.
+    def send_encoded(self, body: bytes) -> None:
+        """Send (or buffer) one top-level document already encoded as strict JSON.
+
+        What the core's fast path writes, and the deadline guard's snapshot. Never
+        raises.
         """
         ...
 

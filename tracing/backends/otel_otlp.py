@@ -188,13 +188,17 @@ class OTLPDocumentEmitter:
         self.sent = 0
         self.failed = 0
 
-    def send(self, document: dict[str, Any], encoded: bytes | None = None) -> None:
-        """Buffer one top-level document (its snapshot, when given). Never raises."""
-        if encoded is not None:
-            try:
-                document = json.loads(encoded)
-            except ValueError:
-                log.debug("tracing: an encoded snapshot did not decode", exc_info=True)
+    def send_encoded(self, body: bytes) -> None:
+        """Buffer one top-level document given as JSON. Never raises."""
+        try:
+            document = json.loads(body)
+        except ValueError:
+            log.debug("tracing: an encoded document did not decode", exc_info=True)
+            return
+        self.send(document)
+
+    def send(self, document: dict[str, Any]) -> None:
+        """Buffer one top-level document. Never raises."""
         with self._lock:
             if len(self._buffer) >= MAX_BUFFERED_SPANS:
                 self._buffer.pop(0)

@@ -150,21 +150,12 @@ class UDPEmitter:
                 self._sock = sock
             return self._sock
 
-    def send(self, document: dict[str, Any], encoded: bytes | None = None) -> None:
-        """Encode, split and send one top-level document. Never raises.
-
-        ``encoded`` is the document already encoded (a snapshot: when it must be
-        split, the parts are cut from it, not from the live document).
-        """
+    def send(self, document: dict[str, Any]) -> None:
+        """Encode, split and send one top-level document. Never raises."""
         for attempt in range(3):
             try:
-                body = encode(document) if encoded is None else encoded
-                if len(body) <= _MAX_BODY:
-                    parts = [body]
-                elif encoded is None:
-                    parts = split_document(document, body=body)
-                else:
-                    parts = split_document(json.loads(encoded), body=body)
+                body = encode(document)
+                parts = [body] if len(body) <= _MAX_BODY else split_document(document, body=body)
                 break
             except Exception as exc:  # a thread changed a shared value while it was read
                 if attempt == 2:
@@ -172,6 +163,19 @@ class UDPEmitter:
                     return
         for body in parts:
             self.send_raw(HEADER + body)
+
+    def send_encoded(self, body: bytes) -> None:
+        """Send one top-level document given as strict JSON, split if it must be."""
+        if len(body) <= _MAX_BODY:
+            self.send_raw(HEADER + body)
+            return
+        try:
+            parts = split_document(json.loads(body), body=body)
+        except Exception as exc:
+            self._fail("encode", exc)
+            return
+        for part in parts:
+            self.send_raw(HEADER + part)
 
     def send_raw(self, datagram: bytes) -> None:
         """Send one already-framed datagram. Never raises."""
