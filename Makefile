@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean example-package
+.PHONY: demo test lint typecheck unit bench fuzz clean example-package
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+## fuzz: longer fuzzing than make test: 5,000 generated programs compared across the
+##       backends (tests/contract/test_differential.py), 10x the atheris inputs
+fuzz: $(STAMP)
+	TRACING_DIFFERENTIAL_EXAMPLES=5000 TRACING_FUZZ_SCALE=10 $(BIN)/python -m pytest -q \
+		tests/contract/test_differential.py tests/fuzz
 
 ## bench: performance figures against the anchors (not part of make test)
 bench: $(STAMP)

@@ -244,7 +244,7 @@ def run() -> list[dict[str, Any]]:
             framed_datagrams=acc["framed"],
         )
     ours, sdk, powertools = rows["ours"], rows["aws-xray-sdk"], rows["powertools"]
-    bh.compare(ours, sdk, limit=0.4, vs="aws-xray-sdk")
+    bh.compare(ours, sdk, limit=0.3, vs="aws-xray-sdk")
     bh.compare(powertools, sdk, vs="aws-xray-sdk")
     bare_us = ours["bare_call_us"]
     ours["note"] = (

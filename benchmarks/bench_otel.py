@@ -332,7 +332,7 @@ def run_invoke(
             traced_calls=a["calls"],
         )
     ours, contrib, sdk = rows["ours"], rows["contrib"], rows["aws-xray-sdk"]
-    bh.compare(ours, sdk, limit=0.4, vs="aws-xray-sdk")
+    bh.compare(ours, sdk, limit=0.3, vs="aws-xray-sdk")
     bh.compare(contrib, sdk, vs="aws-xray-sdk")
     vs_contrib = ours["median"] / contrib["median"]
     ours["note"] = (

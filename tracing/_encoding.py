@@ -10,7 +10,6 @@ value.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from typing import Any
@@ -20,7 +19,7 @@ from ._span import Span
 from ._values import dumps as _encode_str
 from ._values import escape as _escape
 
-__all__ = ["NeedsDicts", "encode", "span_json"]
+__all__ = ["FastPathError", "encode", "span_json"]
 
 log = logging.getLogger("tracing.emitter")
 
@@ -58,7 +57,7 @@ def _bare(document: dict[str, Any]) -> dict[str, Any]:
     return bare
 
 
-class NeedsDicts(Exception):
+class FastPathError(Exception):
     """The fast writer cannot write this tree: build dicts and encode those instead."""
 
 
@@ -69,11 +68,11 @@ def span_json(span: Span, depth: int = 0) -> str:
     (about 1 µs less per document, which is most of an invocation's JSON). The
     values inside were made valid by the value rules when they were recorded; a
     tree this writer does not handle (nesting at the depth cap, an odd value in
-    a block a library filled) raises :class:`NeedsDicts`, and the caller takes the
+    a block a library filled) raises :class:`FastPathError`, and the caller takes the
     dict path, which handles everything.
     """
     if depth >= MAX_DEPTH:
-        raise NeedsDicts("nesting at the depth cap")
+        raise FastPathError("nesting at the depth cap")
     end = span.end_time
     parts = [
         '{"name":',
@@ -104,7 +103,7 @@ def span_json(span: Span, depth: int = 0) -> str:
         if span.cause:
             parts.append(',"cause":' + _encode_str(span.cause))
     except (ValueError, TypeError, RecursionError, OverflowError) as exc:
-        raise NeedsDicts("a value outside the value rules") from exc
+        raise FastPathError("a value outside the value rules") from exc
     children = span.children
     if children:
         written = [_child_json(child, depth + 1) for child in list(children)]
@@ -124,5 +123,5 @@ def _child_json(child: Any, depth: int) -> str:
     try:
         text: str = _encode_str(entity)
     except (ValueError, TypeError, RecursionError, OverflowError) as exc:
-        raise NeedsDicts("a library entity with values outside the value rules") from exc
+        raise FastPathError("a library entity with values outside the value rules") from exc
     return text

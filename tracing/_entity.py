@@ -28,24 +28,23 @@ log = logging.getLogger("tracing.span")
 #: lose the whole document.
 MAX_DEPTH = 64
 
-_FOREIGN_DROP = ("trace_id", "parent_id", "type", "parent_segment")
+#: Fields of an independent subsegment that nesting makes implicit.
+_TOP_LEVEL = ("trace_id", "parent_id", "type")
 
 
 def foreign_dict(child: ForeignEntity) -> dict[str, Any]:
-    """Serialize a library child, dropping fields that nesting makes implicit.
+    """Serialize a library child, dropping the fields nesting makes implicit.
 
-    Nested SDK subsegments carry their own ``trace_id``/``parent_id``; for init
-    work those are the placeholder's, so they are removed here and re-stamped by
-    position in the tree.
+    A library's entity may carry its own ``trace_id``/``parent_id``; for init work
+    those are the placeholder's, so they are removed here and re-stamped by
+    position in the tree. Its values pass through the value rules.
     """
     return _strip(child.to_dict())
 
 
 def _strip(data: dict[str, Any]) -> dict[str, Any]:
-    for key in _FOREIGN_DROP:
+    for key in _TOP_LEVEL:
         data.pop(key, None)
-    if data.get("in_progress") is False:
-        del data["in_progress"]
     _clean_values(data)
     nested = data.get("subsegments")
     if nested:

@@ -92,7 +92,7 @@ class Runtime:
         if claimed:
             try:
                 body = scope.encoded()
-            except Exception:  # NeedsDicts, or a thread changing the tree: the dict path
+            except Exception:  # FastPathError, or a thread changing the tree: the dict path
                 body = None
             try:
                 if body is None:

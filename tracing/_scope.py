@@ -19,7 +19,7 @@ import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from ._encoding import NeedsDicts, span_json
+from ._encoding import FastPathError, span_json
 from ._entity import entity_dict
 from ._span import Span
 
@@ -134,12 +134,12 @@ class Scope:
         """The document as strict JSON, written straight from the spans (the fast path).
 
         Raises:
-            NeedsDicts: The tree needs the dict path (``document()`` then encoding):
+            FastPathError: The tree needs the dict path (``document()`` then encoding):
                 spans were dropped, nesting reaches the depth cap, or a library
                 put an invalid value in it.
         """
         if self.dropped:
-            raise NeedsDicts("dropped spans are noted in the document")
+            raise FastPathError("dropped spans are noted in the document")
         body = span_json(self.root)
         trace = f',"trace_id":"{self.trace_id}"'
         if self.parent_id is not None:

@@ -6,6 +6,7 @@ Each target runs in its own process for a fixed number of inputs; the README's
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,17 @@ from pathlib import Path
 import pytest
 
 TARGETS = Path(__file__).with_name("atheris_targets.py")
-RUNS = {"header": 50_000, "record": 30_000, "datagram": 50_000, "documents": 20_000}
+#: ``make fuzz`` multiplies the counts (TRACING_FUZZ_SCALE).
+SCALE = int(os.environ.get("TRACING_FUZZ_SCALE", "1"))
+RUNS = {
+    name: runs * SCALE
+    for name, runs in {
+        "header": 50_000,
+        "record": 30_000,
+        "datagram": 50_000,
+        "documents": 20_000,
+    }.items()
+}
 
 
 @pytest.mark.parametrize("target", sorted(RUNS))
@@ -22,7 +33,7 @@ def test_atheris_target_survives(target: str) -> None:
         [sys.executable, str(TARGETS), target, f"-runs={RUNS[target]}", "-max_len=2048"],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=300 * SCALE,
         check=False,
         cwd=TARGETS.parents[2],
     )

@@ -46,6 +46,11 @@ def test_cold_start_replays_init_work_into_the_first_trace(
         "Init",
         [["load config", [["ssm", []]]], ["ssm", []], ["sdk warmup", []]],
     ]
+    load_config = init["subsegments"][0]
+    assert load_config["annotations"] == {"source": "ssm"}
+    assert load_config["metadata"] == {
+        "default": {"loaded": {"currency": "EUR", "limit": "Infinity"}}
+    }
     get_parameter = init["subsegments"][0]["subsegments"][0]
     assert get_parameter["namespace"] == "aws"
     assert get_parameter["aws"]["operation"] == "GetParameter"
@@ -57,6 +62,9 @@ def test_cold_start_replays_init_work_into_the_first_trace(
     assert (invocation["trace_id"], invocation["parent_id"]) == (root, parent)
     assert invocation["annotations"] == {"ColdStart": True, "Service": "traced-app"}
     assert _tree(invocation) == ["## handler", [["work", [["ssm", []]]]]]
+    work = invocation["subsegments"][0]
+    assert work["annotations"] == {"mode": "ok"}
+    assert work["metadata"] == {"default": {"event": {}}}
 
     second = function.invoke({}, trace_header=_header()[2])
     assert second.ok

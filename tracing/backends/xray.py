@@ -54,7 +54,7 @@ from . import ForeignSpan
 if TYPE_CHECKING:
     from .._scope import Node
 
-__all__ = ["SdkSpan", "SpanView", "XRayBackend"]
+__all__ = ["SdkEntity", "SdkSpan", "SpanView", "XRayBackend"]
 
 log = logging.getLogger("tracing.backends.xray")
 
@@ -112,7 +112,7 @@ class SpanView(Segment):  # type: ignore[misc]
         subsegment.parent_id = self.span.id
         scope = self.scope
         if scope is None or scope.admit():
-            self.span.add_child(subsegment)
+            self.span.add_child(SdkEntity(subsegment))
 
     def remove_subsegment(self, subsegment: Any) -> None:
         return None
@@ -233,6 +233,35 @@ class SdkSpan:
 
     def adopt(self, child: Span) -> None:
         self.entity.subsegments.append(_SdkChild(child, self.entity.id))
+
+
+class SdkEntity:
+    """An SDK subsegment as a ``ForeignEntity``: its dict, in X-Ray's nested form."""
+
+    __slots__ = ("entity",)
+
+    def __init__(self, entity: Any) -> None:
+        self.entity = entity
+
+    @property
+    def end_time(self) -> float | None:
+        end = getattr(self.entity, "end_time", None)
+        return end if isinstance(end, float) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _sdk_dict(self.entity.to_dict())
+
+
+def _sdk_dict(data: dict[str, Any]) -> dict[str, Any]:
+    # The SDK writes ``in_progress: false`` on closed entities, and may keep a
+    # ``parent_segment`` reference; neither belongs in a nested entity.
+    data.pop("parent_segment", None)
+    if data.get("in_progress") is False:
+        del data["in_progress"]
+    nested = data.get("subsegments")
+    if nested:
+        data["subsegments"] = [_sdk_dict(item) for item in nested if isinstance(item, dict)]
+    return data
 
 
 class _SdkChild:
