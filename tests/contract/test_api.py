@@ -221,6 +221,27 @@ def test_sqs_inject_follows_the_propagation_rule(run: Runner) -> None:
     assert result.child("send")["id"] == span_id
 
 
+def test_record_exception_marks_the_span_without_raising(run: Runner) -> None:
+    def body() -> str:
+        with tracing.span("handled") as span:
+            try:
+                raise KeyError("sku")
+            except KeyError as exc:
+                span.record_exception(exc)
+        return "went on"
+
+    result = run(body)
+    assert result.value() == "went on"
+    if not result.recording:
+        assert result.documents == []
+        return
+    handled = result.child("handled")
+    assert handled["fault"] is True
+    [exception] = handled["cause"]["exceptions"]
+    assert (exception["type"], exception["message"]) == ("KeyError", "'sku'")
+    assert exception["stack"]
+
+
 def test_an_exception_propagates_unchanged_and_marks_the_span(run: Runner) -> None:
     error = ValueError("poison")
 

@@ -186,7 +186,21 @@ class Interpreter:
         if isinstance(op, AwsCall):
             return self.aws(op.operation)
         if isinstance(op, Tasks):
-            return asyncio.run(self.tasks(op.bodies))
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return asyncio.run(self.tasks(op.bodies))
+            # Inside a task already: a nested event loop runs in a thread of its
+            # own, as an executor would run it, bound to the trace.
+            result: list[Any] = []
+            thread = threading.Thread(
+                target=tracing.in_current_trace(
+                    lambda: result.append(asyncio.run(self.tasks(op.bodies)))
+                )
+            )
+            thread.start()
+            thread.join()
+            return result[0]
         assert isinstance(op, Threads)
         return self.threads(op.bodies)
 

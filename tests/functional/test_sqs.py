@@ -219,3 +219,25 @@ def test_worker_consume_outside_lambda(
         assert testing.check_document(doc) == []
         assert 0 <= doc["end_time"] - doc["start_time"] < 5
         assert abs(time.time() - doc["start_time"]) < 60
+
+
+def test_a_worker_keeps_the_producers_unsampled_decision(
+    queue: tuple[Any, str], daemon: testing.DaemonListener
+) -> None:
+    """A message saying Sampled=0: nothing recorded, and what it sends says so too."""
+    client, url = queue
+    tracing.configure(service="worker")
+    wire = _wire(client)
+    root, parent = new_trace_id(), new_id()
+    message = {
+        "MessageId": new_id(),
+        "Attributes": {"AWSTraceHeader": f"Root={root};Parent={parent};Sampled=0;Lineage=a:1"},
+    }
+    with tracing.sqs.consume(message) as span:
+        assert span.recording is False
+        assert tracing.current_span().trace_id == root
+        with tracing.span("inside"):
+            client.send_message(QueueUrl=url, MessageBody="next hop")
+    sent = wire[-1]["MessageSystemAttributes"]["AWSTraceHeader"]["StringValue"]
+    assert sent == f"Root={root};Parent={parent};Sampled=0;Lineage=a:1"
+    assert daemon.sync() == []

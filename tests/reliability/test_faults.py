@@ -555,8 +555,13 @@ def exporter_raises(env: Env) -> None:
         calls.append(document)
         raise RuntimeError("emitter exploded")
 
+    def raising_send_encoded(body: bytes) -> None:
+        calls.append({"encoded": body})
+        raise RuntimeError("emitter exploded")
+
     def inject(runtime: Runtime) -> None:
         runtime.emitter.send = raising_send  # type: ignore[method-assign]
+        runtime.emitter.send_encoded = raising_send_encoded  # type: ignore[method-assign]
 
     run_in_process(env, body, inject=inject)
     assert len(calls) >= N

@@ -28,33 +28,48 @@ _values = st.one_of(
 
 
 @st.composite
-def trees(draw: st.DrawFn, depth: int = 0) -> Span:
-    span = Span(draw(st.text(min_size=1, max_size=12)))
-    for key, value in draw(st.lists(st.tuples(st.text(max_size=6), _values), max_size=3)):
+def trees(draw: st.DrawFn, depth: int = 0) -> dict[str, Any]:
+    """A description of a span tree (spans are built in the test: ids use random)."""
+    return {
+        "name": draw(st.text(min_size=1, max_size=12)),
+        "values": draw(st.lists(st.tuples(st.text(max_size=6), _values), max_size=3)),
+        "namespace": draw(st.sampled_from(["default", "orders"])),
+        "finished": draw(st.booleans()),
+        "fault": draw(st.booleans()),
+        "error": draw(st.booleans()),
+        "aws": draw(st.one_of(st.none(), st.tuples(st.text(max_size=8), st.integers(200, 599)))),
+        "exception": draw(st.one_of(st.none(), st.text(max_size=20))),
+        "children": draw(st.lists(trees(depth + 1), max_size=3)) if depth < 3 else [],
+    }
+
+
+def _build(tree: dict[str, Any]) -> Span:
+    span = Span(tree["name"])
+    for key, value in tree["values"]:
         span.annotate(key, value)
-        span.put_metadata(key, value, draw(st.sampled_from(["default", "orders"])))
-    if draw(st.booleans()):
+        span.put_metadata(key, value, tree["namespace"])
+    if tree["finished"]:
         span.finish()
-    span.fault = draw(st.booleans())
-    span.error = draw(st.booleans())
-    if draw(st.booleans()):
+    span.fault, span.error = tree["fault"], tree["error"]
+    if tree["aws"] is not None:
+        table, status = tree["aws"]
         span.namespace = "aws"
-        span.aws = {"operation": "GetItem", "table_name": draw(st.text(max_size=8))}
-        span.http = {"response": {"status": draw(st.integers(200, 599))}}
-    if draw(st.booleans()):
+        span.aws = {"operation": "GetItem", "table_name": table}
+        span.http = {"response": {"status": status}}
+    if tree["exception"] is not None:
         try:
-            raise ValueError(draw(st.text(max_size=20)))
+            raise ValueError(tree["exception"])
         except ValueError as exc:
             span.record_exception(exc)
-    if depth < 3:
-        for child in draw(st.lists(trees(depth + 1), max_size=3)):
-            span.add_child(child)
+    for child in tree["children"]:
+        span.add_child(_build(child))
     return span
 
 
 @settings(max_examples=300, deadline=None)
 @given(trees(), st.booleans())
-def test_the_fast_writer_matches_the_dict_path(root: Span, segment: bool) -> None:
+def test_the_fast_writer_matches_the_dict_path(tree: dict[str, Any], segment: bool) -> None:
+    root = _build(tree)
     scope = Scope(root, new_trace_id(), None if segment else new_id(), segment=segment)
     fast = json.loads(scope.encoded())
     slow = json.loads(encode(scope.document()))
