@@ -93,7 +93,8 @@ def span_json(span: Span, depth: int = 0) -> str:
         if span.throttle:
             parts.append(',"throttle":true')
         if span.annotations:
-            parts.append(',"annotations":' + _encode_str(span.annotations))
+            encoded = span.annotations_json
+            parts.append(',"annotations":' + (encoded or _encode_str(span.annotations)))
         if span.metadata:
             parts.append(',"metadata":' + _encode_str(span.metadata))
         if span.aws:

@@ -24,6 +24,7 @@ from ._payload import redact
 from ._runtime import Runtime
 from ._scope import STACK, Scope
 from ._span import NOOP, NoopSpan, Span, clean_name
+from ._values import dumps
 
 if TYPE_CHECKING:
     from ._scope import Node
@@ -93,6 +94,9 @@ class _Invocations:
         self.capture_response = settings.capture_response
         self.in_lambda = runtime.in_lambda
         self.environ = os.environ
+        # The warm invocation's annotations, encoded once: most invocations end
+        # with exactly these (checked at the end, by identity, before use).
+        self.warm_annotations = dumps({"ColdStart": False, "Service": self.service})
 
     def begin(self, event: Any, context: Any) -> _Begun | None:
         runtime = self.runtime
@@ -177,7 +181,8 @@ class _Invocations:
             STACK.reset(token)
         except Exception:  # reset from another context (should not happen): start clean
             STACK.set(())
-        runtime.backend.exit(library)
+        if library is not None:
+            runtime.backend.exit(library)
         if scope is None:
             return
         try:
@@ -188,9 +193,19 @@ class _Invocations:
                 span.fail(exc, full=True)
             elif self.capture_response:
                 _capture(span, "response", result, runtime)
+            annotations = span.annotations
+            if (
+                annotations is not None
+                and len(annotations) == 2
+                and annotations.get("ColdStart") is False
+                and annotations.get("Service") is self.service
+            ):
+                span.annotations_json = self.warm_annotations
             now = time.time()
             span.finish(now)
-            scope.root.finish(now)
+            root = scope.root
+            if root is not span:  # outside Lambda: the service's own segment
+                root.finish(now)
             if not runtime.emit_scope(scope):
                 log.debug("tracing: %s ended after its timeout was already sent", span.name)
             runtime.end_of_unit()

@@ -149,7 +149,9 @@ class Runtime:
         UDP documents are already sent; an OTLP exporter exports its buffer here,
         before the handler returns and the sandbox freezes.
         """
-        self.emitter.flush()
+        emitter = self.emitter
+        if emitter.buffered:
+            emitter.flush()
 
     def log_once(self, key: str, message: str, *args: object) -> None:
         """Log the exception being handled: a warning the first time, then debug.

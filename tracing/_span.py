@@ -109,6 +109,7 @@ class Span:
 
     __slots__ = (
         "annotations",
+        "annotations_json",
         "aws",
         "cause",
         "children",
@@ -139,6 +140,8 @@ class Span:
         self.end_time: float | None = None
         self.scope = scope
         self.annotations: dict[str, str | int | float | bool] | None = None
+        #: ``annotations`` already encoded, when its owner vouches they are unchanged.
+        self.annotations_json: str | None = None
         self.metadata: dict[str, dict[str, Any]] | None = None
         self.metadata_bytes = 0
         self.children: list[Span | ForeignEntity] | None = None
@@ -310,6 +313,7 @@ class SpanFace(Span):
         self.end_time = None
         self.scope = foreign.scope
         self.annotations = self.metadata = self.children = None
+        self.annotations_json = None
         self.metadata_bytes = 0
         self.fault = self.error = self.throttle = False
         self.cause = self.aws = self.http = None

@@ -443,3 +443,29 @@ def test_threads_join_the_trace_only_through_in_current_trace(
     assert _invoke(monkeypatch, handler, _header()[2]) == [0, 2, 4, 6]
     invocation = _valid(daemon.wait_for(2))[-1]
     assert sorted(c["name"] for c in invocation["subsegments"]) == ["work 2", "work 3"]
+
+
+def test_the_invocations_own_annotations_can_be_changed(
+    any_backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warm invocation's annotations are pre-encoded; changes must still show."""
+    tracing.configure(service="svc")
+    calls = iter(["plain", "service", "added", "plain"])
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        what = next(calls)
+        if what == "service":
+            tracing.annotate("Service", "renamed")
+        elif what == "added":
+            tracing.current_span().annotate("tier", "gold")
+
+    for _ in range(4):
+        _invoke(monkeypatch, handler, _header()[2])
+    docs = [d for d in _valid(daemon.sync()) if d["name"] == "## handler"]
+    assert [d["annotations"] for d in docs] == [
+        {"ColdStart": True, "Service": "svc"},
+        {"ColdStart": False, "Service": "renamed"},
+        {"ColdStart": False, "Service": "svc", "tier": "gold"},
+        {"ColdStart": False, "Service": "svc"},
+    ]

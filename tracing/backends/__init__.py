@@ -162,6 +162,9 @@ class Backend(Protocol):
 class Emitter(Protocol):
     """Where finished top-level documents go (UDP to the daemon, or OTLP)."""
 
+    #: True when documents wait in a buffer until :meth:`flush`.
+    buffered: bool
+
     def send(self, document: dict[str, Any]) -> None:
         """Send (or buffer) one top-level document. Never raises."""
         ...

@@ -169,6 +169,8 @@ class OTLPDocumentEmitter:
         exporter: A ``SpanExporter``; ``OTLPSpanExporter()`` by default.
     """
 
+    buffered = True
+
     def __init__(
         self,
         service: str,

@@ -108,6 +108,8 @@ def _shrink(document: dict[str, Any], limit: int, size: int) -> None:
 class UDPEmitter:
     """Sends documents to ``host:port``; creates its socket on first use."""
 
+    buffered = False  # each document is sent when it is handed over
+
     def __init__(self, address: str) -> None:
         host, _, port = address.rpartition(":")
         self.address = (host.strip("[]"), int(port))
@@ -166,7 +168,16 @@ class UDPEmitter:
 
     def send_encoded(self, body: bytes) -> None:
         """Send one top-level document given as strict JSON, split if it must be."""
+        sock = self._sock
         if len(body) <= _MAX_BODY:
+            if sock is not None:  # the usual case, inlined: once per invocation
+                try:
+                    sock.send(HEADER + body)
+                    self.sent += 1
+                    return
+                except Exception as exc:
+                    self._fail("send", exc)
+                    return
             self.send_raw(HEADER + body)
             return
         try:
