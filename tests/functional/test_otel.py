@@ -281,3 +281,28 @@ def test_the_given_tracer_provider_is_used(
 def test_a_non_sdk_tracer_provider_is_refused() -> None:
     with pytest.raises(ValueError, match="TracerProvider"):
         tracing.configure(backend="otel", tracer_provider=trace.NoOpTracerProvider())
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_nesting_without_otels_context_variable(
+    fast_path: bool, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The public OTel API is the fallback when the SDK keeps its context elsewhere."""
+    tracing.configure(backend="otel")
+    runtime = tracing._runtime.get_runtime()
+    assert runtime is not None
+    backend: Any = runtime.backend
+    assert backend._context_variable[0] is not None  # the SDK keeps it where 1.x does
+    if not fast_path:
+        backend._context_variable = (None, None)
+    tracer = trace.get_tracer("user")
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        with tracing.span("a"), tracer.start_as_current_span("b"), tracing.span("c"):
+            with tracer.start_as_current_span("d"):
+                pass
+
+    _invoke(monkeypatch, handler)
+    invocation = daemon.wait_for(2)[-1]
+    assert _names(invocation) == ["## handler", [["a", [["b", [["c", [["d", []]]]]]]]]]

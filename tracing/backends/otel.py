@@ -77,6 +77,7 @@ class OTelBackend:
         self.links: dict[str, list[tuple[str, str]]] = {}
         self.processor = BridgeProcessor(runtime, self._emit_root)
         self.proxy = CoreSpanProxy(runtime)
+        self._context_variable = _context_variable()
         self.tracer: Any = None
         self._init_token: object | None = None
 
@@ -153,9 +154,18 @@ class OTelBackend:
     def enter(self, span: Span) -> object:
         """Make ``span`` current in the OTel context: the proxy, unless it already is."""
         proxy = self.proxy
-        if trace.get_current_span() is proxy:
+        if self._current_span() is proxy:
             return None  # the proxy resolves to the top of the core's stack
         return otel_context.attach(trace.set_span_in_context(proxy))
+
+    def _current_span(self) -> Any:
+        # NOTE: trace.get_current_span() is three calls deep; this runs for every
+        # invocation and tracing.span. Read OTel's context variable directly when
+        # the SDK keeps it where 1.x does, else take the public way.
+        variable, key = self._context_variable
+        if variable is None:
+            return trace.get_current_span()
+        return variable.get().get(key)
 
     def exit(self, token: object) -> None:
         """Undo :meth:`enter`."""
@@ -190,3 +200,19 @@ class OTelBackend:
     def _emit_root(self, span: ReadableSpan, entity: dict[str, Any]) -> None:
         """A span with no core ancestor (a worker's own OTel root): its own document."""
         self.runtime.emit(top_document(span, entity))
+
+
+def _context_variable() -> tuple[Any, str] | tuple[None, None]:
+    """OTel's current-context variable and the span key in it, if reachable."""
+    try:
+        from contextvars import ContextVar
+
+        from opentelemetry.context import _RUNTIME_CONTEXT
+        from opentelemetry.trace.propagation import _SPAN_KEY
+
+        variable = getattr(_RUNTIME_CONTEXT, "_current_context", None)
+        if isinstance(variable, ContextVar) and isinstance(_SPAN_KEY, str):
+            return variable, _SPAN_KEY
+    except Exception:
+        log.debug("tracing: OTel's context variable is not where expected", exc_info=True)
+    return None, None
