@@ -299,9 +299,13 @@ def test_nesting_without_otels_context_variable(
 
     @tracing.handler
     def handler(event: Any, context: Any) -> None:
-        with tracing.span("a"), tracer.start_as_current_span("b"), tracing.span("c"):
-            with tracer.start_as_current_span("d"):
-                pass
+        with (
+            tracing.span("a"),
+            tracer.start_as_current_span("b"),
+            tracing.span("c"),
+            tracer.start_as_current_span("d"),
+        ):
+            pass
 
     _invoke(monkeypatch, handler)
     invocation = daemon.wait_for(2)[-1]
