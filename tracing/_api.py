@@ -224,6 +224,12 @@ class _Iteration:
 
     def resume(self) -> None:
         child, runtime = self._span._span, self._runtime
+        scope = child.scope
+        if scope is not None and scope.done:
+            # Resumed after its invocation was sent (a generator kept across
+            # invocations): its span must not become current again, or this
+            # invocation's work would land in, and pass on, the old trace.
+            return
         if runtime is not None and child.recording:
             try:
                 self._span._activate(runtime, child)

@@ -40,7 +40,11 @@ class DeadlineGuard:
     def __init__(self, margin_s: float, on_deadline: Callable[[Any], None]) -> None:
         self.margin_s = margin_s
         self._on_deadline = on_deadline
-        self._armed: tuple[Any, float] | None = None
+        # (target, fire_at, generation). Only the handler's thread writes it: the
+        # guard thread reads it and remembers the generation it fired for, so a
+        # disarm + arm racing with a firing can never unguard the next invocation.
+        self._armed: tuple[Any, float, int] | None = None
+        self._generation = 0
         self._sleep_until = math.inf
         self._wake = threading.Event()
         self._started = False
@@ -60,7 +64,8 @@ class DeadlineGuard:
             log.debug("tracing: get_remaining_time_in_millis() failed", exc_info=True)
             return False
         fire_at = time.monotonic() + remaining_ms / 1000.0 - self.margin_s
-        self._armed = (target, fire_at)
+        self._generation += 1
+        self._armed = (target, fire_at, self._generation)
         self._latest = fire_at
         if not self._started:
             self._start()
@@ -86,28 +91,32 @@ class DeadlineGuard:
 
     def _run(self) -> None:
         tolerance = self._tolerance_s
+        fired = 0  # the generation last fired for
         while True:
             armed = self._armed
             now = time.monotonic()
-            if armed is not None:
-                target, fire_at = armed
-                if fire_at <= now:
-                    if self._armed is armed:
-                        self._armed = None
-                        self._fire(target)
+            if armed is not None and armed[2] != fired:
+                if armed[1] <= now:
+                    fired = armed[2]
+                    self._fire(armed[0])
                     continue
-                horizon = fire_at
+                horizon = armed[1]
             else:
                 # Nothing armed: keep the appointment of the latest deadline seen, so
                 # that back-to-back invocations (deadlines only moving later) never
                 # need a wake-up; sleep for good only once it has passed.
                 horizon = self._latest if self._latest > now else math.inf
+            # NOTE: no reference to the target while asleep: it would keep the
+            # last invocation's whole span tree alive until the next one.
+            armed = None
             # Publish the appointment before re-checking, so that an arm() racing with
             # us either sees it (and wakes us if it needs to) or is seen here.
             self._sleep_until = horizon
             current = self._armed
-            if current is None or current is armed or current[1] >= horizon - tolerance:
+            if current is None or current[2] == fired or current[1] >= horizon - tolerance:
+                current = None
                 self._wake.wait(None if horizon == math.inf else horizon - now)
+            current = None
             self._wake.clear()
 
     def _fire(self, target: Any) -> None:

@@ -114,6 +114,7 @@ class _Invocations:
             backend = runtime.backend
             if not sampled:
                 span = self._unsampled(header)
+                runtime.invocation = span
                 return span, None, STACK.set((span,)), backend.enter(span)
             span = Span(self.name)
             span.annotations = {"ColdStart": cold, "Service": self.service}
@@ -129,6 +130,7 @@ class _Invocations:
             guard = runtime.guard
             if guard is not None:
                 guard.arm(scope, context)
+            runtime.invocation = span
             token = backend.enter(span)
             init = runtime.init
             if cold and init is not None and header is not None:
@@ -183,6 +185,7 @@ class _Invocations:
             STACK.set(())
         if library is not None:
             runtime.backend.exit(library)
+        runtime.invocation = None
         if scope is None:
             return
         try:
@@ -218,5 +221,6 @@ class _Invocations:
 
 def _capture(span: Span, key: str, value: Any, runtime: Runtime) -> None:
     settings = runtime.settings
-    # redact() already returns a JSON copy by the value rules: set it as is.
-    span._set_metadata(key, redact(value, settings.redact_keys), settings.service)
+    # redact() already returns a JSON copy by the value rules, kept within the
+    # span's metadata budget like any other.
+    span.put_json(key, redact(value, settings.redact_keys), settings.service)

@@ -34,8 +34,8 @@ def outgoing_header() -> TraceHeader | None:
         if trace_id is None or not node.recording:
             return None
         return TraceHeader(trace_id, node.id, "1")
-    if scope.placeholder or scope.trace_id is None:
-        return None
+    if scope.placeholder or scope.trace_id is None or scope.done:
+        return None  # not known yet, or already sent (a thread or task outliving it)
     if node.recording:
         return TraceHeader(scope.trace_id, node.id, "1", scope.extra)
     if not scope.sampled and scope.parent_id is not None:

@@ -25,6 +25,8 @@ log = logging.getLogger("tracing")
 
 #: Attempts at a consistent snapshot of a running invocation (the guard).
 _SNAPSHOT_ATTEMPTS = 5
+#: Spans in a scope below which the guard encodes its snapshot whole first.
+_SMALL_SCOPE = 50
 
 
 class NoLibrary:
@@ -76,6 +78,9 @@ class Runtime:
     #: The service name as an X-Ray entity name, cleaned once.
     service_name: str = "service"
     cold: bool = True
+    #: In Lambda, the span of the invocation running now (one at a time per
+    #: process), for work that carries only the OTel context into a thread.
+    invocation: Span | None = None
     guard: DeadlineGuard | None = None
     errors_logged: set[str] = field(default_factory=set)
 
@@ -117,12 +122,16 @@ class Runtime:
         now = time.time()
         name = scope.root.name
         body = None
+        big = scope.spans > _SMALL_SCOPE
         for _attempt in range(_SNAPSHOT_ATTEMPTS):
             try:
                 doc = scope.document()
                 _graft(doc, self.backend.open_entities(scope))
                 seal_open(doc, now)
-                body = encode(doc)  # the snapshot: what the handler does next can't change it
+                # The snapshot: what the handler does next can't change it. A big
+                # tree is not encoded whole first: the emitter cuts it into parts
+                # (each entity encoded once) and sends them as it goes.
+                body = b"" if big else encode(doc)
                 break
             except Exception:  # RuntimeError: changed size during iteration, and kin
                 continue
@@ -131,7 +140,9 @@ class Runtime:
                 log.warning("tracing: could not snapshot a timed-out invocation; sending it bare")
                 self.emitter.send(_bare(scope, now))
             else:
-                self.emitter.send_encoded(body)
+                # The dict this snapshot was encoded from goes too: a document too
+                # big for one datagram is cut from it, not from its JSON again.
+                self.emitter.send(doc, body or None)
         except Exception:
             self.log_once("emit", "tracing: could not send a trace document (logged once)")
         self.end_of_unit()

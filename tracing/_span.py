@@ -28,7 +28,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ._header import new_id
-from ._values import annotation_key, annotation_value, dumps, json_value, metadata_key
+from ._values import annotation_key, annotation_value, dumps, escape, json_value, metadata_key
 
 if TYPE_CHECKING:
     from ._scope import Scope
@@ -42,6 +42,7 @@ MAX_NAME = 200
 MAX_ANNOTATIONS = 50
 #: Metadata kept per span, in encoded bytes: an X-Ray document is at most 64 KB.
 MAX_METADATA_BYTES = 60_000
+_ABSENT = object()
 MAX_MESSAGE = 4000
 MAX_STACK_FRAMES = 30
 
@@ -68,10 +69,10 @@ def _name_char_ok(char: str) -> bool:
 
 
 def _size(value: Any) -> int:
-    """Encoded size of a JSON-safe value (cheap for scalars)."""
+    """Encoded size of a JSON-safe value, in bytes as sent (ASCII, escapes included)."""
     kind = type(value)
     if kind is str:
-        return len(value) + 2
+        return len(value) + 2 if value.isascii() else len(escape(value))
     if kind is dict or kind is list:
         return len(dumps(value))
     return 8
@@ -197,16 +198,19 @@ class Span:
         if not isinstance(namespace, str) or not namespace or namespace.startswith("AWS."):
             log.debug("tracing: metadata namespace %r is reserved or invalid", namespace)
             return
-        converted = json_value(value)
-        size = _size(converted)
-        if self.metadata_bytes + size > MAX_METADATA_BYTES:
+        self.put_json(metadata_key(key), json_value(value), namespace)
+
+    def put_json(self, key: str, value: Any, namespace: str) -> None:
+        """Set metadata already made JSON by the value rules, within the span's budget."""
+        size = _size(value)
+        previous = (self.metadata or {}).get(namespace, {}).get(key, _ABSENT)
+        used = self.metadata_bytes - (0 if previous is _ABSENT else _size(previous))
+        if used + size > MAX_METADATA_BYTES:
             log.debug("tracing: metadata %r (%d bytes) is over the span's budget", key, size)
-            converted = (
-                f"<{size} bytes: over the {MAX_METADATA_BYTES} bytes of metadata a span keeps>"
-            )
-            size = len(converted)
-        self.metadata_bytes += size
-        self._set_metadata(metadata_key(key), converted, namespace)
+            value = f"<{size} bytes: over the {MAX_METADATA_BYTES} bytes of metadata a span keeps>"
+            size = len(value) + 2
+        self.metadata_bytes = used + size
+        self._set_metadata(key, value, namespace)
 
     def record_exception(self, exc: BaseException) -> None:
         """Mark the span failed (``fault``) and describe ``exc`` in its ``cause``."""
@@ -282,6 +286,9 @@ class NoopSpan(Span):
     def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
         return None
 
+    def put_json(self, key: str, value: Any, namespace: str) -> None:
+        return None
+
     def record_exception(self, exc: BaseException) -> None:
         return None
 
@@ -330,31 +337,53 @@ class SpanFace(Span):
             return None if scope.placeholder else scope.trace_id
         return self._foreign.trace_id
 
+    # NOTE: a library span may have ended since this face was handed out (a
+    # current_span() kept past its block); the library may then raise
+    # (aws-xray-sdk's AlreadyEndedException). Nothing of that reaches the caller.
+
     def annotate(self, key: str, value: str | int | float | bool) -> None:
         cleaned = annotation_value(value)
         name = annotation_key(key) if cleaned is not None else None
         if name is None or cleaned is None:
             log.debug("tracing: annotation %r dropped: %s is not indexable", key, type(value))
             return
-        self._foreign.annotate(name, cleaned)
+        try:
+            self._foreign.annotate(name, cleaned)
+        except Exception:
+            log.debug("tracing: could not annotate %s", self.name, exc_info=True)
 
     def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
         if not isinstance(namespace, str) or not namespace or namespace.startswith("AWS."):
             log.debug("tracing: metadata namespace %r is reserved or invalid", namespace)
             return
-        self._foreign.put_metadata(metadata_key(key), json_value(value), namespace)
+        try:
+            self._foreign.put_metadata(metadata_key(key), json_value(value), namespace)
+        except Exception:
+            log.debug("tracing: could not add metadata to %s", self.name, exc_info=True)
+
+    def put_json(self, key: str, value: Any, namespace: str) -> None:
+        try:
+            self._foreign.put_metadata(key, value, namespace)
+        except Exception:
+            log.debug("tracing: could not add metadata to %s", self.name, exc_info=True)
 
     def record_exception(self, exc: BaseException) -> None:
-        self._foreign.record_exception(exc)
+        try:
+            self._foreign.record_exception(exc)
+        except Exception:
+            log.debug("tracing: could not record an exception on %s", self.name, exc_info=True)
 
     def add_child(self, child: Span | ForeignEntity) -> None:
         if isinstance(child, Span):
-            self._foreign.adopt(child)
+            try:
+                self._foreign.adopt(child)
+            except Exception:
+                log.debug("tracing: could not attach a span to %s", self.name, exc_info=True)
 
     adopt = add_child
 
     def fail(self, exc: BaseException, *, full: bool = False) -> None:
-        self._foreign.record_exception(exc)
+        self.record_exception(exc)
 
     def finish(self, end_time: float | None = None) -> None:
         return None  # the library ends its own spans

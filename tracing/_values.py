@@ -43,6 +43,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping
+from itertools import islice
 from typing import Any
 
 __all__ = [
@@ -173,11 +174,16 @@ def _library_value(value: object) -> Any:
 def _decimal(value: Any) -> Any:
     if not value.is_finite():
         return "NaN" if value.is_nan() else ("-Infinity" if value < 0 else "Infinity")
+    # NOTE: look at the exponent before converting: int(Decimal("1E+1000000"))
+    # builds a million-digit integer (seconds of CPU), and such a value arrives
+    # from any JSON body parsed with parse_float=Decimal (the DynamoDB idiom).
+    if value.adjusted() > 15:
+        return str(value)  # beyond ±2**53 anyway: its own compact form
     if value == value.to_integral_value():
         number = int(value)
         if -MAX_SAFE_INT <= number <= MAX_SAFE_INT:
             return number
-        return _big_int(number, MAX_ANNOTATION_VALUE) or str(value)
+        return str(number)
     real = float(value)
     return real if math.isfinite(real) else str(value)
 
@@ -259,7 +265,7 @@ def _convert(
                 return _mapping(value, redact, max_depth, max_items, budget, active, depth)
             return _sequence(value, redact, max_depth, max_items, budget, active, depth)
         except Exception:  # a mapping whose items() raises, a set being mutated...
-            return _repr(value)
+            return f"<unreadable {type(value).__name__}>"  # not repr: it may be huge
         finally:
             active.discard(marker)
     if isinstance(value, bool):
@@ -288,18 +294,22 @@ def _mapping(
     depth: int,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for index, (key, item) in enumerate(list(value.items())):
-        if max_items is not None and index >= max_items:
-            out["<truncated>"] = len(value) - max_items
-            break
+    # NOTE: only what can be kept is copied (list(islice(...)) is one C loop, so
+    # a thread changing the mapping meanwhile cannot break it): a 5-million-item
+    # dict must not cost a full copy to keep 10,000 values of it.
+    total = len(value)
+    keep = min(total, budget.left if max_items is None else min(max_items, budget.left))
+    for index, (key, item) in enumerate(list(islice(value.items(), max(keep, 0)))):
         if budget.left <= 0:
-            out["<truncated>"] = len(value) - index
-            break
+            out["<truncated>"] = total - index
+            return out
         name = metadata_key(key)
         if redact and any(word in name.lower() for word in redact):
             out[name] = "***"
         else:
             out[name] = _convert(item, redact, max_depth, max_items, budget, active, depth + 1)
+    if total > len(out):
+        out["<truncated>"] = total - len(out)
     return out
 
 
@@ -312,13 +322,12 @@ def _sequence(
     active: set[int],
     depth: int,
 ) -> list[Any]:
-    items = list(value)
+    total = len(value)
+    keep = min(total, budget.left if max_items is None else min(max_items, budget.left))
+    items = list(islice(value, max(keep, 0)))
     if isinstance(value, (set, frozenset)):
         with contextlib.suppress(TypeError):  # mixed types: keep iteration order
             items.sort()
-    total = len(items)
-    if max_items is not None and total > max_items:
-        items = items[:max_items]
     out: list[Any] = []
     for item in items:
         if budget.left <= 0:

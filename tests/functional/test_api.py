@@ -283,3 +283,88 @@ def test_the_guard_sends_a_snapshot_while_the_handler_keeps_writing(
     # each once: the handler's later spans are not sent.
     assert 0 < len(children) <= 999
     assert len({c["id"] for c in children}) == len(children)
+
+
+def test_a_held_library_span_used_after_it_ended_never_raises(
+    backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracing.configure(backend=backend)
+
+    def library_span() -> Any:
+        if backend == "xray":
+            from aws_xray_sdk.core import xray_recorder
+
+            return xray_recorder.in_subsegment("library")
+        from opentelemetry import trace
+
+        return trace.get_tracer("user").start_as_current_span("library")
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> str:
+        with library_span():
+            held = tracing.current_span()
+        held.annotate("late", 1)  # the library span has ended: dropped, not raised
+        held.put_metadata("late", {"a": 1})
+        held.record_exception(ValueError("late"))
+        return "ok"
+
+    for _ in range(3):
+        assert _invoke(monkeypatch, handler) == "ok"
+    runtime = tracing._runtime.get_runtime()
+    assert runtime is not None
+    if backend == "otel":
+        processor: Any = runtime.backend.processor  # type: ignore[attr-defined]
+        assert processor._metadata == {}  # nothing kept for spans that ended
+
+
+def test_nothing_of_an_invocation_stays_alive_after_it_is_sent(
+    backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard thread, the backends' caches: none may keep the last tree alive."""
+    import gc
+
+    from tracing._span import Span
+
+    tracing.configure(backend=backend)
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        for n in range(50):
+            with tracing.span(f"kept-{n}"):
+                pass
+
+    _invoke(monkeypatch, handler)
+    daemon.sync()
+    time.sleep(0.05)  # the guard thread goes back to sleep
+    gc.collect()
+    alive = [o for o in gc.get_objects() if isinstance(o, Span) and o.name.startswith("kept-")]
+    assert alive == []
+
+
+def test_a_generator_kept_across_invocations_never_brings_the_old_trace_back(
+    backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracing.configure(backend=backend)
+
+    @tracing.span("pages")
+    def pages() -> Iterator[int]:
+        yield 1
+        yield 2
+
+    stream = pages()
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> Any:
+        page = next(stream)
+        with tracing.span(f"after page {page}"):
+            return tracing.sqs.inject({"QueueUrl": "q", "MessageBody": "b"})
+
+    first = _invoke(monkeypatch, handler)
+    second = _invoke(monkeypatch, handler)
+    roots = [
+        p["MessageSystemAttributes"]["AWSTraceHeader"]["StringValue"].split(";")[0]
+        for p in (first, second)
+    ]
+    docs = [d for d in daemon.sync() if d["name"] == "## handler"]
+    assert [f"Root={d['trace_id']}" for d in docs] == roots  # each its own trace
+    assert [c["name"] for c in docs[1]["subsegments"]] == ["after page 2"]

@@ -121,6 +121,10 @@ with testing.DaemonListener() as daemon:
     @tracing.handler
     def handler(event, context):
         with tracing.span("work"):
+            try:
+                ssm.get_parameter(Name="/app/missing")
+            except ssm.exceptions.ParameterNotFound:
+                pass
             return ssm.get_parameter(Name="/app/x")["Parameter"]["Value"]
 
     os.environ["_X_AMZN_TRACE_ID"] = f"Root={new_trace_id()};Parent={new_id()};Sampled=1"
@@ -150,6 +154,10 @@ def test_the_sdks_own_botocore_patch_does_not_double_calls(
     [invocation] = [d for d in documents if d["name"] == "## handler"]
     [work] = invocation["subsegments"]
     calls = [e for e in testing.iter_entities(work) if e.get("namespace") == "aws"]
-    assert len(calls) == 1, work
-    assert calls[0]["aws"]["operation"] == "GetParameter"
+    assert len(calls) == 2, work
+    missing, found = calls
+    assert (missing["aws"]["operation"], found["aws"]["operation"]) == ("GetParameter",) * 2
+    assert missing["error"] is True  # 4xx: an error, whichever of the two recorded it
+    assert "fault" not in missing
+    assert "fault" not in found
     assert testing.check_document(invocation) == []

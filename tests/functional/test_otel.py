@@ -310,3 +310,71 @@ def test_nesting_without_otels_context_variable(
     _invoke(monkeypatch, handler)
     invocation = daemon.wait_for(2)[-1]
     assert _names(invocation) == ["## handler", [["a", [["b", [["c", [["d", []]]]]]]]]]
+
+
+def test_plain_threads_record_nothing_and_otel_context_carries_the_invocation(
+    daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain thread's OTel root span belongs to no invocation: not recorded, in
+    any invocation; a thread handed the OTel context (OTel's own way) records
+    under the invocation."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from opentelemetry import context as otel_context
+
+    tracing.configure(backend="otel")
+    tracer = trace.get_tracer("user")
+
+    def plain(name: str) -> None:
+        with tracer.start_as_current_span(name), tracing.span(f"{name} inner"):
+            pass
+
+    def carried(ctx: otel_context.Context) -> None:
+        token = otel_context.attach(ctx)
+        try:
+            with tracer.start_as_current_span("carried"):
+                pass
+        finally:
+            otel_context.detach(token)
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        with ThreadPoolExecutor(2) as pool:
+            pool.submit(plain, "plain").result()
+            with tracing.span("work"):
+                pool.submit(carried, otel_context.get_current()).result()
+
+    for sampled in ("1", "0"):
+        root, parent = new_trace_id(), new_id()
+        monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={root};Parent={parent};Sampled={sampled}")
+        handler({}, testing.FakeContext())
+    docs = daemon.sync()
+    names = [e["name"] for d in docs for e in testing.iter_entities(d)]
+    assert "plain" not in names
+    assert "plain inner" not in names
+    [invocation] = [d for d in docs if d["name"] == "## handler"]  # the sampled one
+    assert _names(invocation) == ["## handler", [["work", []], ["carried", []]]]
+
+
+def test_the_invocation_seen_through_otel_follows_otel_semantics(
+    daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """record_exception describes without failing; set_attribute is metadata."""
+    tracing.configure(backend="otel")
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> str:
+        current = trace.get_current_span()
+        current.set_attribute("faas.trigger", "http")
+        try:
+            {}["missing"]
+        except KeyError as exc:
+            current.record_exception(exc)
+        return "handled"
+
+    assert _invoke(monkeypatch, handler)
+    [invocation] = [d for d in daemon.sync() if d["name"] == "## handler"]
+    assert "fault" not in invocation
+    assert invocation["cause"]["exceptions"][0]["type"] == "KeyError"
+    assert invocation["metadata"]["default"] == {"faas.trigger": "http"}
+    assert "faas_trigger" not in invocation["annotations"]

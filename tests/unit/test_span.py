@@ -100,3 +100,19 @@ def test_deep_nesting_is_flattened_not_lost() -> None:
     for _ in range(MAX_DEPTH):
         deepest = deepest["subsegments"][0]
     assert deepest["metadata"]["tracing"]["flattened"] == 2000 - MAX_DEPTH
+
+
+def test_the_metadata_budget_counts_bytes_as_sent_and_each_key_once() -> None:
+    from tracing._span import MAX_METADATA_BYTES
+
+    span = Span("s")
+    for n in range(200):  # the same key again and again: counted once
+        span.put_metadata("progress", {"done": n, "pad": "p" * 1000})
+    assert span.metadata is not None
+    assert span.metadata["default"]["progress"]["done"] == 199
+    accented = "é" * 20_000  # 120,000 bytes once escaped as \\u00e9
+    span.put_metadata("accented", accented)
+    assert span.metadata["default"]["accented"].startswith("<120002 bytes: over the")
+    span.put_metadata("small", "kept")
+    assert span.metadata["default"]["small"] == "kept"
+    assert span.metadata_bytes <= MAX_METADATA_BYTES

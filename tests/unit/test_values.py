@@ -159,3 +159,21 @@ def test_any_value_encodes_as_strict_json(value: Any) -> None:
         assert math.isfinite(converted)
     if isinstance(converted, str):
         assert len(converted) <= 1000
+
+
+def test_huge_decimal_exponents_are_not_expanded() -> None:
+    """``int(Decimal("1E+1000000"))`` would build a million digits; the rule must not."""
+    huge = decimal.Decimal("1E+3000000")
+    assert annotation_value(huge) == "1E+3000000"
+    assert json_value({"v": huge}) == {"v": "1E+3000000"}
+    assert annotation_value(decimal.Decimal("12345678901234567890")) == "12345678901234567890"
+    assert annotation_value(decimal.Decimal("1E-1000000")) == 0.0
+
+
+def test_only_what_is_kept_of_a_huge_container_is_copied() -> None:
+    wide = {i: i for i in range(200_000)}
+    out = json_value(wide)
+    assert len(out) == 10_000
+    assert out["<truncated>"] == 200_000 - 9_999
+    big_set = json_value(set(range(50_000)))
+    assert big_set[-1] == "<40001 more>"

@@ -165,8 +165,12 @@ class Emitter(Protocol):
     #: True when documents wait in a buffer until :meth:`flush`.
     buffered: bool
 
-    def send(self, document: dict[str, Any]) -> None:
-        """Send (or buffer) one top-level document. Never raises."""
+    def send(self, document: dict[str, Any], body: bytes | None = None) -> None:
+        """Send (or buffer) one top-level document. Never raises.
+
+        ``body``, when given, is the document already encoded as strict JSON (the
+        deadline guard has it); an emitter may use it rather than encode again.
+        """
         ...
 
     def send_encoded(self, body: bytes) -> None:

@@ -46,6 +46,7 @@ from .otel_bridge import (
     MAX_PENDING,
     BridgeProcessor,
     CoreSpanProxy,
+    InitRootSampler,
     OTelSpan,
 )
 from .otel_xray import top_document
@@ -88,7 +89,13 @@ class OTelBackend:
         if provider is None:
             from opentelemetry.sdk.extension.aws.trace import AwsXRayIdGenerator
 
+            sampler = None
+            if self.runtime.in_lambda:
+                from opentelemetry.sdk.trace.sampling import ParentBased
+
+                sampler = ParentBased(root=InitRootSampler())
             provider = TracerProvider(
+                sampler=sampler,
                 id_generator=AwsXRayIdGenerator(),
                 # Resource(...) rather than Resource.create(...): create() runs the
                 # resource detectors in a thread pool (threads at configure(), and
@@ -186,6 +193,7 @@ class OTelBackend:
 
     def sent(self, scope: Scope) -> None:
         self.processor.forget(scope)
+        self.proxy.forget()  # its cache must not keep the sent tree alive
 
     def open_entities(self, scope: Scope) -> dict[str, list[dict[str, Any]]]:
         """Open OTel entities under the core spans of ``scope`` (for timeouts)."""

@@ -26,6 +26,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import (
     INVALID_SPAN_CONTEXT,
     NonRecordingSpan,
@@ -42,7 +43,14 @@ from .._scope import STACK, Scope
 from .._span import Span, exception_cause
 from .otel_xray import ANNOTATIONS_ATTRIBUTE, span_entity, xray_trace_id
 
-__all__ = ["MAX_PENDING", "BridgeProcessor", "CoreSpanProxy", "OTelSpan", "record_exception"]
+__all__ = [
+    "MAX_PENDING",
+    "BridgeProcessor",
+    "CoreSpanProxy",
+    "InitRootSampler",
+    "OTelSpan",
+    "record_exception",
+]
 
 log = logging.getLogger("tracing.backends.otel")
 
@@ -96,15 +104,26 @@ class CoreSpanProxy(NonRecordingSpan):
 
     @property
     def core(self) -> Span | None:
-        """The core span this proxy stands for in the current context."""
+        """The core span this proxy stands for in the current context.
+
+        The top of the core's span stack; with an empty stack, the init window's
+        span during init, else, in Lambda, the invocation running now: a thread
+        that was handed only the OTel context (OTel's own way, ``attach`` of a
+        captured context) still records into the invocation that started it.
+        """
         stack = STACK.get()
         if stack:
             top = stack[-1]
             return top if isinstance(top, Span) else None
-        init = self._runtime.init
+        runtime = self._runtime
+        init = runtime.init
         if init is not None and init.open:
             return init.root
-        return None
+        return runtime.invocation if runtime.in_lambda else None
+
+    def forget(self) -> None:
+        """Drop the cached context (and with it the span it was made for)."""
+        self._cache = None
 
     def get_span_context(self) -> SpanContext:
         core = self.core
@@ -130,12 +149,10 @@ class CoreSpanProxy(NonRecordingSpan):
         return core is not None and core.recording
 
     def set_attribute(self, key: str, value: Any) -> None:
+        # An attribute is metadata, as on the user's own OTel spans (the
+        # Collector's mapping); indexing is asked for with tracing.annotate().
         core = self.core
-        if core is None:
-            return
-        if isinstance(value, (str, bool, int, float)):
-            core.annotate(key, value)
-        else:
+        if core is not None:
             core.put_metadata(key, value)
 
     def set_attributes(self, attributes: Any) -> None:
@@ -149,9 +166,11 @@ class CoreSpanProxy(NonRecordingSpan):
             core.fault = True
 
     def record_exception(self, exception: BaseException, *args: Any, **kwargs: Any) -> None:
+        # In OTel this only describes the exception (an event); the status says
+        # whether the span failed. So: a cause, and no fault.
         core = self.core
-        if core is not None:
-            core.record_exception(exception)
+        if core is not None and core.recording:
+            core.cause = exception_cause(exception)
 
 
 class OTelSpan:
@@ -264,18 +283,23 @@ class BridgeProcessor(SpanProcessor):
     def scope_of(self, span_id: int) -> Scope | None:
         return self._scope_of.get(span_id)
 
+    # Both only for a span that is open and tracked: a span that ended (a held
+    # tracing.Span used too late) would never collect its entry, and the table
+    # would grow for the life of the process.
+
     def put_metadata(self, span_id: int, key: str, value: Any, namespace: str) -> None:
         with self._lock:
+            if span_id not in self._open:
+                log.debug("tracing: metadata for an OTel span that is not open; dropped")
+                return
             table = self._metadata.get(span_id)
             if table is None:
-                if len(self._metadata) >= MAX_PENDING:
-                    return
                 table = self._metadata[span_id] = {}
             table.setdefault(namespace, {})[key] = value
 
     def adopt(self, span_id: int, child: Span) -> None:
         with self._lock:
-            if self._pending_count >= MAX_PENDING:
+            if span_id not in self._open or self._pending_count >= MAX_PENDING:
                 self.dropped += 1
                 return
             self._pending.setdefault(span_id, []).append(child)
@@ -375,6 +399,11 @@ class BridgeProcessor(SpanProcessor):
             init = runtime.init
             if init is not None and init.open:
                 core = init.root  # a root span of another thread during init
+            elif runtime.in_lambda:
+                # A plain thread's root span in Lambda: it belongs to no invocation
+                # (only tracing.in_current_trace carries one into a thread), and a
+                # trace of its own would be a trace nobody sampled.
+                return
         if core is not None:
             scope = core.scope
             if scope is None or (not scope.done and scope.admit()):
@@ -436,3 +465,36 @@ def record_exception(span: Any, exc: BaseException) -> None:
             "exception.stacktrace": stack,
         },
     )
+
+
+class InitRootSampler(Sampler):
+    """The root sampler of the provider the backend makes in Lambda.
+
+    A span with no parent there comes from a plain thread: during the init
+    window it is recorded (and lands in ``Init``); afterwards it belongs to no
+    invocation, so it is not recorded at all (instead of being dropped at its
+    end, after paying for it). Used as the root of a ``ParentBased`` sampler, so
+    spans with a parent follow their parent's decision.
+    """
+
+    def should_sample(
+        self,
+        parent_context: otel_context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: Any = None,
+        attributes: Any = None,
+        links: Any = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        # The configuration in force now (a provider outlives a configuration:
+        # the global one can be set once per process).
+        runtime = get_runtime()
+        if runtime is not None and runtime.in_lambda:
+            init = runtime.init
+            if init is None or not init.open:
+                return SamplingResult(Decision.DROP)
+        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+
+    def get_description(self) -> str:
+        return "tracing.InitRootSampler"

@@ -199,7 +199,7 @@ class OTLPDocumentEmitter:
             return
         self.send(document)
 
-    def send(self, document: dict[str, Any]) -> None:
+    def send(self, document: dict[str, Any], body: bytes | None = None) -> None:
         """Buffer one top-level document. Never raises."""
         with self._lock:
             if len(self._buffer) >= MAX_BUFFERED_SPANS:

@@ -222,14 +222,23 @@ class SdkSpan:
         namespace = getattr(self.entity, "namespace", None)
         return namespace if isinstance(namespace, str) else None
 
+    # An ended SDK entity raises on every change (AlreadyEndedException): a change
+    # to it is dropped instead, as the core's own closed spans drop theirs.
+
+    def _open(self) -> bool:
+        return bool(getattr(self.entity, "in_progress", False))
+
     def annotate(self, key: str, value: str | int | float | bool) -> None:
-        self.entity.put_annotation(key, value)
+        if self._open():
+            self.entity.put_annotation(key, value)
 
     def put_metadata(self, key: str, value: Any, namespace: str) -> None:
-        self.entity.put_metadata(key, value, namespace)
+        if self._open():
+            self.entity.put_metadata(key, value, namespace)
 
     def record_exception(self, exc: BaseException) -> None:
-        self.entity.add_exception(exc, traceback.extract_tb(exc.__traceback__))
+        if self._open():
+            self.entity.add_exception(exc, traceback.extract_tb(exc.__traceback__))
 
     def adopt(self, child: Span) -> None:
         self.entity.subsegments.append(_SdkChild(child, self.entity.id))
@@ -258,6 +267,13 @@ def _sdk_dict(data: dict[str, Any]) -> dict[str, Any]:
     data.pop("parent_segment", None)
     if data.get("in_progress") is False:
         del data["in_progress"]
+    if data.get("namespace") == "aws" and data.get("fault") and data.get("error"):
+        # The SDK's botocore patch (when the application applies it and it wraps
+        # ours) marks every failed call a fault; a 4xx answer is the caller's
+        # error, as the core records it.
+        status = (data.get("http") or {}).get("response", {}).get("status")
+        if isinstance(status, int) and 400 <= status < 500:
+            del data["fault"]
     nested = data.get("subsegments")
     if nested:
         data["subsegments"] = [_sdk_dict(item) for item in nested if isinstance(item, dict)]
@@ -286,6 +302,9 @@ class _Views:
 
     def __init__(self) -> None:
         self._last: tuple[Span, SpanView] | None = None
+
+    def forget(self) -> None:
+        self._last = None
 
     def entity_for(self, node: Node | None) -> Any:
         if node is None:
@@ -425,7 +444,7 @@ class XRayBackend:
         return None  # X-Ray documents cannot carry links
 
     def sent(self, scope: Scope) -> None:
-        return None
+        _VIEWS.forget()  # the cached view must not keep the sent tree alive
 
     def open_entities(self, scope: Scope) -> dict[str, list[dict[str, Any]]]:
         return {}  # open SDK subsegments are already in the tree, written in_progress

@@ -20,11 +20,12 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from .._encoding import encode
 
-__all__ = ["HEADER", "MAX_DATAGRAM", "UDPEmitter", "encode", "split_document"]
+__all__ = ["HEADER", "MAX_DATAGRAM", "UDPEmitter", "encode", "iter_parts", "split_document"]
 
 log = logging.getLogger("tracing.emitter")
 
@@ -34,11 +35,6 @@ MAX_DATAGRAM = 64 * 1024 - 256
 _MAX_BODY = MAX_DATAGRAM - len(HEADER)
 
 
-#: Bytes that making a child independent adds (type, trace_id and parent_id).
-_INDEPENDENT = len(',"type":"subsegment","trace_id":"1-00000000-000000000000000000000000"')
-_INDEPENDENT += len(',"parent_id":"0000000000000000"')
-
-
 def split_document(
     document: dict[str, Any], limit: int = _MAX_BODY, body: bytes | None = None
 ) -> list[bytes]:
@@ -46,44 +42,62 @@ def split_document(
 
     The document must be top-level (carry ``trace_id``). Children that do not fit
     are detached into independent subsegments parented to their old parent, so
-    the X-Ray service reassembles the same tree. Parents are sent before
-    children. ``body``, when given, is ``document`` already encoded.
-
-    Every entity is encoded about twice, whatever the size: the deadline guard
-    runs this against the clock (the default margin is 100 ms).
+    the X-Ray service reassembles the same tree. Parents come before children.
+    ``body``, when given, is ``document`` already encoded. ``document`` is
+    changed in place.
     """
-    if body is None:
-        body = encode(document)
-    if len(body) <= limit:
-        return [body]
+    return list(iter_parts(document, limit, body))
+
+
+def iter_parts(
+    document: dict[str, Any], limit: int = _MAX_BODY, body: bytes | None = None
+) -> Iterator[bytes]:
+    """:func:`split_document`, one part at a time, so each can be sent as it is made.
+
+    Without ``body``, the document is never encoded whole: its own fields and
+    each child are encoded once, and joined when they fit together. The deadline
+    guard runs this against the clock (the default margin is 100 ms), and the
+    first part goes out before the rest is cut.
+    """
+    if body is not None and len(body) <= limit:
+        yield body
+        return
     trace_id = document.get("trace_id")
     children: list[dict[str, Any]] = document.pop("subsegments", None) or []
     own = encode(document)
     if len(own) > limit:
         _shrink(document, limit, len(own))
         own = encode(document)
+    bodies = [encode(child) for child in children]
+    if len(own) + sum(len(b) + 1 for b in bodies) + len(',"subsegments":[]') <= limit:
+        yield own[:-1] + b',"subsegments":[' + b",".join(bodies) + b"]}" if bodies else own
+        return
     budget = limit - len(own) - len(',"subsegments":[]')
-    kept: list[dict[str, Any]] = []
+    kept: list[bytes] = []
     detached: list[tuple[dict[str, Any], bytes | None]] = []
-    for child in children:
-        child_body = encode(child)
+    independent = f',"type":"subsegment","trace_id":"{trace_id}","parent_id":"{document["id"]}"}}'
+    suffix = independent.encode()
+    for child, child_body in zip(children, bodies, strict=True):
         size = len(child_body) + 1
         if size <= budget:
-            kept.append(child)
+            kept.append(child_body)
             budget -= size
             continue
-        child["type"] = "subsegment"
-        child["trace_id"] = trace_id
-        child["parent_id"] = document["id"]
-        # A child already too big is split further without encoding it again.
-        detached.append((child, child_body if size + _INDEPENDENT > limit else None))
-    if kept:
-        document["subsegments"] = kept
-        own = encode(document)
-    parts = [own]
-    for child, known in detached:
-        parts.extend(split_document(child, limit, known))
-    return parts
+        if len(child_body) + len(suffix) <= limit:
+            # Fits alone: made independent by appending the trace fields to the
+            # JSON already written, not by encoding it again.
+            detached.append((child, child_body[:-1] + suffix))
+        else:
+            child["type"] = "subsegment"
+            child["trace_id"] = trace_id
+            child["parent_id"] = document["id"]
+            detached.append((child, None))  # too big alone: cut further
+    yield own[:-1] + b',"subsegments":[' + b",".join(kept) + b"]}" if kept else own
+    for child, ready in detached:
+        if ready is not None:
+            yield ready
+        else:
+            yield from iter_parts(child, limit)
 
 
 def _shrink(document: dict[str, Any], limit: int, size: int) -> None:
@@ -152,19 +166,22 @@ class UDPEmitter:
                 self._sock = sock
             return self._sock
 
-    def send(self, document: dict[str, Any]) -> None:
-        """Encode, split and send one top-level document. Never raises."""
+    def send(self, document: dict[str, Any], body: bytes | None = None) -> None:
+        """Encode, split and send one top-level document. Never raises.
+
+        ``body`` is the document already encoded, when the caller has it (the
+        deadline guard): it is not encoded again, and parts go out as they are cut.
+        """
         for attempt in range(3):
             try:
-                body = encode(document)
-                parts = [body] if len(body) <= _MAX_BODY else split_document(document, body=body)
-                break
+                for part in iter_parts(document, body=body):
+                    self.send_raw(HEADER + part)
+                return
             except Exception as exc:  # a thread changed a shared value while it was read
+                body = None
                 if attempt == 2:
                     self._fail("encode", exc)
                     return
-        for body in parts:
-            self.send_raw(HEADER + body)
 
     def send_encoded(self, body: bytes) -> None:
         """Send one top-level document given as strict JSON, split if it must be."""
@@ -181,12 +198,11 @@ class UDPEmitter:
             self.send_raw(HEADER + body)
             return
         try:
-            parts = split_document(json.loads(body), body=body)
+            parts = iter_parts(json.loads(body), body=body)
+            for part in parts:
+                self.send_raw(HEADER + part)
         except Exception as exc:
             self._fail("encode", exc)
-            return
-        for part in parts:
-            self.send_raw(HEADER + part)
 
     def send_raw(self, datagram: bytes) -> None:
         """Send one already-framed datagram. Never raises."""
