@@ -1,14 +1,26 @@
-"""botocore hooks: trace-header injection for SQS producers and consumers.
+"""botocore hooks: AWS calls, the HTTP trace header, and SQS carriers.
 
 botocore gives each client its own *copy* of the session's event emitter, so a
 handler registered on a session after a client exists never reaches that client.
 To cover clients created before ``configure()`` (module-level clients are the
 norm), ``BaseClient._make_api_call`` gets a thin wrapper that registers our
-handlers on a client's own emitter the first time it makes one of the SQS calls we
-care about. The handlers then run inside botocore's own ``_make_api_call``, after
-any tracer wrapped around it (aws-xray-sdk's botocore patch) has opened the call's
-subsegment, so the injected ``Parent`` is that subsegment, whatever the wrapping
-order.
+handlers on a client's own emitter the first time it makes a call. The handlers
+then run inside botocore's own ``_make_api_call``, after any tracer wrapped around
+it (ours, or aws-xray-sdk's botocore patch) has opened the call's subsegment, so
+the ``Parent`` they pass on is that subsegment, whatever the wrapping order.
+
+The ``X-Amzn-Trace-Id`` HTTP header of every call follows the propagation rule
+(``_propagation.py``). botocore itself copies ``_X_AMZN_TRACE_ID`` into that
+header in Lambda (``add_recursion_detection_header``, a ``before-call`` handler
+that steps aside when the header is already set); ours runs first and sets a
+header at least as rich: the same ``Root``, the same pass-through keys (Lambda
+counts a loop's hops in ``Lineage``), and the call's own subsegment as ``Parent``.
+When the rule has nothing to pass on, botocore's own header is left alone. A
+header the caller set, in the request or in a ``before-call`` handler of their
+own, is never replaced. aws-xray-sdk's botocore patch, when the application
+applies it, rewrites the header later, in ``prepare_request`` (without
+``Lineage``, and with zero ids when unsampled); a ``before-send`` handler puts
+ours back (the header is not signed, so this is safe after signing).
 """
 
 from __future__ import annotations
@@ -16,34 +28,43 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["install"]
+from ._propagation import outgoing_header
 
-log = logging.getLogger("tracing.sqs")
+__all__ = ["HEADER", "install"]
 
-_MARK = "_tracing_sqs_hooked"
-_OPERATIONS = frozenset({"SendMessage", "SendMessageBatch", "ReceiveMessage"})
+log = logging.getLogger("tracing.aws")
 
+HEADER = "X-Amzn-Trace-Id"
+_MARK = "_tracing_hooked"
+#: The header our ``before-call`` handler set for the call in flight, for
+#: ``before-send`` to restore; ``None`` when we set none (the caller's own).
+_SENT: ContextVar[str | None] = ContextVar("tracing_trace_header", default=None)
+# What botocore's own handler leaves unquoted (botocore/handlers.py).
+_SAFE = "-=;:+&[]{}\"',"
 
 Around = Callable[[Any, str, Any, Callable[[], Any]], Any]
 _AROUND: list[Around | None] = [None]
+_SQS: list[dict[str, Callable[..., Any]]] = [{}]
 
 
-def install(handlers: dict[str, Callable[..., Any]], around: Around | None = None) -> bool:
-    """Route ``before-parameter-build.sqs.<Operation>`` events to ``handlers``.
+def install(sqs_handlers: dict[str, Callable[..., Any]], around: Around | None = None) -> bool:
+    """Wrap botocore's ``_make_api_call`` once; hook every client on its first call.
 
     Args:
-        handlers: Operation name (``SendMessage``...) to event handler.
+        sqs_handlers: SQS operation name (``SendMessage``...) to its
+            ``before-parameter-build`` handler.
         around: Optional ``around(client, operation, params, call)`` run around
-            every API call (the otel backend records CLIENT spans with it).
-            Replaces the previous one.
+            every API call (the AWS-call recorder). Replaces the previous one.
 
     Returns:
         False when botocore is not importable. Installing twice only updates
-        ``around``.
+        ``around`` and the SQS handlers.
     """
     _AROUND[0] = around
+    _SQS[0] = sqs_handlers
     try:
         from botocore.client import BaseClient
     except ImportError:
@@ -52,27 +73,82 @@ def install(handlers: dict[str, Callable[..., Any]], around: Around | None = Non
     if getattr(current, _MARK, False):
         return True
 
-    def register(client: Any) -> None:
-        client.__dict__[_MARK] = True
-        if client.meta.service_model.service_name != "sqs":
-            return
-        for operation, handler in handlers.items():
-            client.meta.events.register(f"before-parameter-build.sqs.{operation}", handler)
-
     @functools.wraps(current)
     def _make_api_call(self: Any, operation_name: str, api_params: Any) -> Any:
-        if operation_name in _OPERATIONS and _MARK not in self.__dict__:
+        if _MARK not in self.__dict__:
             try:
-                register(self)
+                _register(self)
             except Exception:  # never break the user's call
-                log.debug("tracing: could not hook an SQS client", exc_info=True)
-        wrap = _AROUND[0]
-        if wrap is None:
-            return current(self, operation_name, api_params)
-        return wrap(
-            self, operation_name, api_params, lambda: current(self, operation_name, api_params)
-        )
+                log.debug("tracing: could not hook a botocore client", exc_info=True)
+        token = _SENT.set(None)
+        try:
+            wrap = _AROUND[0]
+            if wrap is None:
+                return current(self, operation_name, api_params)
+            return wrap(
+                self, operation_name, api_params, lambda: current(self, operation_name, api_params)
+            )
+        finally:
+            _SENT.reset(token)
 
     setattr(_make_api_call, _MARK, True)
     BaseClient._make_api_call = _make_api_call  # type: ignore[attr-defined]
     return True
+
+
+def _register(client: Any) -> None:
+    client.__dict__[_MARK] = True
+    events = client.meta.events
+    # First: before botocore's own recursion-detection handler on the same event.
+    events.register_first("before-call", _before_call)
+    events.register("request-created", _request_created)
+    events.register("before-send", _before_send)
+    if client.meta.service_model.service_name == "sqs":
+        for operation, handler in _SQS[0].items():
+            events.register(f"before-parameter-build.sqs.{operation}", handler)
+
+
+def http_value(text: str) -> str:
+    """A trace header as botocore writes it in HTTP (``|`` in Lineage becomes ``%7C``)."""
+    from urllib.parse import quote
+
+    return quote(text, safe=_SAFE)
+
+
+def _before_call(params: Any, **_: Any) -> None:
+    try:
+        headers = params.get("headers") if isinstance(params, dict) else None
+        if headers is None or HEADER in headers:
+            return  # the caller's own header: never replaced
+        header = outgoing_header()
+        if header is None:
+            return  # nothing to pass on: botocore's own header, if any, stands
+        value = http_value(header.to_string())
+        headers[HEADER] = value
+        _SENT.set(value)
+    except Exception:
+        log.debug("tracing: could not set the trace header of an AWS call", exc_info=True)
+
+
+def _request_created(request: Any, **_: Any) -> None:
+    # After every before-call handler, before aws-xray-sdk's prepare_request: a
+    # header that differs now was set by the caller's own handler, and is theirs.
+    value = _SENT.get()
+    if value is None:
+        return
+    try:
+        if request.headers.get(HEADER) != value:
+            _SENT.set(None)
+    except Exception:
+        log.debug("tracing: could not read the trace header of an AWS call", exc_info=True)
+
+
+def _before_send(request: Any, **_: Any) -> None:
+    value = _SENT.get()
+    if value is None:
+        return
+    try:
+        if request.headers.get(HEADER) != value:
+            request.headers[HEADER] = value  # rewritten by a tracer applied after us
+    except Exception:
+        log.debug("tracing: could not restore the trace header of an AWS call", exc_info=True)

@@ -42,9 +42,14 @@ class InitPhase:
 
     def __init__(self, started: float, limit: int, mode: str) -> None:
         self.root = Span("Init", start_time=started)
-        # The placeholder is a valid, fresh trace id: with mode "always" it becomes
-        # the Init's own trace, so headers propagated during init still resolve.
-        self.scope = Scope(self.root, new_trace_id(started), None, limit=limit, placeholder=True)
+        # A valid, fresh trace id. With mode "always" it is final: Init is always
+        # sent as a trace of its own, so calls made during init pass it on and
+        # their consumers land in a trace that exists. Otherwise it is a
+        # placeholder (Init is re-stamped into the first invocation's trace) and
+        # nothing is passed on during init.
+        self.scope = Scope(
+            self.root, new_trace_id(started), None, limit=limit, placeholder=mode != "always"
+        )
         self.mode = mode
         self.open = True
         self.marked_end: float | None = None
@@ -91,7 +96,7 @@ class InitPhase:
             root._set_annotation(
                 "InitType", os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
             )
-            if sampled and header is not None and header.parent is not None:
+            if self.mode != "always" and sampled and header is not None and header.parent:
                 emit(self.scope.document(trace_id=header.root, parent_id=header.parent))
                 return None
             if self.mode == "always":

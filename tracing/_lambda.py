@@ -94,6 +94,12 @@ class _Invocations:
         self.capture_response = settings.capture_response
         self.in_lambda = runtime.in_lambda
         self.environ = os.environ
+        # Under provisioned concurrency the environment was initialised ahead of
+        # any request: no request waited for it, so no invocation is a cold start
+        # (Powertools reports the same, and filters on ColdStart must agree).
+        self.cold_start = (
+            os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") != "provisioned-concurrency"
+        )
         # The warm invocation's annotations, encoded once: most invocations end
         # with exactly these (checked at the end, by identity, before use).
         self.warm_annotations = dumps({"ColdStart": False, "Service": self.service})
@@ -117,7 +123,7 @@ class _Invocations:
                 runtime.invocation = span
                 return span, None, STACK.set((span,)), backend.enter(span)
             span = Span(self.name)
-            span.annotations = {"ColdStart": cold, "Service": self.service}
+            span.annotations = {"ColdStart": cold and self.cold_start, "Service": self.service}
             if init_trace_id is not None:
                 span.annotations["InitTraceId"] = init_trace_id
             if self.in_lambda and header is not None:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._header import TraceHeader, from_traceparent, new_trace_id, parse, to_traceparent
 from ._propagation import outgoing_header
-from ._runtime import current_node, get_runtime
+from ._runtime import Runtime, current_node, get_runtime
 from ._scope import STACK, Scope
 from ._span import NOOP, NoopSpan, Span, clean_name
 
@@ -374,7 +374,7 @@ class consume:  # noqa: N801 - reads as a function at call sites
                 segment=True,
                 limit=settings.max_spans_per_invocation,
             )
-            scope.extra = header.extra
+            scope.extra = _extras(runtime, header)
         elif invocation is not None:
             segment = record  # recorded in the current invocation
             scope = None
@@ -385,7 +385,7 @@ class consume:  # noqa: N801 - reads as a function at call sites
             # pass its decision on (Sampled=0) from what this message triggers.
             segment = NoopSpan(runtime.service_name, span_id=header.parent)
             unsampled = Scope(segment, header.root, header.parent, sampled=False)
-            unsampled.extra = header.extra
+            unsampled.extra = _extras(runtime, header)
             self._token = STACK.set((segment,))
             self._library = runtime.backend.enter(segment)
             return segment
@@ -457,6 +457,20 @@ class consume:  # noqa: N801 - reads as a function at call sites
                 log.debug("tracing: consume() could not finish tracing", exc_info=True)
             except RecursionError:
                 pass
+
+
+def _extras(runtime: Runtime, header: TraceHeader) -> tuple[tuple[str, str], ...]:
+    """The pass-through keys (``Lineage``...) that calls made for a message carry.
+
+    In Lambda, the *invocation's*: Lambda counts a loop's hops in ``Lineage`` per
+    invocation, and a message's own value would rewind (or skip) that count. In
+    a worker, the message's own: there is no invocation, and the chain goes on.
+    """
+    if not runtime.in_lambda:
+        return header.extra
+    invocation = runtime.invocation
+    scope = invocation.scope if invocation is not None else None
+    return scope.extra if scope is not None else ()
 
 
 def process_batch(event: Mapping[str, Any], fn: Callable[[Any], Any]) -> dict[str, Any]:

@@ -125,15 +125,20 @@ class OTelBackend:
     @staticmethod
     def _install_globals(provider: TracerProvider) -> None:
         from opentelemetry import propagate
-        from opentelemetry.propagators.aws import AwsXRayPropagator
         from opentelemetry.propagators.composite import CompositePropagator
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        from .otel_propagator import GatedPropagator, XRayTracePropagator
 
         # Only where the application has not chosen its own provider already.
         if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
             trace.set_tracer_provider(provider)
+        # X-Ray's header by the library's propagation rule (Lineage kept), and
+        # W3C's, both silent where the rule passes nothing on (during init).
         propagate.set_global_textmap(
-            CompositePropagator([AwsXRayPropagator(), TraceContextTextMapPropagator()])
+            CompositePropagator(
+                [XRayTracePropagator(), GatedPropagator(TraceContextTextMapPropagator())]
+            )
         )
 
     def close(self) -> None:
