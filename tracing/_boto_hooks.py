@@ -148,7 +148,10 @@ def _before_send(request: Any, **_: Any) -> None:
     if value is None:
         return
     try:
-        if request.headers.get(HEADER) != value:
+        current = request.headers.get(HEADER)  # bytes once the request is prepared
+        if isinstance(current, bytes):
+            current = current.decode("latin-1")
+        if current != value:
             request.headers[HEADER] = value  # rewritten by a tracer applied after us
     except Exception:
         log.debug("tracing: could not restore the trace header of an AWS call", exc_info=True)

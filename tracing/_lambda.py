@@ -177,6 +177,7 @@ class _Invocations:
         root.add_child(span)
         if header is not None:
             scope = Scope(root, header.root, header.parent, segment=True, limit=self.limit)
+            scope.extra = header.extra
         else:
             scope = Scope(root, new_trace_id(), None, segment=True, limit=self.limit)
         span.scope = scope

@@ -110,6 +110,13 @@ from tracing._header import new_id, new_trace_id
 
 order = sys.argv[1]
 ssm = boto3.client("ssm")
+headers = []
+
+def capture(request, **_):
+    value = request.headers.get("X-Amzn-Trace-Id")
+    headers.append(value.decode() if isinstance(value, bytes) else value)
+
+ssm.meta.events.register_last("before-send", capture)
 with testing.DaemonListener() as daemon:
     os.environ["AWS_XRAY_DAEMON_ADDRESS"] = daemon.address
     if order == "patch-first":
@@ -127,9 +134,14 @@ with testing.DaemonListener() as daemon:
                 pass
             return ssm.get_parameter(Name="/app/x")["Parameter"]["Value"]
 
-    os.environ["_X_AMZN_TRACE_ID"] = f"Root={new_trace_id()};Parent={new_id()};Sampled=1"
-    assert handler({}, testing.FakeContext()) == "1"
-    print(json.dumps(daemon.sync()))
+    invocations = []
+    for sampled in ("1", "0"):
+        root, parent = new_trace_id(), new_id()
+        header = f"Root={root};Parent={parent};Sampled={sampled};Lineage=a87bd80c:3"
+        os.environ["_X_AMZN_TRACE_ID"] = header
+        assert handler({}, testing.FakeContext()) == "1"
+        invocations.append([root, parent])
+    print(json.dumps({"documents": daemon.sync(), "headers": headers, "invocations": invocations}))
 """
 
 
@@ -150,7 +162,8 @@ def test_the_sdks_own_botocore_patch_does_not_double_calls(
         [sys.executable, str(script), order], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    documents = json.loads(done.stdout.strip().splitlines()[-1])
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    documents, headers, invocations = out["documents"], out["headers"], out["invocations"]
     [invocation] = [d for d in documents if d["name"] == "## handler"]
     [work] = invocation["subsegments"]
     calls = [e for e in testing.iter_entities(work) if e.get("namespace") == "aws"]
@@ -161,3 +174,12 @@ def test_the_sdks_own_botocore_patch_does_not_double_calls(
     assert "fault" not in missing
     assert "fault" not in found
     assert testing.check_document(invocation) == []
+    # The HTTP header keeps Lineage and the call's own subsegment, whoever wraps whom;
+    # unsampled, the invocation's own trace (the SDK alone writes zeros there).
+    (root, _), (unsampled_root, unsampled_parent) = invocations
+    assert headers[:2] == [
+        f"Root={root};Parent={missing['id']};Sampled=1;Lineage=a87bd80c:3",
+        f"Root={root};Parent={found['id']};Sampled=1;Lineage=a87bd80c:3",
+    ]
+    unsampled = f"Root={unsampled_root};Parent={unsampled_parent};Sampled=0;Lineage=a87bd80c:3"
+    assert headers[2:] == [unsampled, unsampled]

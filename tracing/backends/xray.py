@@ -175,8 +175,15 @@ class SpanView(Segment):  # type: ignore[misc]
     def add_exception(self, exception: BaseException, stack: Any, remote: bool = False) -> None:
         self.span.record_exception(exception)
 
-    def get_origin_trace_header(self) -> None:
-        return None
+    def get_origin_trace_header(self) -> Any:
+        # The SDK's own HTTP patches (requests, httplib...) copy this header's extra
+        # keys onto what they send: the trace's pass-through keys, Lineage first.
+        scope = self.scope
+        if scope is None or not scope.extra:
+            return None
+        from aws_xray_sdk.core.models.trace_header import TraceHeader as SdkTraceHeader
+
+        return SdkTraceHeader(data=dict(scope.extra))
 
     def save_origin_trace_header(self, trace_header: Any) -> None:
         return None
