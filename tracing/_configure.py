@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -59,6 +60,10 @@ def configure(service: str | None = None, backend: str | None = None, **options:
         init=init,
         service_name=clean_name(settings.service),
     )
+    if init is not None and os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
+        from . import _snapstart
+
+        _snapstart.install(runtime)
     if settings.deadline_margin_ms > 0:
         runtime.guard = DeadlineGuard(settings.deadline_margin_ms / 1000.0, runtime.on_deadline)
     if not settings.disabled:

@@ -32,16 +32,29 @@ log = logging.getLogger("tracing.init")
 
 
 class InitPhase:
-    """The buffered Init span of one execution environment.
+    """The buffered Init span of one execution environment (or its Restore).
 
     Args:
         started: When init work started (``configure()`` time), epoch seconds.
         limit: Most init spans kept; the newest beyond it are dropped and counted.
         mode: ``"sampled"`` (follow the first invocation), ``"always"`` or ``"off"``.
+        name: ``"Init"``, or ``"Restore"`` for a SnapStart restore (``_snapstart.py``).
+        init_type: The ``InitType`` annotation; ``AWS_LAMBDA_INITIALIZATION_TYPE``
+            by default.
     """
 
-    def __init__(self, started: float, limit: int, mode: str) -> None:
-        self.root = Span("Init", start_time=started)
+    def __init__(
+        self,
+        started: float,
+        limit: int,
+        mode: str,
+        name: str = "Init",
+        init_type: str | None = None,
+    ) -> None:
+        self.root = Span(name, start_time=started)
+        self.init_type = init_type or os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
+        #: Extra metadata for the entity (a Restore's summary of the snapshot's init).
+        self.notes: dict[str, Any] | None = None
         # A valid, fresh trace id. With mode "always" it is final: Init is always
         # sent as a trace of its own, so calls made during init pass it on and
         # their consumers land in a trace that exists. Otherwise it is a
@@ -58,6 +71,22 @@ class InitPhase:
         """Note a moment init work was still going on (``@tracing.handler`` time)."""
         if self.open:
             self.marked_end = time.time()
+
+    def summary(self) -> dict[str, Any]:
+        """Duration and span count of the window so far, for a Restore's metadata."""
+        children = self.root.children or ()
+        return {
+            "started_at": self.root.start_time,
+            "duration_ms": round((self._end_time() - self.root.start_time) * 1000, 3),
+            "spans": len(children),
+            "dropped_spans": self.scope.dropped,
+        }
+
+    def discard(self) -> None:
+        """Close the window without sending anything (a snapshot's init, once restored)."""
+        self.open = False
+        self.scope.claim()
+        self.root.children = None
 
     def _end_time(self) -> float:
         ends = [self.marked_end or self.root.start_time]
@@ -93,9 +122,9 @@ class InitPhase:
             # Set directly: the keys are fixed and valid. Annotations made at import
             # with tracing.annotate() are kept; these two win over them.
             root._set_annotation("ColdStart", True)
-            root._set_annotation(
-                "InitType", os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
-            )
+            root._set_annotation("InitType", self.init_type)
+            if self.notes:
+                root.put_json("snapshot_init", self.notes, "tracing")
             if self.mode != "always" and sampled and header is not None and header.parent:
                 emit(self.scope.document(trace_id=header.root, parent_id=header.parent))
                 return None

@@ -137,7 +137,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         """Serve ``/invocation/next`` (long poll) and SnapStart's ``/restore/next``."""
         if self.path == f"{_PREFIX}/restore/next":
-            self._reply(200)
+            body = self.server.api._restore_next()
+            if body is None:
+                self.close_connection = True  # stopping
+            else:
+                self._reply(200, body)
         elif self.path != f"{_PREFIX}/invocation/next":
             self._reply(404, b'{"errorType":"NotFound"}')
         elif (inv := self.server.api._next_invocation()) is None:
@@ -204,6 +208,12 @@ class RuntimeAPIServer:
         # gives up instead of swallowing the next event.
         self._generation = 0
         self.init_error: dict[str, Any] | None = None
+        # SnapStart: when held, /restore/next (the snapshot point) waits for
+        # release_restore(); its body names the copies to restore (local only).
+        self.hold_restores = False
+        self._snapshotted = threading.Event()
+        self._restore_body: bytes | None = None
+        self._released = threading.Event()
 
     @property
     def address(self) -> str:
@@ -258,6 +268,24 @@ class RuntimeAPIServer:
         self._queue.put(inv)
         return inv
 
+    def wait_for_snapshot(self, timeout: float) -> bool:
+        """True once the runtime reached the snapshot point (polled ``/restore/next``)."""
+        return self._snapshotted.wait(timeout)
+
+    def release_restore(self, copies: list[str] | None = None) -> None:
+        """Answer the held ``/restore/next``: restore in place, or as copies at ``copies``."""
+        self._restore_body = json.dumps({"copies": copies or []}).encode()
+        self._released.set()
+
+    def _restore_next(self) -> bytes | None:
+        self._snapshotted.set()
+        if not self.hold_restores:
+            return b"{}"
+        while not self._stopping.is_set():
+            if self._released.wait(0.25):
+                return self._restore_body or b"{}"
+        return None
+
     def wait_for_next_poll(self, timeout: float) -> bool:
         """True once the runtime polled ``/next`` since start or reset (init done)."""
         return self._polled.wait(timeout)
@@ -271,6 +299,9 @@ class RuntimeAPIServer:
         with self._lock:
             self._generation += 1
             self._polled.clear()
+            self._snapshotted.clear()
+            self._released.clear()
+            self._restore_body = None
             self.init_error = None
             leftovers = list(self._inflight.values())
             self._inflight.clear()

@@ -26,7 +26,14 @@ from typing import Any
 
 from tracing.local._runtime_api import InvokeResult, PendingInvocation, RuntimeAPIServer, _error
 
-__all__ = ["InitError", "InvokeResult", "LocalLambda", "PendingInvocation", "RuntimeAPIServer"]
+__all__ = [
+    "InitError",
+    "InvokeResult",
+    "LocalLambda",
+    "PendingInvocation",
+    "RestoredCopy",
+    "RuntimeAPIServer",
+]
 
 logger = logging.getLogger("tracing.local.runtime")
 
@@ -156,6 +163,10 @@ class LocalLambda:
         self._log_chunks: list[str] = []
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._cold_starts = 0
+        # SnapStart: init stops at the snapshot point until restore() or invoke().
+        self._server.hold_restores = init_type == "snap-start"
+        self._restored = False
+        self._copies: list[RuntimeAPIServer] = []
 
     @property
     def logs(self) -> str:
@@ -192,22 +203,84 @@ class LocalLambda:
             self._server.start()
             self._server.reset_runtime()
             log_offset, began = len(self.logs), time.monotonic()
+            self._restored = False
             proc = self._spawn()
-            while not self._server.wait_for_next_poll(_TICK_S):
-                error = self._server.init_error
-                if error is None and proc.poll() is not None:
-                    reason = _exit_reason(proc.returncode)
-                    error = _error("Runtime.ExitError", f"Runtime exited during init: {reason}")
-                elif error is None and time.monotonic() - began > self.init_timeout_s:
-                    message = f"INIT timed out after {self.init_timeout_s:.2f} seconds"
-                    error = _error("Sandbox.Timedout", message)
-                if error is not None:
-                    # The error is already logged by awslambdaric; nothing is lost.
-                    self._reap(graceful=False)
-                    logger.info("init of %s failed: %s", self.handler, error)
-                    raise InitError(error, self.logs[log_offset:])
+            server = self._server
+            snapstart = server.hold_restores
+
+            def ready() -> bool:
+                # SnapStart: init ends at the snapshot point; otherwise at the first poll.
+                return (
+                    server.wait_for_snapshot(_TICK_S)
+                    if snapstart
+                    else (server.wait_for_next_poll(_TICK_S))
+                )
+
+            self._await(proc, ready, began, log_offset, "init")
             init_ms = (time.monotonic() - began) * 1000
             logger.debug("cold start %d: init %.1f ms", self._cold_starts, init_ms)
+
+    def _await(
+        self,
+        proc: subprocess.Popen[bytes],
+        ready: Any,
+        began: float,
+        log_offset: int,
+        phase: str,
+    ) -> None:
+        """Wait for ``ready()``, raising `InitError` if the process dies or times out."""
+        while not ready():
+            error = self._server.init_error
+            if error is None and proc.poll() is not None:
+                reason = _exit_reason(proc.returncode)
+                error = _error("Runtime.ExitError", f"Runtime exited during {phase}: {reason}")
+            elif error is None and time.monotonic() - began > self.init_timeout_s:
+                message = f"{phase.upper()} timed out after {self.init_timeout_s:.2f} seconds"
+                error = _error("Sandbox.Timedout", message)
+            if error is not None:
+                # The error is already logged by awslambdaric; nothing is lost.
+                self._reap(graceful=False)
+                logger.info("%s of %s failed: %s", phase, self.handler, error)
+                raise InitError(error, self.logs[log_offset:])
+
+    def restore(self, copies: int) -> list[RestoredCopy]:
+        """SnapStart: restore ``copies`` environments from this one's snapshot.
+
+        Needs ``init_type="snap-start"``. Init runs once (`start`); each copy is a
+        fork of the snapshot process, with the PRNG state of the snapshot as a
+        real restore has it, its own Runtime API, and its after-restore hooks run.
+
+        Returns:
+            One `RestoredCopy` per environment, ready to be invoked.
+
+        Raises:
+            InitError: Init, or a copy's restore, failed.
+            RuntimeError: Not a SnapStart function, or already restored.
+        """
+        with self._lock:
+            if not self._server.hold_restores:
+                raise RuntimeError("restore() needs init_type='snap-start'")
+            self.start()
+            if self._restored:
+                raise RuntimeError("this snapshot was already restored; stop() and start again")
+            proc = self._proc
+            assert proc is not None
+            servers = [RuntimeAPIServer() for _ in range(copies)]
+            for server in servers:
+                server.start()
+            self._copies.extend(servers)
+            self._restored = True
+            self._server.release_restore([server.address for server in servers])
+            began, log_offset = time.monotonic(), len(self.logs)
+            for server in servers:
+                self._await(
+                    proc,
+                    lambda s=server: s.wait_for_next_poll(_TICK_S),
+                    began,
+                    log_offset,
+                    "restore",
+                )
+            return [RestoredCopy(self, server) for server in servers]
 
     def invoke(self, event: Any, *, trace_header: str | None = None) -> InvokeResult:
         """Invoke the function once, starting the runtime first if needed.
@@ -226,6 +299,14 @@ class LocalLambda:
             self.start()
             proc = self._proc
             assert proc is not None
+            if self._server.hold_restores and not self._restored:
+                # SnapStart, invoked directly: this environment restores in place.
+                self._restored = True
+                self._server.release_restore()
+                began = time.monotonic()
+                self._await(
+                    proc, lambda: self._server.wait_for_next_poll(_TICK_S), began, 0, "restore"
+                )
             deadline_ms = int((time.time() + self.timeout_s) * 1000)
             inv = self._server.submit(
                 event,
@@ -253,9 +334,12 @@ class LocalLambda:
             return result
 
     def stop(self) -> None:
-        """Terminate the runtime (SIGTERM, SIGKILL after 2 s) and stop the server."""
+        """Terminate the runtime and its restored copies (SIGTERM, SIGKILL after 2 s)."""
         self._reap(graceful=True)
         self._server.stop()
+        copies, self._copies = self._copies, []
+        for server in copies:
+            server.stop()
 
     def __enter__(self) -> LocalLambda:
         """Start the runtime; see `start`."""
@@ -296,8 +380,10 @@ class LocalLambda:
         return env
 
     def _spawn(self) -> subprocess.Popen[bytes]:
+        # SnapStart runs through a small boot module that can restore copies.
+        main = "tracing.local._snapstart_boot" if self._server.hold_restores else "awslambdaric"
         proc = subprocess.Popen(
-            [self.python, "-m", "awslambdaric", self.handler],
+            [self.python, "-m", main, self.handler],
             cwd=self.code_dir,
             env=self._child_env(),
             stdin=subprocess.DEVNULL,
@@ -342,3 +428,36 @@ class LocalLambda:
         with self._log_lock:
             if proc.stdout is not None:
                 proc.stdout.close()
+
+
+class RestoredCopy:
+    """One execution environment restored from a `LocalLambda`'s SnapStart snapshot.
+
+    It shares the snapshot's process group and logs (`LocalLambda.logs`); `stop`
+    on the `LocalLambda` ends it. A deadline is reported as ``Sandbox.Timedout``
+    without killing the copy.
+    """
+
+    def __init__(self, origin: LocalLambda, server: RuntimeAPIServer) -> None:
+        self._origin = origin
+        self._server = server
+
+    def invoke(self, event: Any, *, trace_header: str | None = None) -> InvokeResult:
+        """Invoke this copy once; as `LocalLambda.invoke`, results are never raised."""
+        origin = self._origin
+        deadline_ms = int((time.time() + origin.timeout_s) * 1000)
+        inv = self._server.submit(
+            event,
+            trace_header=trace_header,
+            deadline_ms=deadline_ms,
+            function_arn=origin.function_arn,
+        )
+        result = inv.wait(origin.timeout_s + _DEADLINE_GRACE_S)
+        if result is not None:
+            return result
+        message = (
+            f"RequestId: {inv.request_id} Error: Task timed out after {origin.timeout_s:.2f} s"
+        )
+        return inv.resolve(False, None, _error("Sandbox.Timedout", message), timed_out=True) or (
+            inv.wait(0) or InvokeResult(inv.request_id, False, None, None, 0.0, True)
+        )
