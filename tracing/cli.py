@@ -5,7 +5,7 @@ Usage::
     tracing daemon [--listen 127.0.0.1:2000] [--db PATH] [--forward]
     tracing traces [--db PATH] [--since 10m] [--limit 20]
     tracing show TRACE_ID [--db PATH] [--html FILE] [--from-xray]
-    tracing run module.handler --event FILE [--invocations N] [--code-dir DIR]
+    tracing run module.handler --event FILE [--invocations N] [--code-dir DIR] [--snapstart N]
     tracing demo [--backend xray|otel]
 
 Everything listens on and talks to 127.0.0.1 only, unless told otherwise.
@@ -119,6 +119,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         db=args.db,
         backend=args.backend,
         timeout_s=args.timeout,
+        snapstart=args.snapstart,
     )
 
 
@@ -170,6 +171,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--db", help=db_help)
     run.add_argument("--backend", choices=("xray", "otel"))
     run.add_argument("--timeout", type=float, default=30.0, help="function timeout, seconds")
+    run.add_argument(
+        "--snapstart",
+        type=int,
+        default=0,
+        metavar="N",
+        help="SnapStart: initialise once, restore N environments, invoke each",
+    )
     run.set_defaults(func=_cmd_run)
 
     demo = commands.add_parser("demo", help="the example application, end to end, locally")

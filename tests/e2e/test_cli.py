@@ -192,6 +192,30 @@ def test_run_a_handler_in_the_local_runtime(tmp_path: Path) -> None:
     assert "load config" in done.stdout
 
 
+def test_run_restores_snapstart_copies(tmp_path: Path) -> None:
+    event = tmp_path / "event.json"
+    event.write_text("{}")
+    done = _tracing(
+        "run",
+        "snapstart_app.handler",
+        "--event",
+        str(event),
+        "--snapstart",
+        "3",
+        "--code-dir",
+        str(FIXTURES),
+        "--db",
+        str(tmp_path / "db.sqlite3"),
+        env=_env(),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [f"copy {n} invocation 1:" in done.stdout for n in (1, 2, 3)] == [True] * 3
+    assert done.stdout.count("trace 1-") == 3
+    assert done.stdout.count("Restore ") == 3
+    assert "InitType=snap-start" in done.stdout
+    assert "load model" not in done.stdout  # snapshot-time work: summarised, never replayed
+
+
 def test_bad_arguments_fail_clearly(tmp_path: Path) -> None:
     done = _tracing("run", "x.handler", "--event", str(tmp_path / "missing.json"))
     assert done.returncode == 2

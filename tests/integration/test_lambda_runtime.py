@@ -148,3 +148,35 @@ def test_deadline_hit_still_sends_the_trace(
     assert slow["annotations"]["Timeout"] is True
     assert [c["name"] for c in slow["subsegments"]] == ["ssm"]
     assert "Timeout" not in slow["subsegments"][0].get("annotations", {})
+
+
+def test_provisioned_concurrency_is_not_a_cold_start(
+    aws: Any, daemon: testing.DaemonListener, backend: str
+) -> None:
+    """As Powertools reports it: initialised ahead of any request, so no ColdStart;
+    Init still lands in the first trace, and is not stretched to the request."""
+    from tracing.local.runtime import LocalLambda
+
+    from .conftest import FIXTURES
+
+    function = LocalLambda(
+        "traced_app.handler",
+        code_dir=FIXTURES,
+        function_name="traced-app",
+        init_type="provisioned-concurrency",
+        env={**aws.env, "TRACING_BACKEND": backend},
+        xray_daemon_address=daemon.address,
+    )
+    with function:
+        time.sleep(0.5)  # provisioned: the request comes long after init
+        root, _, header = _header()
+        assert function.invoke({}, trace_header=header).ok
+        assert function.invoke({}, trace_header=_header()[2]).ok
+        documents = _checked(daemon.wait_for(3))
+    init = next(d for d in documents if d["name"] == "Init")
+    first, second = [d for d in documents if d["name"] == "## handler"]
+    assert init["trace_id"] == root
+    assert init["annotations"] == {"ColdStart": True, "InitType": "provisioned-concurrency"}
+    assert first["start_time"] - init["end_time"] > 0.4  # not stretched
+    assert first["annotations"]["ColdStart"] is False
+    assert second["annotations"]["ColdStart"] is False

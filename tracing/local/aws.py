@@ -10,7 +10,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
-__all__ = ["DUMMY_CREDENTIALS", "LocalAWS"]
+__all__ = ["DUMMY_CREDENTIALS", "LocalAWS", "sqs_trace_header_middleware"]
 
 #: Credentials moto accepts; never real ones.
 DUMMY_CREDENTIALS = {
@@ -18,6 +18,63 @@ DUMMY_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
+
+
+def sqs_trace_header_middleware(app: Any) -> Any:
+    """WSGI middleware giving moto's SQS the trace-header behaviour of the real one.
+
+    Real SQS stores the ``X-Amzn-Trace-Id`` header of a ``SendMessage`` request as
+    the message's ``AWSTraceHeader`` system attribute when the request sets none
+    itself. That is how the ``Lineage`` botocore copies from ``_X_AMZN_TRACE_ID``
+    reaches the next function, and how Lambda counts a loop's hops even with no
+    tracer at all. moto ignores the header; this puts it where SQS would (JSON
+    protocol, which boto3 uses for SQS).
+    """
+    import io
+    import json
+    from urllib.parse import unquote
+
+    def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
+        header = environ.get("HTTP_X_AMZN_TRACE_ID")
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if header and target == "AmazonSQS.SendMessage":
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                body = json.loads(environ["wsgi.input"].read(length) or b"{}")
+                system = body.setdefault("MessageSystemAttributes", {})
+                system.setdefault(
+                    "AWSTraceHeader", {"DataType": "String", "StringValue": unquote(header)}
+                )
+                data = json.dumps(body).encode()
+                environ["wsgi.input"] = io.BytesIO(data)
+                environ["CONTENT_LENGTH"] = str(len(data))
+            except (ValueError, AttributeError, TypeError):
+                pass  # not what SQS would accept either: let moto answer
+        return app(environ, start_response)
+
+    return wrapped
+
+
+def _server_class() -> Any:
+    from moto.server import DomainDispatcherApplication, ThreadedMotoServer, create_backend_app
+    from werkzeug.serving import make_server
+
+    class TracedMotoServer(ThreadedMotoServer):  # type: ignore[misc]  # moto ships no types
+        def _server_entry(self) -> None:
+            from moto.server import MotoRequestHandler
+
+            app = sqs_trace_header_middleware(DomainDispatcherApplication(create_backend_app))
+            self._server = make_server(
+                self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return TracedMotoServer
+
+
+def _TracedMotoServer(**kwargs: Any) -> Any:  # noqa: N802 - a class, built on first use
+    return _server_class()(**kwargs)
 
 
 class LocalAWS:
@@ -43,12 +100,10 @@ class LocalAWS:
         if self._server is None:
             import logging
 
-            from moto.server import ThreadedMotoServer
-
             # werkzeug logs every request at INFO to stderr; keep the demo readable.
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-            server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            server = _TracedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             server.start()
             host, port = server.get_host_and_port()
             self._server = server

@@ -54,8 +54,13 @@ def run_handler(
     db: str | None = None,
     backend: str | None = None,
     timeout_s: float = 30.0,
+    snapstart: int = 0,
 ) -> int:
     """Invoke ``handler`` ``invocations`` times and print the resulting traces.
+
+    With ``snapstart`` > 0 the function is a SnapStart function: initialised
+    once, then restored as that many environments (copies of the snapshot), each
+    invoked ``invocations`` times.
 
     Returns:
         0 when every invocation returned, 1 when one failed, 2 when the function
@@ -81,22 +86,30 @@ def run_handler(
             timeout_s=timeout_s,
             env=passthrough_env(backend),
             xray_daemon_address=collector.address,
+            init_type="snap-start" if snapstart else "on-demand",
         )
         with function:
             try:
                 function.start()
+                targets: list[tuple[str, Any]] = (
+                    [(f"copy {n + 1} ", c) for n, c in enumerate(function.restore(snapstart))]
+                    if snapstart
+                    else [("", function)]
+                )
             except InitError as exc:
                 print(f"tracing run: the function failed to initialise: {exc}", file=sys.stderr)
                 print(exc.logs, file=sys.stderr)
                 return 2
-            for index in range(invocations):
-                root = new_trace_id()
-                roots.append(root)
-                header = f"Root={root};Parent={new_id()};Sampled=1"
-                result = function.invoke(event, trace_header=header)
-                outcome = result.payload if result.ok else result.error
-                failed = failed or not result.ok
-                print(f"invocation {index + 1}: {json.dumps(outcome, default=str)[:200]}")
+            for label, target in targets:
+                for index in range(invocations):
+                    root = new_trace_id()
+                    roots.append(root)
+                    header = f"Root={root};Parent={new_id()};Sampled=1"
+                    result = target.invoke(event, trace_header=header)
+                    outcome = result.payload if result.ok else result.error
+                    failed = failed or not result.ok
+                    text = json.dumps(outcome, default=str)[:200]
+                    print(f"{label}invocation {index + 1}: {text}")
             logs = function.logs
         wait_quiet(collector)
         if logs.strip():
