@@ -56,13 +56,16 @@ def sqs_trace_header_middleware(app: Any) -> Any:
 
 
 def _server_class() -> Any:
-    from moto.server import DomainDispatcherApplication, ThreadedMotoServer, create_backend_app
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
     from werkzeug.serving import make_server
 
-    class TracedMotoServer(ThreadedMotoServer):  # type: ignore[misc]  # moto ships no types
+    class TracedMotoServer(ThreadedMotoServer):
         def _server_entry(self) -> None:
-            from moto.server import MotoRequestHandler
-
             app = sqs_trace_header_middleware(DomainDispatcherApplication(create_backend_app))
             self._server = make_server(
                 self._ip_address, self._port, app, True, request_handler=MotoRequestHandler

@@ -73,6 +73,7 @@ def run_demo(backend: str = "xray", out_dir: str = "out", examples: str | None =
     from .. import testing
     from .aws import LocalAWS
     from .daemon import Collector
+    from .event_source import SQSEventSource
     from .run import wait_quiet
     from .runtime import LocalLambda
     from .store import TraceStore
@@ -88,7 +89,7 @@ def run_demo(backend: str = "xray", out_dir: str = "out", examples: str | None =
         stale.unlink(missing_ok=True)
     _step(f"backend {backend}; starting moto's HTTP server (SSM, SQS, DynamoDB) on 127.0.0.1")
     with LocalAWS() as aws, TraceStore(db) as store, Collector("127.0.0.1:0", store) as collector:
-        url, arn = _setup(aws)
+        url, _ = _setup(aws)
         _step(f"collector listening on udp://{collector.address}, storing in {db}")
         common = {**aws.env, "TRACING_BACKEND": backend}
         api = LocalLambda(
@@ -116,13 +117,15 @@ def run_demo(backend: str = "xray", out_dir: str = "out", examples: str | None =
                 result = api.invoke({"body": json.dumps(order)}, trace_header=header)
                 outcome = result.payload if result.ok else result.error
                 _step(f"orders-api {json.dumps(order)} -> {json.dumps(outcome)[:70]}")
-            messages = testing.receive_messages(aws.client("sqs"), url, len(ORDERS))
-            _step(f"received {len(messages)} messages; orders-worker gets them as an SQS event")
-            event = testing.lambda_sqs_event(messages, queue_arn=arn)
-            worker_root = new_trace_id()
-            header = f"Root={worker_root};Parent={new_id()};Sampled=1"
-            result = worker.invoke(event, trace_header=header)
-            _step(f"orders-worker -> {json.dumps(result.payload if result.ok else result.error)}")
+            _step(
+                "orders-worker gets the queue's messages through the local SQS event source "
+                "mapping (one batch; Lineage counted as Lambda does)"
+            )
+            source = SQSEventSource(worker, aws.client("sqs"), url, batch_size=len(ORDERS))
+            delivery = source.deliver(max_batches=1)
+            for result, _ in delivery.invocations:
+                outcome = result.payload if result.ok else result.error
+                _step(f"orders-worker -> {json.dumps(outcome)}")
         wait_quiet(collector)
         _step("traces in the store (`tracing traces --db out/demo.sqlite3`):")
         print_trace_table([summarize(store.documents(t)) for t in store.trace_ids(limit=20)])
