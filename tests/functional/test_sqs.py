@@ -135,6 +135,7 @@ def test_lambda_batch_consumer_lands_in_the_producers_trace(
     producer_root = _lambda_header(monkeypatch)
     producer({}, testing.FakeContext())
     send_ids = [c["id"] for c in daemon.wait_for(2)[-1]["subsegments"]]
+    monkeypatch.delenv("_X_AMZN_TRACE_ID")  # else botocore passes it, and SQS stores it
     client.send_message(QueueUrl=url, MessageBody="no header")  # outside any trace
     event = testing.lambda_sqs_event(_receive(client, url, 3))
     event["Records"].append(
