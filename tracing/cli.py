@@ -199,6 +199,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:  # the local tools are an extra
+        print(
+            f"tracing {args.command}: needs {exc.name!r}: pip install 'lambda-xray-tracing[local]'",
+            file=sys.stderr,
+        )
+        return 2
     except (OSError, ValueError) as exc:
         print(f"tracing {args.command}: {exc}", file=sys.stderr)
         return 2

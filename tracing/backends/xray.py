@@ -1,436 +1,71 @@
-"""Backend ``xray``: make aws-xray-sdk record into the core's documents.
+"""Backend ``xray`` (the default): X-Ray documents, with no tracing library at all.
 
-The recorder gets a ``Context`` of ours (the SDK's documented extension point;
-nothing of the SDK is monkeypatched). Its current entity is whatever is on top of
-our context-local stack: an SDK subsegment, or a *view* of one of our spans. So
-``xray_recorder.capture``, ``in_subsegment`` and ``begin_subsegment`` all attach to
-our current span, including during init, where the SDK's own ``LambdaContext``
-would discard them ("Subsegment discarded due to Lambda worker still
-initializing").
+The core records everything itself (init, invocations, ``tracing.span``, AWS
+calls, SQS, the deadline guard) and sends X-Ray documents over UDP, so this
+backend needs nothing: its seam methods have nothing to do, and ``configure()``
+imports no aws-xray-sdk (about 20 ms of cold start, and a library that reaches
+end of support on 2027-02-25).
 
-AWS calls are recorded by the core (``_aws_calls.py``), not by the SDK's botocore
-patch. If the application applies that patch too, each call is recorded once:
-inside a call the core records, the SDK's subsegment is neither attached nor
-made current; around one, the core sees the SDK's ``aws`` subsegment current and
-stands aside.
-
-Differences from the SDK's ``LambdaContext``, on purpose:
-
-* ``_X_AMZN_TRACE_ID`` is not re-read on every call (six parses per invocation
-  in the SDK); the core parses it once per invocation.
-* State is in ``contextvars``, not ``threading.local``, and is replaced at each
-  invocation, so a missing header can never attach work to the previous trace.
-* Work outside any trace gets an untraced dummy parent instead of a log line.
-
-On the seam (``backends/__init__.py``): SDK subsegments are pushed on the
-core's span stack wrapped as :class:`SdkSpan` (a ``ForeignSpan``), so the core
-sees them as current without knowing the SDK, and our spans are shown to the SDK
-as :class:`SpanView` segments. ``current()`` has nothing to add, and ``enter`` and
-``exit`` nothing to do: the stack *is* the SDK's context.
-
-Every ``aws_xray_sdk`` import of the library lives in this module, so dropping
-the SDK after its end of support means deleting this file.
+**aws-xray-sdk, when the application uses it.** Code that calls
+``xray_recorder.capture``, ``in_subsegment``, ``begin_subsegment`` or ``patch``
+keeps working: its subsegments land in our documents, during init too. The
+integration (``xray_sdk.py``, the one module that imports the SDK) is connected
+when the SDK is imported: at once if it already was when ``configure()`` runs,
+else by a one-shot import hook that connects it right after
+``aws_xray_sdk.core`` finishes importing, before any application code can use
+``xray_recorder``. Nothing is imported to set the hook up.
 """
 
 from __future__ import annotations
 
 import logging
-import traceback
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import Any
 
-from aws_xray_sdk.core import xray_recorder
-from aws_xray_sdk.core.context import Context
-from aws_xray_sdk.core.models.dummy_entities import DummySegment
-from aws_xray_sdk.core.models.segment import Segment
-from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
-
-from .._aws_calls import AWS_NAMESPACE
-from .._entity import entity_dict
-from .._runtime import current_node, get_runtime
-from .._scope import STACK, Scope
+from .._scope import Scope
 from .._span import Span
 from . import ForeignSpan
 
-if TYPE_CHECKING:
-    from .._scope import Node
-
-__all__ = ["SdkEntity", "SdkSpan", "SpanView", "XRayBackend"]
+__all__ = ["XRayBackend"]
 
 log = logging.getLogger("tracing.backends.xray")
 
-
-class _Untraced(DummySegment):  # type: ignore[misc]  # the SDK ships no types
-    """Parent for SDK work outside any recorded trace: keeps nothing."""
-
-    def add_subsegment(self, subsegment: Any) -> None:
-        subsegment.parent_id = self.id
-
-    def increment(self) -> None:
-        return None
-
-    def decrement_ref_counter(self) -> None:
-        return None
-
-    def ready_to_send(self) -> bool:
-        return False
-
-    def get_total_subsegments_size(self) -> int:
-        return 0
-
-
-_UNTRACED = _Untraced("untraced")
-
-
-class SpanView(Segment):  # type: ignore[misc]
-    """An aws-xray-sdk ``Segment`` face on one of our spans.
-
-    SDK code calls it as it would a segment; every mutation is forwarded to the
-    span, and children are appended to the span so they serialize in place. It
-    never sends anything itself (``ready_to_send`` is always False).
-    """
-
-    def __init__(self, span: Span) -> None:  # no super().__init__: nothing of it is needed
-        scope = span.scope
-        self.span = span
-        self.scope = scope
-        self.id = span.id
-        self.name = span.name
-        self.trace_id = scope.trace_id if scope is not None else None
-        self.parent_id = None
-        self.start_time = span.start_time
-        self.sampled = True
-        self.in_progress = True
-        self.http: dict[str, Any] = {}
-        self.annotations: dict[str, Any] = {}
-        self.metadata: dict[str, Any] = {}
-        self.aws: dict[str, Any] = {}
-        self.cause: dict[str, Any] = {}
-        self.subsegments: list[Any] = []
-        self.user = None
-
-    def add_subsegment(self, subsegment: Any) -> None:
-        subsegment.parent_id = self.span.id
-        scope = self.scope
-        if scope is None or scope.admit():
-            self.span.add_child(SdkEntity(subsegment))
-
-    def remove_subsegment(self, subsegment: Any) -> None:
-        return None
-
-    def increment(self) -> None:
-        return None
-
-    def decrement_ref_counter(self) -> None:
-        return None
-
-    def decrement_subsegments_size(self) -> int:
-        return 0
-
-    def ready_to_send(self) -> bool:
-        return False
-
-    def get_total_subsegments_size(self) -> int:
-        return 0
-
-    def close(self, end_time: float | None = None) -> None:
-        log.debug("tracing: ignoring an SDK request to close span %s", self.span.name)
-
-    def put_annotation(self, key: str, value: Any) -> None:
-        self.span.annotate(key, value)
-
-    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
-        self.span.put_metadata(key, value, namespace)
-
-    def put_http_meta(self, key: str, value: Any) -> None:
-        if self.span.http is None:
-            self.span.http = {}
-        section = "response" if key in ("status", "content_length") else "request"
-        self.span.http.setdefault(section, {})[key] = value
-
-    def set_aws(self, aws_meta: dict[str, Any]) -> None:
-        self.span.aws = dict(aws_meta)
-
-    def set_user(self, user: str) -> None:
-        self.span.annotate("user", user)
-
-    def add_fault_flag(self) -> None:
-        self.span.fault = True
-
-    def add_error_flag(self) -> None:
-        self.span.error = True
-
-    def add_throttle_flag(self) -> None:
-        self.span.throttle = True
-
-    def apply_status_code(self, status_code: Any) -> None:
-        if not isinstance(status_code, int):
-            return
-        if 400 <= status_code < 500:
-            self.span.error = True
-            if status_code == 429:
-                self.span.throttle = True
-        elif status_code >= 500:
-            self.span.fault = True
-
-    def add_exception(self, exception: BaseException, stack: Any, remote: bool = False) -> None:
-        self.span.record_exception(exception)
-
-    def get_origin_trace_header(self) -> Any:
-        # The SDK's own HTTP patches (requests, httplib...) copy this header's extra
-        # keys onto what they send: the trace's pass-through keys, Lineage first.
-        scope = self.scope
-        if scope is None or not scope.extra:
-            return None
-        from aws_xray_sdk.core.models.trace_header import TraceHeader as SdkTraceHeader
-
-        return SdkTraceHeader(data=dict(scope.extra))
-
-    def save_origin_trace_header(self, trace_header: Any) -> None:
-        return None
-
-    def to_dict(self) -> dict[str, Any]:
-        return entity_dict(self.span)
-
-
-class SdkSpan:
-    """An SDK segment or subsegment on the core's stack: a ``ForeignSpan``.
-
-    Args:
-        entity: The SDK entity.
-        scope: The core document it lands in (that of the span it was opened
-            under), or ``None`` for a segment the user opened and the SDK sends.
-    """
-
-    __slots__ = ("entity", "scope")
-
-    def __init__(self, entity: Any, scope: Scope | None) -> None:
-        self.entity = entity
-        self.scope = scope
-
-    @property
-    def name(self) -> str:
-        return str(self.entity.name)
-
-    @property
-    def id(self) -> str:
-        return str(self.entity.id)
-
-    @property
-    def trace_id(self) -> str | None:
-        trace_id = getattr(self.entity, "trace_id", None)
-        return trace_id if isinstance(trace_id, str) else None
-
-    @property
-    def recording(self) -> bool:
-        return bool(getattr(self.entity, "sampled", False))
-
-    @property
-    def namespace(self) -> str | None:
-        namespace = getattr(self.entity, "namespace", None)
-        return namespace if isinstance(namespace, str) else None
-
-    # An ended SDK entity raises on every change (AlreadyEndedException): a change
-    # to it is dropped instead, as the core's own closed spans drop theirs.
-
-    def _open(self) -> bool:
-        return bool(getattr(self.entity, "in_progress", False))
-
-    def annotate(self, key: str, value: str | int | float | bool) -> None:
-        if self._open():
-            self.entity.put_annotation(key, value)
-
-    def put_metadata(self, key: str, value: Any, namespace: str) -> None:
-        if self._open():
-            self.entity.put_metadata(key, value, namespace)
-
-    def record_exception(self, exc: BaseException) -> None:
-        if self._open():
-            self.entity.add_exception(exc, traceback.extract_tb(exc.__traceback__))
-
-    def adopt(self, child: Span) -> None:
-        self.entity.subsegments.append(_SdkChild(child, self.entity.id))
-
-
-class SdkEntity:
-    """An SDK subsegment as a ``ForeignEntity``: its dict, in X-Ray's nested form."""
-
-    __slots__ = ("entity",)
-
-    def __init__(self, entity: Any) -> None:
-        self.entity = entity
-
-    @property
-    def end_time(self) -> float | None:
-        end = getattr(self.entity, "end_time", None)
-        return end if isinstance(end, float) else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return _sdk_dict(self.entity.to_dict())
-
-
-def _sdk_dict(data: dict[str, Any]) -> dict[str, Any]:
-    # The SDK writes ``in_progress: false`` on closed entities, and may keep a
-    # ``parent_segment`` reference; neither belongs in a nested entity.
-    data.pop("parent_segment", None)
-    if data.get("in_progress") is False:
-        del data["in_progress"]
-    if data.get("namespace") == "aws" and data.get("fault") and data.get("error"):
-        # The SDK's botocore patch (when the application applies it and it wraps
-        # ours) marks every failed call a fault; a 4xx answer is the caller's
-        # error, as the core records it.
-        status = (data.get("http") or {}).get("response", {}).get("status")
-        if isinstance(status, int) and 400 <= status < 500:
-            del data["fault"]
-    nested = data.get("subsegments")
-    if nested:
-        data["subsegments"] = [_sdk_dict(item) for item in nested if isinstance(item, dict)]
-    return data
-
-
-class _SdkChild:
-    """Lets an SDK parent serialize one of our spans among its subsegments."""
-
-    __slots__ = ("parent_id", "sampled", "span")
-
-    def __init__(self, span: Span, parent_id: str) -> None:
-        self.span = span
-        self.parent_id = parent_id
-        self.sampled = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return entity_dict(self.span)
-
-    def close(self, end_time: float | None = None) -> None:
-        return None
-
-
-class _Views:
-    """The SDK face of our spans, built on demand (one kept: the SDK asks repeatedly)."""
-
-    def __init__(self) -> None:
-        self._last: tuple[Span, SpanView] | None = None
-
-    def forget(self) -> None:
-        self._last = None
-
-    def entity_for(self, node: Node | None) -> Any:
-        if node is None:
-            return _UNTRACED
-        if isinstance(node, Span):
-            if not node.recording:
-                return _UNTRACED
-            last = self._last
-            if last is not None and last[0] is node:
-                return last[1]
-            view = SpanView(node)
-            self._last = (node, view)
-            return view
-        if isinstance(node, SdkSpan):
-            return node.entity
-        return _UNTRACED  # another library's span: the SDK records nothing under it
-
-
-_VIEWS = _Views()
-
-
-class BridgeContext(Context):  # type: ignore[misc]
-    """The recorder ``Context`` that stores SDK entities on our span stack."""
-
-    def __init__(self) -> None:  # the SDK's __init__ only builds a threading.local
-        self._context_missing = "IGNORE_ERROR"
-
-    def put_segment(self, segment: Any) -> None:
-        """A user-made SDK segment (outside Lambda): it becomes the current entity."""
-        STACK.set((*STACK.get(), SdkSpan(segment, None)))
-
-    def end_segment(self, end_time: float | None = None) -> None:
-        entity = self.get_trace_entity()
-        segment = entity.parent_segment if self._is_subsegment(entity) else entity
-        if isinstance(segment, (SpanView, _Untraced)):
-            log.debug("tracing: ignoring end_segment() on a segment owned by tracing")
-            return
-        segment.close(end_time)
-
-    def put_subsegment(self, subsegment: Any) -> None:
-        parent = current_node()
-        if (
-            isinstance(parent, Span)
-            and parent.namespace == AWS_NAMESPACE
-            and getattr(subsegment, "namespace", None) == AWS_NAMESPACE
-        ):
-            # The SDK's botocore patch, applied by the application, inside the call
-            # the core is already recording: a second copy. Not attached, not made
-            # current (the SDK's end_subsegment then finds nothing to end).
-            return
-        self.get_trace_entity().add_subsegment(subsegment)
-        scope = parent.scope if parent is not None else None
-        STACK.set((*STACK.get(), SdkSpan(subsegment, scope)))
-
-    def end_subsegment(self, end_time: float | None = None) -> bool:
-        stack = STACK.get()
-        top = stack[-1] if stack else None
-        if not isinstance(top, SdkSpan) or not self._is_subsegment(top.entity):
-            log.debug("tracing: end_subsegment() with no open SDK subsegment")
-            return False
-        top.entity.close(end_time)
-        STACK.set(stack[:-1])
-        return True
-
-    def get_trace_entity(self) -> Any:
-        runtime = get_runtime()
-        if runtime is None or runtime.backend.name != "xray":
-            # Not configured, or configured for another backend since: the SDK's
-            # botocore patch (installed once per process) must not record a copy.
-            return _UNTRACED
-        return _VIEWS.entity_for(current_node())
-
-    def set_trace_entity(self, trace_entity: Any) -> None:
-        if isinstance(trace_entity, SpanView):
-            STACK.set((trace_entity.span,))
-        else:
-            STACK.set((SdkSpan(trace_entity, None),))
-
-    def clear_trace_entities(self) -> None:
-        """Drop SDK entities, keeping our own spans (the SDK calls this after a send)."""
-        stack = STACK.get()
-        keep = len(stack)
-        while keep and isinstance(stack[keep - 1], SdkSpan):
-            keep -= 1
-        if keep != len(stack):
-            STACK.set(stack[:keep])
-
-    def handle_context_missing(self) -> None:
-        return None
-
-    @property
-    def context_missing(self) -> str:
-        return self._context_missing
-
-    @context_missing.setter
-    def context_missing(self, value: str) -> None:
-        self._context_missing = value
+SDK_MODULE = "aws_xray_sdk.core"
 
 
 class XRayBackend:
-    """Installs :class:`BridgeContext` into ``xray_recorder``."""
+    """X-Ray documents from the core; aws-xray-sdk connected only if the app uses it."""
 
     name = "xray"
     traceparent = False
 
     def __init__(self, service: str) -> None:
         self.service = service
+        #: True once aws-xray-sdk is connected.
+        self.sdk = False
+        self._hook: _WhenImported | None = None
 
     def install(self) -> None:
-        # A LocalSampler: sampling decisions come from the trace header (Lambda) or
-        # from us, never from the daemon. Passing it also stops configure() from
-        # re-loading the DefaultSampler, which builds a boto3 X-Ray client (~60 ms)
-        # outside Lambda.
-        xray_recorder.configure(
-            context=BridgeContext(), service=self.service, sampling=False, sampler=LocalSampler()
-        )
+        if SDK_MODULE in sys.modules:
+            self._connect()
+        else:
+            self._hook = _WhenImported(SDK_MODULE, self._connect)
+            sys.meta_path.insert(0, self._hook)
+
+    def _connect(self) -> None:
+        try:
+            from . import xray_sdk
+
+            xray_sdk.connect(self.service)
+            self.sdk = True
+        except Exception:
+            log.exception("tracing: could not connect aws-xray-sdk; its subsegments are lost")
 
     def close(self) -> None:
-        return None  # the recorder keeps our Context: it stands aside when unconfigured
+        # The recorder keeps our Context: it stands aside once unconfigured.
+        hook, self._hook = self._hook, None
+        if hook is not None and hook in sys.meta_path:
+            sys.meta_path.remove(hook)
 
     def flush(self, timeout_s: float) -> bool:
         # Documents are sent synchronously when their scope ends: nothing is queued.
@@ -451,7 +86,58 @@ class XRayBackend:
         return None  # X-Ray documents cannot carry links
 
     def sent(self, scope: Scope) -> None:
-        _VIEWS.forget()  # the cached view must not keep the sent tree alive
+        if self.sdk:
+            from . import xray_sdk
+
+            xray_sdk.forget()  # the SDK view cache must not keep the sent tree alive
 
     def open_entities(self, scope: Scope) -> dict[str, list[dict[str, Any]]]:
         return {}  # open SDK subsegments are already in the tree, written in_progress
+
+
+class _WhenImported:
+    """A one-shot ``sys.meta_path`` finder: ``callback()`` right after ``module`` imports.
+
+    It finds nothing itself: on the first ``find_spec`` of ``module`` it takes
+    itself off ``sys.meta_path``, asks the other finders for the real spec, and
+    wraps that spec's loader so that ``callback`` runs once the module has
+    executed.
+    """
+
+    def __init__(self, module: str, callback: Any) -> None:
+        self._module = module
+        self._callback = callback
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != self._module:
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        from importlib.util import find_spec
+
+        spec = find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        spec.loader = _ThenCall(spec.loader, self._callback)  # type: ignore[assignment]  # duck-typed
+        return spec
+
+
+class _ThenCall:
+    """A loader that runs its wrapped loader, then a callback (errors logged)."""
+
+    def __init__(self, loader: Any, callback: Any) -> None:
+        self._loader = loader
+        self._callback = callback
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self._loader.exec_module(module)
+        try:
+            self._callback()
+        except Exception:
+            log.exception("tracing: could not connect aws-xray-sdk")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
