@@ -13,13 +13,13 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, Literal, TypeVar
 
 __all__ = ["BACKEND_OPTIONS", "DEFAULT_REDACT_KEYS", "Settings", "load_settings"]
 
 log = logging.getLogger("tracing.config")
 
-Backend = Literal["xray", "otel"]
+BackendName = Literal["xray", "otel"]
 InitTrace = Literal["sampled", "always", "off"]
 T = TypeVar("T")
 
@@ -39,24 +39,85 @@ DEFAULT_SERVICE = "service"
 BACKEND_OPTIONS = frozenset({"tracer_provider"})
 
 
-class Settings(NamedTuple):
-    """Every option of the library (immutable). See the README's configuration table."""
+class Settings:
+    """Every option of the library (immutable). See the README's configuration table.
 
-    service: str = DEFAULT_SERVICE
-    backend: Backend = "xray"
-    disabled: bool = False
-    daemon_address: str = "127.0.0.1:2000"
-    patch_botocore: bool = True
-    deadline_margin_ms: int = 100
-    init_trace: InitTrace = "sampled"
-    max_init_spans: int = 1000
-    max_spans_per_invocation: int = 1000
-    capture_event: bool = False
-    capture_response: bool = False
-    redact_keys: tuple[str, ...] = DEFAULT_REDACT_KEYS
-    exporter: str = "xray-udp"
-    botocore_instrumentation: str = "tracing"
-    extra: Mapping[str, Any] = MappingProxyType({})
+    A plain class, not a ``NamedTuple`` or a dataclass: building one of those
+    costs a few tenths of a millisecond at import, and import is cold start.
+    """
+
+    _fields = (
+        "service",
+        "backend",
+        "disabled",
+        "daemon_address",
+        "patch_botocore",
+        "deadline_margin_ms",
+        "init_trace",
+        "max_init_spans",
+        "max_spans_per_invocation",
+        "capture_event",
+        "capture_response",
+        "redact_keys",
+        "exporter",
+        "botocore_instrumentation",
+        "extra",
+    )
+    __slots__ = _fields
+
+    service: str
+    backend: BackendName
+    disabled: bool
+    daemon_address: str
+    patch_botocore: bool
+    deadline_margin_ms: int
+    init_trace: InitTrace
+    max_init_spans: int
+    max_spans_per_invocation: int
+    capture_event: bool
+    capture_response: bool
+    redact_keys: tuple[str, ...]
+    exporter: str
+    botocore_instrumentation: str
+    extra: Mapping[str, Any]
+
+    def __init__(
+        self,
+        service: str = DEFAULT_SERVICE,
+        backend: BackendName = "xray",
+        disabled: bool = False,
+        daemon_address: str = "127.0.0.1:2000",
+        patch_botocore: bool = True,
+        deadline_margin_ms: int = 100,
+        init_trace: InitTrace = "sampled",
+        max_init_spans: int = 1000,
+        max_spans_per_invocation: int = 1000,
+        capture_event: bool = False,
+        capture_response: bool = False,
+        redact_keys: tuple[str, ...] = DEFAULT_REDACT_KEYS,
+        exporter: str = "xray-udp",
+        botocore_instrumentation: str = "tracing",
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        values = locals()
+        for name in self._fields:
+            object.__setattr__(self, name, values[name])
+        object.__setattr__(self, "extra", MappingProxyType(dict(extra or {})))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Settings are immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Settings):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in self._fields)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, f) for f in self._fields if f != "extra"))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
+        return f"Settings({fields})"
 
 
 def _bool(text: str) -> bool:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._config import Settings, load_settings
 from ._guard import DeadlineGuard
 from ._init_phase import InitPhase
 from ._runtime import NoLibrary, Runtime, get_runtime, in_lambda_environment, set_runtime
 from ._span import clean_name
-from .backends import Backend
 from .backends.xray_udp import UDPEmitter
+
+if TYPE_CHECKING:
+    from .backends import Backend
 
 __all__ = ["configure", "ensure_configured"]
 

@@ -30,7 +30,7 @@ Nothing here imports aws-xray-sdk.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -41,7 +41,6 @@ from opentelemetry.trace import NonRecordingSpan
 from .._runtime import Runtime
 from .._scope import Scope
 from .._span import Span
-from . import ForeignSpan
 from .otel_bridge import (
     MAX_PENDING,
     BridgeProcessor,
@@ -50,6 +49,9 @@ from .otel_bridge import (
     OTelSpan,
 )
 from .otel_xray import top_document
+
+if TYPE_CHECKING:
+    from . import ForeignSpan
 
 __all__ = ["CoreSpanProxy", "OTelBackend"]
 

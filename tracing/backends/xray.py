@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._scope import Scope
 from .._span import Span
-from . import ForeignSpan
+
+if TYPE_CHECKING:
+    from . import ForeignSpan
 
 __all__ = ["XRayBackend"]
 
