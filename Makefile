@@ -53,4 +53,4 @@ example-package: $(STAMP)
 	done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-bench-adot .mypy_cache .ruff_cache .pytest_cache

@@ -1,18 +1,10 @@
 """6. Backend ``otel`` against the OpenTelemetry contrib Lambda setup.
 
-Three measurements, each ours and its anchors in the same run, in fresh child
+Two measurements, each ours and its anchors in the same run, in fresh child
 processes with the Lambda-like environment, ``_HANDLER`` set as Lambda sets it,
-and our documents sent over real UDP to the 127.0.0.1 listener:
+and our documents sent over real UDP to the 127.0.0.1 listener (cold start, set-up
+included, against OTel contrib and ADOT is ``bench_import``):
 
-* **Import + configure on top of** ``import boto3`` (as ``bench_import``: a fresh
-  ``python -c`` per repetition, ``time.perf_counter`` around the statements,
-  rounds interleaved after a discarded warm-up round, deltas paired per round).
-  Ours: ``import tracing; tracing.configure(backend="otel")``, also with
-  ``botocore_instrumentation="contrib"``. Anchor: the contrib setup a Lambda user
-  writes: SDK ``TracerProvider`` + ``BatchSpanProcessor`` + an
-  ``InMemorySpanExporter`` (sends nothing), ``AwsLambdaInstrumentor().instrument()``
-  (``_HANDLER=__main__.handler``, defined before the clock starts: importing the
-  user's module is not tracing's cost) and ``BotocoreInstrumentor().instrument()``.
 * **Per-invocation overhead**, warm, sampled, trivial handler (as
   ``bench_invoke``: traced - bare call per batch, fresh ``_X_AMZN_TRACE_ID`` per
   call, one context object for all calls). Ours: ``tracing.handler`` on backend
@@ -47,11 +39,9 @@ from . import _harness as bh
 
 MODULE = "benchmarks.bench_otel"
 ORDER = 60
-BENCH_IMPORT = "6 otel import + configure"
 BENCH_INVOKE = "6 otel per-invocation"
 BENCH_COLD = "6 otel cold invocation"
 
-IMPORT_REPS = 25
 COLD_REPS = 20
 INIT_SPANS = 20
 KEY = "_X_AMZN_TRACE_ID"
@@ -69,18 +59,7 @@ OTEL_PACKAGES = (
 )
 
 
-def otel_versions() -> str:
-    found = []
-    for name in OTEL_PACKAGES:
-        try:
-            found.append(f"{name.removeprefix('opentelemetry-')} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            found.append(f"{name.removeprefix('opentelemetry-')} missing")
-    return ", ".join(found)
-
-
-# --- 1. import + configure ----------------------------------------------------------
-
+#: The contrib Lambda set-up a user writes (``scope["exporter"]`` holds the spans).
 _CONTRIB_SETUP = """\
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -96,75 +75,15 @@ from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
 BotocoreInstrumentor().instrument()
 """
 
-IMPORT_VARIANTS = {
-    "boto3": "import boto3",
-    "ours": 'import boto3\nimport tracing\ntracing.configure(backend="otel")',
-    "ours-contrib": (
-        "import boto3\nimport tracing\n"
-        'tracing.configure(backend="otel", botocore_instrumentation="contrib")'
-    ),
-    "contrib": "import boto3\n" + _CONTRIB_SETUP,
-}
 
-IMPORT_CASES = {
-    "boto3": "import boto3",
-    "ours": 'boto3 + tracing + configure(backend="otel")',
-    "ours-contrib": "boto3 + tracing + configure(otel, botocore contrib)",
-    "contrib": "boto3 + OTel SDK + contrib Lambda & botocore instrumentors",
-}
-
-_IMPORT_TEMPLATE = """\
-import time
-
-def handler(event, context):
-    return 1
-
-_t0 = time.perf_counter()
-{body}
-_t1 = time.perf_counter()
-import json, sys
-sys.stdout.write(json.dumps({{"ms": (_t1 - _t0) * 1e3, "modules": len(sys.modules)}}) + "\\n")
-"""
-
-
-def run_import() -> list[dict[str, Any]]:
-    reps = bh.scaled(IMPORT_REPS)
-    samples: dict[str, list[float]] = {name: [] for name in IMPORT_VARIANTS}
-    modules: dict[str, int] = {}
-    with bh.Listener() as daemon:
-        env = bh.lambda_env(daemon.address, _HANDLER="__main__.handler")
-        for rep in range(reps + 1):
-            for name, statements in IMPORT_VARIANTS.items():
-                out = bh.run_code(_IMPORT_TEMPLATE.format(body=statements), env)
-                if rep:  # round 0 warms the disk cache and is discarded
-                    samples[name].append(out["ms"])
-                    modules[name] = out["modules"]
-        sent = daemon.quiet()
-    rows = {
-        name: bh.measured(BENCH_IMPORT, case, samples[name], "ms", modules=modules[name])
-        for name, case in IMPORT_CASES.items()
-    }
-    base = samples["boto3"]
-    deltas = {}
-    for name in ("ours", "ours-contrib", "contrib"):
-        paired = [a - b for a, b in zip(samples[name], base, strict=True)]
-        label = IMPORT_CASES[name].removeprefix("boto3 + ")
-        deltas[name] = bh.measured(BENCH_IMPORT, f"{label}, on top of boto3", paired, "ms")
-    bh.compare(deltas["ours"], deltas["contrib"], limit=0.5, vs="OTel contrib on top of boto3")
-    bh.compare(deltas["ours-contrib"], deltas["ours"], kind="diff", vs="ours (tracing botocore)")
-    contrib_ratio = deltas["ours-contrib"]["median"] / deltas["contrib"]["median"]
-    rows["boto3"]["note"] = (
-        f"time.perf_counter around the statements in a fresh `python -c` ({reps} runs each, "
-        f"interleaved); 'on top of boto3' = paired per-round difference with `import boto3`; "
-        f"contrib exports to an InMemorySpanExporter (sends nothing), _HANDLER=__main__.handler "
-        f"defined before the clock starts; datagrams sent during import/configure: {sent} "
-        f"(expected 0); OTel: {otel_versions()}"
-    )
-    deltas["ours-contrib"]["note"] = (
-        f"what opentelemetry-instrumentation-botocore costs at cold start instead of our "
-        f"botocore wrapper; this row is {contrib_ratio:.2f}x the whole contrib setup"
-    )
-    return [*rows.values(), *deltas.values()]
+def otel_versions() -> str:
+    found = []
+    for name in OTEL_PACKAGES:
+        try:
+            found.append(f"{name.removeprefix('opentelemetry-')} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name.removeprefix('opentelemetry-')} missing")
+    return ", ".join(found)
 
 
 # --- 2. per-invocation overhead ----------------------------------------------------
@@ -226,7 +145,7 @@ def _build(variant: str) -> tuple[Callable[[Any, Any], Any], Any]:
         return tracing.handler(lambda_handler), None
     if variant == "contrib":
         scope: dict[str, Any] = {}
-        exec(_CONTRIB_SETUP, scope)  # the same statements as in the import measurement
+        exec(_CONTRIB_SETUP, scope)
         module, name = os.environ["_HANDLER"].rsplit(".", 1)
         return getattr(importlib.import_module(module), name), scope["exporter"]
     if variant == "aws-xray-sdk":
@@ -348,7 +267,7 @@ def run_invoke(
         f"({exported['contrib']}/{calls} invocation spans exported); "
         f"{warnings['contrib']} warnings logged in {calls} invocations "
         f"({warnings['contrib'] / calls:.2f} per invocation, counted by a handler on the root "
-        f"logger, so not written anywhere): {first_warning!r}"
+        f"logger, so not written anywhere): {first_warning!r}; OTel: {otel_versions()}"
     )
     return [ours, contrib, sdk]
 
@@ -490,7 +409,7 @@ def run_cold() -> list[dict[str, Any]]:
 
 
 def run() -> list[dict[str, Any]]:
-    return [*run_import(), *run_invoke(), *run_cold()]
+    return [*run_invoke(), *run_cold()]
 
 
 def main(argv: Sequence[str]) -> None:

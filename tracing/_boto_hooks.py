@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
+from ._import_hook import ImportHook, when_imported
 from ._propagation import outgoing_header
 
 __all__ = ["HEADER", "install"]
@@ -47,31 +49,38 @@ _SAFE = "-=;:+&[]{}\"',"
 
 Around = Callable[[Any, str, Any, Callable[[], Any]], Any]
 _AROUND: list[Around | None] = [None]
-_SQS: list[dict[str, Callable[..., Any]]] = [{}]
 
 
-def install(sqs_handlers: dict[str, Callable[..., Any]], around: Around | None = None) -> bool:
+_HOOK: list[ImportHook | None] = [None]
+
+
+def install(record_calls: bool) -> None:
     """Wrap botocore's ``_make_api_call`` once; hook every client on its first call.
 
     Args:
-        sqs_handlers: SQS operation name (``SendMessage``...) to its
-            ``before-parameter-build`` handler.
-        around: Optional ``around(client, operation, params, call)`` run around
-            every API call (the AWS-call recorder). Replaces the previous one.
+        record_calls: Record every API call as a subsegment (``_aws_calls.py``);
+            False where a library's own instrumentation records them.
 
-    Returns:
-        False when botocore is not importable. Installing twice only updates
-        ``around`` and the SQS handlers.
+    Installing twice only updates ``record_calls``. Nothing is imported for it:
+    botocore is wrapped now if it is already imported, else when it is (a
+    function that never imports boto3 never pays botocore's 100 ms import on
+    our account). The recorder is imported on the first API call and the SQS
+    carriers (``sqs.py``) on the first SQS client's first call, so a function
+    that never calls AWS pays for neither at cold start.
     """
-    _AROUND[0] = around
-    _SQS[0] = sqs_handlers
-    try:
-        from botocore.client import BaseClient
-    except ImportError:
-        return False
+    _AROUND[0] = _record_first_call if record_calls else None
+    if _HOOK[0] is None or _HOOK[0] not in sys.meta_path:
+        _HOOK[0] = when_imported(
+            "botocore.client", _wrap_clients, "AWS calls are not recorded and carry no trace header"
+        )
+
+
+def _wrap_clients() -> None:
+    from botocore.client import BaseClient
+
     current = BaseClient._make_api_call  # type: ignore[attr-defined]  # private in the stubs
     if getattr(current, _MARK, False):
-        return True
+        return
 
     @functools.wraps(current)
     def _make_api_call(self: Any, operation_name: str, api_params: Any) -> Any:
@@ -93,7 +102,6 @@ def install(sqs_handlers: dict[str, Callable[..., Any]], around: Around | None =
 
     setattr(_make_api_call, _MARK, True)
     BaseClient._make_api_call = _make_api_call  # type: ignore[attr-defined]
-    return True
 
 
 def _register(client: Any) -> None:
@@ -104,8 +112,19 @@ def _register(client: Any) -> None:
     events.register("request-created", _request_created)
     events.register("before-send", _before_send)
     if client.meta.service_model.service_name == "sqs":
-        for operation, handler in _SQS[0].items():
+        from .sqs import HANDLERS
+
+        for operation, handler in HANDLERS.items():
             events.register(f"before-parameter-build.sqs.{operation}", handler)
+
+
+def _record_first_call(client: Any, operation: str, params: Any, call: Callable[[], Any]) -> Any:
+    """The recorder, imported on the first API call; it then replaces this stand-in."""
+    from ._aws_calls import record_call
+
+    if _AROUND[0] is _record_first_call:
+        _AROUND[0] = record_call
+    return record_call(client, operation, params, call)
 
 
 def http_value(text: str) -> str:

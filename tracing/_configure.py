@@ -110,10 +110,9 @@ def _records_aws_calls(settings: Settings) -> bool:
 
 def _install_hooks(record_aws_calls: bool) -> None:
     try:
-        from . import _boto_hooks, sqs
-        from ._aws_calls import record_call
+        from . import _boto_hooks
 
-        _boto_hooks.install(sqs.HANDLERS, record_call if record_aws_calls else None)
+        _boto_hooks.install(record_aws_calls)
     except Exception:
         log.exception("tracing: AWS call recording and SQS propagation could not be installed")
 

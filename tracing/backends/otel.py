@@ -38,6 +38,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import NonRecordingSpan
 
+from .._import_hook import ImportHook, when_imported
 from .._runtime import Runtime
 from .._scope import Scope
 from .._span import Span
@@ -47,8 +48,8 @@ from .otel_bridge import (
     CoreSpanProxy,
     InitRootSampler,
     OTelSpan,
+    XRayIdGenerator,
 )
-from .otel_xray import top_document
 
 if TYPE_CHECKING:
     from . import ForeignSpan
@@ -56,6 +57,9 @@ if TYPE_CHECKING:
 __all__ = ["CoreSpanProxy", "OTelBackend"]
 
 log = logging.getLogger("tracing.backends.otel")
+
+#: Marks a ``TracerProvider`` this backend made.
+_MADE_HERE = "_tracing_made_here"
 
 
 class OTelBackend:
@@ -81,16 +85,18 @@ class OTelBackend:
         self.processor = BridgeProcessor(runtime, self._emit_root)
         self.proxy = CoreSpanProxy(runtime)
         self._context_variable = _context_variable()
-        self.tracer: Any = None
         self._init_token: object | None = None
+        self._textmap_hook: ImportHook | None = None
 
     def install(self) -> None:
         provider = self.provider
         if provider is None and isinstance(trace.get_tracer_provider(), TracerProvider):
-            provider = trace.get_tracer_provider()  # the application's own, already global
+            provider = trace.get_tracer_provider()  # already global
+            if getattr(provider, _MADE_HERE, False):
+                # Made by an earlier configuration in this process (OTel sets the
+                # global provider once): its propagators come with it again.
+                self._install_textmap()
         if provider is None:
-            from opentelemetry.sdk.extension.aws.trace import AwsXRayIdGenerator
-
             sampler = None
             if self.runtime.in_lambda:
                 from opentelemetry.sdk.trace.sampling import ParentBased
@@ -98,12 +104,13 @@ class OTelBackend:
                 sampler = ParentBased(root=InitRootSampler())
             provider = TracerProvider(
                 sampler=sampler,
-                id_generator=AwsXRayIdGenerator(),
+                id_generator=XRayIdGenerator(),
                 # Resource(...) rather than Resource.create(...): create() runs the
                 # resource detectors in a thread pool (threads at configure(), and
                 # up to a few ms of cold start).
                 resource=Resource({"service.name": self.runtime.settings.service}),
             )
+            setattr(provider, _MADE_HERE, True)
             self._install_globals(provider)
         provider.add_span_processor(self.processor)
         self.provider = provider
@@ -111,7 +118,6 @@ class OTelBackend:
             from .otel_otlp import OTLPDocumentEmitter
 
             self.runtime.emitter = OTLPDocumentEmitter(self.runtime.settings.service, self.links)
-        self.tracer = provider.get_tracer("tracing")
         if self.botocore == "contrib":
             from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
 
@@ -124,23 +130,19 @@ class OTelBackend:
             # invocation runs there too and replaces this with its own span.
             self._init_token = otel_context.attach(trace.set_span_in_context(self.proxy))
 
-    @staticmethod
-    def _install_globals(provider: TracerProvider) -> None:
-        from opentelemetry import propagate
-        from opentelemetry.propagators.composite import CompositePropagator
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-        from .otel_propagator import GatedPropagator, XRayTracePropagator
-
+    def _install_globals(self, provider: TracerProvider) -> None:
         # Only where the application has not chosen its own provider already.
         if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
             trace.set_tracer_provider(provider)
-        # X-Ray's header by the library's propagation rule (Lineage kept), and
-        # W3C's, both silent where the rule passes nothing on (during init).
-        propagate.set_global_textmap(
-            CompositePropagator(
-                [XRayTracePropagator(), GatedPropagator(TraceContextTextMapPropagator())]
-            )
+        self._install_textmap()
+
+    def _install_textmap(self) -> None:
+        # OTel's propagation API (about 2 ms of imports) is set up when something
+        # imports it: an instrumentation, or user code calling propagate.inject.
+        self._textmap_hook = when_imported(
+            "opentelemetry.propagate",
+            install_textmap,
+            "calls made through OTel's propagation API carry no X-Ray trace header",
         )
 
     def close(self) -> None:
@@ -148,6 +150,9 @@ class OTelBackend:
         token, self._init_token = self._init_token, None
         if token is not None:
             self.exit(token)
+        hook, self._textmap_hook = self._textmap_hook, None
+        if hook is not None:
+            hook.remove()
 
     def flush(self, timeout_s: float) -> bool:
         try:
@@ -214,7 +219,27 @@ class OTelBackend:
 
     def _emit_root(self, span: ReadableSpan, entity: dict[str, Any]) -> None:
         """A span with no core ancestor (a worker's own OTel root): its own document."""
+        from .otel_xray import top_document
+
         self.runtime.emit(top_document(span, entity))
+
+
+def install_textmap() -> None:
+    """X-Ray's header by the library's propagation rule (Lineage kept), and W3C's.
+
+    Both are silent where the rule passes nothing on (during init).
+    """
+    from opentelemetry import propagate
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from .otel_propagator import GatedPropagator, XRayTracePropagator
+
+    propagate.set_global_textmap(
+        CompositePropagator(
+            [XRayTracePropagator(), GatedPropagator(TraceContextTextMapPropagator())]
+        )
+    )
 
 
 def _context_variable() -> tuple[Any, str] | tuple[None, None]:

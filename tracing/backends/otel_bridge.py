@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from random import getrandbits
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import (
     INVALID_SPAN_CONTEXT,
@@ -41,7 +44,9 @@ from .._header import new_id, new_trace_id
 from .._runtime import Runtime, get_runtime
 from .._scope import STACK, Scope
 from .._span import Span, exception_cause
-from .otel_xray import ANNOTATIONS_ATTRIBUTE, span_entity, xray_trace_id
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 __all__ = [
     "MAX_PENDING",
@@ -49,6 +54,7 @@ __all__ = [
     "CoreSpanProxy",
     "InitRootSampler",
     "OTelSpan",
+    "XRayIdGenerator",
     "record_exception",
 ]
 
@@ -59,6 +65,17 @@ MAX_PENDING = 10_000
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+
+
+def _converter() -> ModuleType:
+    """``otel_xray``, imported when the first OTel span needs converting.
+
+    Not at ``configure()``: a function that never starts an OTel span of its own
+    never pays for the converter at cold start.
+    """
+    from . import otel_xray
+
+    return otel_xray
 
 
 def trace_int(root: str) -> int:
@@ -81,6 +98,23 @@ def _context_of(core: Span) -> SpanContext:
     return SpanContext(
         trace_int(scope.trace_id), int(scope.parent_id or core.id, 16), False, _NOT_SAMPLED
     )
+
+
+class XRayIdGenerator(IdGenerator):
+    """OTel ids X-Ray accepts: a trace id that starts with its epoch seconds.
+
+    X-Ray rejects a trace whose first 32 bits are not a time within the last 30
+    days; OTel's default generator is fully random. The same rule as
+    ``opentelemetry-sdk-extension-aws``'s generator, without its import (cold
+    start) or its dependency. ``random`` is reseeded after a SnapStart restore
+    (``_snapstart.py``), so restored copies never repeat ids.
+    """
+
+    def generate_span_id(self) -> int:
+        return getrandbits(64) or 1
+
+    def generate_trace_id(self) -> int:
+        return (int(time.time()) << 96) | getrandbits(96)
 
 
 class CoreSpanProxy(NonRecordingSpan):
@@ -192,7 +226,7 @@ class OTelSpan:
 
     @property
     def trace_id(self) -> str | None:
-        return xray_trace_id(self._span.get_span_context().trace_id)
+        return str(_converter().xray_trace_id(self._span.get_span_context().trace_id))
 
     @property
     def scope(self) -> Scope | None:
@@ -210,9 +244,10 @@ class OTelSpan:
     def annotate(self, key: str, value: str | int | float | bool) -> None:
         span = self._span
         span.set_attribute(key, value)
-        listed = tuple(getattr(span, "attributes", {}).get(ANNOTATIONS_ATTRIBUTE) or ())
+        listed_key = _converter().ANNOTATIONS_ATTRIBUTE
+        listed = tuple(getattr(span, "attributes", {}).get(listed_key) or ())
         if key not in listed:
-            span.set_attribute(ANNOTATIONS_ATTRIBUTE, (*listed, key))
+            span.set_attribute(listed_key, (*listed, key))
 
     def put_metadata(self, key: str, value: Any, namespace: str) -> None:
         # Kept aside, not as an attribute: OTel attributes are one flat namespace,
@@ -373,7 +408,7 @@ class BridgeProcessor(SpanProcessor):
             if span_id in self._late:  # its invocation was already sent
                 self._late.discard(span_id)
                 return
-            entity = span_entity(span)
+            entity: dict[str, Any] = _converter().span_entity(span)
             self._open.pop(span_id, None)
             self._scope_of.pop(span_id, None)
             extra = self._metadata.pop(span_id, None)
@@ -421,7 +456,10 @@ class BridgeProcessor(SpanProcessor):
         """
         with self._lock:
             opened = dict(self._open)
-            entities = {sid: span_entity(span) for sid, span in opened.items()}
+            convert = _converter().span_entity
+            entities: dict[int, dict[str, Any]] = {
+                sid: convert(span) for sid, span in opened.items()
+            }
             for sid, entity in entities.items():
                 kids = self._pending.get(sid)
                 if kids:

@@ -19,9 +19,9 @@ else by a one-shot import hook that connects it right after
 from __future__ import annotations
 
 import logging
-import sys
 from typing import TYPE_CHECKING, Any
 
+from .._import_hook import ImportHook, when_imported
 from .._scope import Scope
 from .._span import Span
 
@@ -45,29 +45,22 @@ class XRayBackend:
         self.service = service
         #: True once aws-xray-sdk is connected.
         self.sdk = False
-        self._hook: _WhenImported | None = None
+        self._hook: ImportHook | None = None
 
     def install(self) -> None:
-        if SDK_MODULE in sys.modules:
-            self._connect()
-        else:
-            self._hook = _WhenImported(SDK_MODULE, self._connect)
-            sys.meta_path.insert(0, self._hook)
+        self._hook = when_imported(SDK_MODULE, self._connect, "its subsegments are lost")
 
     def _connect(self) -> None:
-        try:
-            from . import xray_sdk
+        from . import xray_sdk
 
-            xray_sdk.connect(self.service)
-            self.sdk = True
-        except Exception:
-            log.exception("tracing: could not connect aws-xray-sdk; its subsegments are lost")
+        xray_sdk.connect(self.service)
+        self.sdk = True
 
     def close(self) -> None:
         # The recorder keeps our Context: it stands aside once unconfigured.
         hook, self._hook = self._hook, None
-        if hook is not None and hook in sys.meta_path:
-            sys.meta_path.remove(hook)
+        if hook is not None:
+            hook.remove()
 
     def flush(self, timeout_s: float) -> bool:
         # Documents are sent synchronously when their scope ends: nothing is queued.
@@ -95,51 +88,3 @@ class XRayBackend:
 
     def open_entities(self, scope: Scope) -> dict[str, list[dict[str, Any]]]:
         return {}  # open SDK subsegments are already in the tree, written in_progress
-
-
-class _WhenImported:
-    """A one-shot ``sys.meta_path`` finder: ``callback()`` right after ``module`` imports.
-
-    It finds nothing itself: on the first ``find_spec`` of ``module`` it takes
-    itself off ``sys.meta_path``, asks the other finders for the real spec, and
-    wraps that spec's loader so that ``callback`` runs once the module has
-    executed.
-    """
-
-    def __init__(self, module: str, callback: Any) -> None:
-        self._module = module
-        self._callback = callback
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname != self._module:
-            return None
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
-        from importlib.util import find_spec
-
-        spec = find_spec(fullname)
-        if spec is None or spec.loader is None:
-            return spec
-        spec.loader = _ThenCall(spec.loader, self._callback)  # type: ignore[assignment]  # duck-typed
-        return spec
-
-
-class _ThenCall:
-    """A loader that runs its wrapped loader, then a callback (errors logged)."""
-
-    def __init__(self, loader: Any, callback: Any) -> None:
-        self._loader = loader
-        self._callback = callback
-
-    def create_module(self, spec: Any) -> Any:
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module: Any) -> None:
-        self._loader.exec_module(module)
-        try:
-            self._callback()
-        except Exception:
-            log.exception("tracing: could not connect aws-xray-sdk")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._loader, name)
