@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench fuzz clean example-package
+.PHONY: demo test test-pythons lint typecheck unit bench fuzz clean example-package
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ demo: $(STAMP)
 ## test: lint, type-check and run the whole test suite
 test: lint typecheck
 	$(BIN)/python -m pytest -q
+
+## test-pythons: the unit and contract suites and one awslambdaric test under every
+##               Python 3.10-3.14 found here (PATH, then pyenv); lists the versions skipped
+test-pythons:
+	$(PYTHON) tests/run_pythons.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check tracing tests examples benchmarks
@@ -53,4 +58,4 @@ example-package: $(STAMP)
 	done
 
 clean:
-	rm -rf $(VENV) .venv-bench-adot .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-bench-adot .venv-pythons .mypy_cache .ruff_cache .pytest_cache

@@ -7,11 +7,22 @@ Each target runs in its own process for a fixed number of inputs; the README's
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.skipif(
+    find_spec("atheris") is None,
+    reason=(
+        f"atheris is not installed for Python {platform.python_version()} on "
+        f"{sys.platform}/{platform.machine()}: it has wheels for Linux x86_64 only, and its "
+        f"source build needs clang and libFuzzer (the dev extra leaves it out elsewhere)"
+    ),
+)
 
 TARGETS = Path(__file__).with_name("atheris_targets.py")
 #: ``make fuzz`` multiplies the counts (TRACING_FUZZ_SCALE).
