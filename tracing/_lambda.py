@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._configure import ensure_configured
 from ._header import TraceHeader, new_trace_id, parse
-from ._payload import redact
 from ._runtime import Runtime
 from ._scope import STACK, Scope
 from ._span import NOOP, NoopSpan, Span, clean_name
@@ -227,6 +226,8 @@ class _Invocations:
 
 
 def _capture(span: Span, key: str, value: Any, runtime: Runtime) -> None:
+    from ._payload import redact  # only when capture is on (off by default)
+
     settings = runtime.settings
     # redact() already returns a JSON copy by the value rules, kept within the
     # span's metadata budget like any other.

@@ -1,7 +1,7 @@
 """The dependency direction: core <- backends <- local tools, never the reverse.
 
 The core imports no backend and holds no aws-xray-sdk or OpenTelemetry shape;
-it reaches a backend only through the Protocols of ``tracing/backends/__init__.py``.
+it reaches a backend only through the Protocols of ``tracing/backends/_seam.py``.
 ``_configure`` is the one place that picks a backend (lazily, by name).
 """
 

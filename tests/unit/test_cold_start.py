@@ -31,7 +31,6 @@ CORE = {
     "tracing._import_hook",
     "tracing._init_phase",
     "tracing._lambda",
-    "tracing._payload",
     "tracing._runtime",
     "tracing._scope",
     "tracing._span",
@@ -43,6 +42,7 @@ CORE = {
 DEFERRED = {
     "tracing.sqs",
     "tracing._aws_calls",
+    "tracing._payload",
     "tracing.backends.xray_sdk",
     "tracing.backends.otel_xray",
     "tracing.backends.otel_propagator",

@@ -24,7 +24,7 @@ Differences from the SDK's ``LambdaContext``, on purpose:
   invocation, so a missing header can never attach work to the previous trace.
 * Work outside any trace gets an untraced dummy parent instead of a log line.
 
-On the seam (``backends/__init__.py``): SDK subsegments are pushed on the core's
+On the seam (``backends/_seam.py``): SDK subsegments are pushed on the core's
 span stack wrapped as :class:`SdkSpan` (a ``ForeignSpan``), so the core sees them
 as current without knowing the SDK, and our spans are shown to the SDK as
 :class:`SpanView` segments.
