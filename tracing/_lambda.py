@@ -217,6 +217,9 @@ class _Invocations:
                 root.finish(now)
             if not runtime.emit_scope(scope):
                 log.debug("tracing: %s ended after its timeout was already sent", span.name)
+                # Possibly still being sent: returning now would freeze the sandbox
+                # with the rest of it unsent.
+                runtime.wait_for_guard(runtime.settings.deadline_margin_ms / 1000.0)
             runtime.end_of_unit()
         except Exception:
             runtime.log_once(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +26,7 @@ log = logging.getLogger("tracing")
 
 #: Attempts at a consistent snapshot of a running invocation (the guard).
 _SNAPSHOT_ATTEMPTS = 5
-#: Spans in a scope below which the guard encodes its snapshot whole first.
+#: Spans in a scope above which the guard cuts a timed-out tree from a decoded copy.
 _SMALL_SCOPE = 50
 
 
@@ -93,6 +95,9 @@ class Runtime:
         #: process), for work that carries only the OTel context into a thread.
         self.invocation: Span | None = None
         self.guard: DeadlineGuard | None = None
+        #: Set once the deadline guard's latest timeout document is out (see
+        #: :meth:`wait_for_guard`); None until the guard first fires.
+        self.guard_sent: threading.Event | None = None
         self.errors_logged: set[str] = set()
 
     def emit(self, document: dict[str, Any]) -> None:
@@ -128,32 +133,57 @@ class Runtime:
         attempt, retried, and what is sent is that encoded snapshot. If no attempt
         succeeds, the invocation entity alone is sent: the timeout is never lost.
         """
-        if not scope.claim():
-            return
+        # Cleared before the claim: a handler that loses the claim to us then
+        # always finds the send in progress (wait_for_guard).
+        sent = self.guard_sent = threading.Event()
+        try:
+            if scope.claim():
+                self._send_timeout(scope)
+        finally:
+            sent.set()
+
+    def wait_for_guard(self, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) until the guard's timeout document is sent.
+
+        For a handler that ends while the guard is sending its trace, in the last
+        ``deadline_margin_ms`` before the deadline: Lambda freezes the sandbox as
+        soon as the handler returns, which would cut off a big document's
+        remaining parts. The wait never outlasts the margin, the time that was
+        left before the deadline anyway.
+        """
+        sent = self.guard_sent
+        if sent is not None and not sent.is_set():
+            sent.wait(timeout_s)
+
+    def _send_timeout(self, scope: Scope) -> None:
         now = time.time()
         name = scope.root.name
         body = None
-        big = scope.spans > _SMALL_SCOPE
         for _attempt in range(_SNAPSHOT_ATTEMPTS):
             try:
                 doc = scope.document()
                 _graft(doc, self.backend.open_entities(scope))
                 seal_open(doc, now)
-                # The snapshot: what the handler does next can't change it. A big
-                # tree is not encoded whole first: the emitter cuts it into parts
-                # (each entity encoded once) and sends them as it goes.
-                body = b"" if big else encode(doc)
+                # The snapshot: what the handler does next can't change it.
+                body = encode(doc)
+                if scope.spans > _SMALL_SCOPE:
+                    # The dict still holds what the handler is changing (a
+                    # library span's metadata is the user's own dict): a tree the
+                    # emitter may have to cut into parts is cut from a copy
+                    # decoded from the snapshot, never from live data.
+                    doc = json.loads(body)
                 break
             except Exception:  # RuntimeError: changed size during iteration, and kin
+                body = None
                 continue
         try:
             if body is None:
                 log.warning("tracing: could not snapshot a timed-out invocation; sending it bare")
                 self.emitter.send(_bare(scope, now))
             else:
-                # The dict this snapshot was encoded from goes too: a document too
-                # big for one datagram is cut from it, not from its JSON again.
-                self.emitter.send(doc, body or None)
+                # The dict goes too: a document too big for one datagram is cut
+                # from it into parts.
+                self.emitter.send(doc, body)
         except Exception:
             self.log_once("emit", "tracing: could not send a trace document (logged once)")
         self.end_of_unit()

@@ -238,13 +238,15 @@ def test_the_guard_sends_a_snapshot_while_the_handler_keeps_writing(
     tracing.configure(backend=backend, deadline_margin_ms=100)
     shared: dict[str, Any] = {"items": []}
 
+    # Imported before the clock starts: an import inside the handler (aws-xray-sdk
+    # re-imported after another test removed it) can outlast the 200 ms before
+    # the deadline on a busy machine, and then no child exists at the timeout.
+    from aws_xray_sdk.core import xray_recorder
+    from opentelemetry import trace
+
     def library_span() -> Any:
         if backend == "xray":
-            from aws_xray_sdk.core import xray_recorder
-
             return xray_recorder.in_subsegment("library")
-        from opentelemetry import trace
-
         return trace.get_tracer("user").start_as_current_span("library")
 
     @tracing.handler
@@ -290,13 +292,15 @@ def test_a_held_library_span_used_after_it_ended_never_raises(
 ) -> None:
     tracing.configure(backend=backend)
 
+    # Imported before the clock starts: an import inside the handler (aws-xray-sdk
+    # re-imported after another test removed it) can outlast the 200 ms before
+    # the deadline on a busy machine, and then no child exists at the timeout.
+    from aws_xray_sdk.core import xray_recorder
+    from opentelemetry import trace
+
     def library_span() -> Any:
         if backend == "xray":
-            from aws_xray_sdk.core import xray_recorder
-
             return xray_recorder.in_subsegment("library")
-        from opentelemetry import trace
-
         return trace.get_tracer("user").start_as_current_span("library")
 
     @tracing.handler

@@ -265,6 +265,34 @@ def test_deadline_guard_sends_before_the_deadline(
 
 
 @pytest.mark.usefixtures("any_backend")
+def test_a_handler_ending_while_the_guard_sends_returns_only_once_all_is_sent(
+    daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lambda freezes the sandbox when the handler returns: a big timeout document
+    still being cut and sent by the guard must be out by then."""
+    tracing.configure(deadline_margin_ms=500)
+    blob = "x" * 3000
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> str:
+        with tracing.span("big"):
+            for i in range(990):
+                with tracing.span(f"part {i}") as span:
+                    span.put_metadata("blob", blob)
+            # Return as soon as the guard's first datagram is out: it is then
+            # in the middle of sending some fifty more.
+            daemon.wait_for(2, timeout=5.0)
+        return "late"
+
+    result = _invoke(monkeypatch, handler, _header()[2], testing.FakeContext(timeout_ms=1000))
+    assert result == "late"
+    docs = daemon.sync()  # everything sent before this point, nothing after
+    parts = [e for d in docs for e in testing.iter_entities(d) if e["name"].startswith("part ")]
+    assert len(parts) == 990
+    assert len({p["id"] for p in parts}) == 990
+
+
+@pytest.mark.usefixtures("any_backend")
 def test_fast_invocations_never_fire_the_guard(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:

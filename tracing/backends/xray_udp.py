@@ -62,8 +62,11 @@ def iter_parts(
     if body is not None and len(body) <= limit:
         yield body
         return
+    # Cut from a shallow copy: the caller's document stays whole, so a retry
+    # (``UDPEmitter.send``) starts again from everything.
+    document = dict(document)
     trace_id = document.get("trace_id")
-    children: list[dict[str, Any]] = document.pop("subsegments", None) or []
+    children: list[dict[str, Any]] = list(document.pop("subsegments", None) or [])
     own = encode(document)
     if len(own) > limit:
         _shrink(document, limit, len(own))
@@ -88,10 +91,13 @@ def iter_parts(
             # JSON already written, not by encoding it again.
             detached.append((child, child_body[:-1] + suffix))
         else:
-            child["type"] = "subsegment"
-            child["trace_id"] = trace_id
-            child["parent_id"] = document["id"]
-            detached.append((child, None))  # too big alone: cut further
+            independent_child = {
+                **child,
+                "type": "subsegment",
+                "trace_id": trace_id,
+                "parent_id": document["id"],
+            }
+            detached.append((independent_child, None))  # too big alone: cut further
     yield own[:-1] + b',"subsegments":[' + b",".join(kept) + b"]}" if kept else own
     for child, ready in detached:
         if ready is not None:
@@ -108,10 +114,19 @@ def _shrink(document: dict[str, Any], limit: int, size: int) -> None:
         without = len(encode(document))
         note["metadata_bytes"] = size - without
         size = without
-    if size > limit and "cause" in document:
-        for exception in document["cause"].get("exceptions", []):
-            exception["stack"] = exception.get("stack", [])[:5]
-            exception["message"] = str(exception.get("message", ""))[:1000]
+    cause = document.get("cause")
+    if size > limit and isinstance(cause, dict):
+        document["cause"] = {
+            **cause,
+            "exceptions": [
+                {
+                    **exception,
+                    "stack": exception.get("stack", [])[:5],
+                    "message": str(exception.get("message", ""))[:1000],
+                }
+                for exception in cause.get("exceptions", [])
+            ],
+        }
         note["cause_trimmed"] = True
         size = len(encode(document))
     if size > limit and "annotations" in document:

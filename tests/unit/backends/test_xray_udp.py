@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import errno
 import json
 import logging
@@ -64,6 +65,16 @@ def test_oversized_single_entity_keeps_the_entity_and_notes_truncation() -> None
 def test_oversized_children_are_detached_and_truncated() -> None:
     parts = [json.loads(p) for p in split_document(_segment(3, payload=70_000))]
     assert [p["id"] for p in parts] == ["53995c3f42cd8ad8", *(f"{i:016x}" for i in range(3))]
+
+
+def test_cutting_leaves_the_callers_document_whole_so_a_retry_sends_everything() -> None:
+    doc = _segment(3, payload=70_000)
+    doc["metadata"] = {"default": {"blob": "y" * 70_000}}
+    doc["cause"] = {"exceptions": [{"id": "0123456789abcdef", "message": "m" * 70_000}]}
+    before = copy.deepcopy(doc)
+    first = split_document(doc)
+    assert doc == before
+    assert split_document(doc) == first  # what UDPEmitter.send's retry would send
 
 
 def test_emitter_sends_daemon_datagrams() -> None:
