@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tracing import testing
+from tracing.local.aws import LocalAWS
 
 # Variables a test may set that would leak into the next one.
 _PREFIXES = ("TRACING_", "AWS_LAMBDA_", "_X_AMZN_", "AWS_XRAY_")
@@ -43,3 +44,16 @@ def in_lambda(monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]) -> No
     monkeypatch.setenv("LAMBDA_TASK_ROOT", str(tmp_path))
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "orders-api")
     monkeypatch.setenv("AWS_REGION", "us-east-1")
+
+
+@pytest.fixture(scope="session")
+def aws() -> Iterator[LocalAWS]:
+    """moto's HTTP server for the session, with the SSM parameters tests read.
+
+    Tests that make queues or tables name them uniquely: the server is shared.
+    """
+    with LocalAWS() as local:
+        ssm = local.client("ssm")
+        for name, value in (("/app/x", "1"), ("/app/currency", "EUR")):
+            ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
+        yield local

@@ -33,7 +33,7 @@ from typing import Any
 
 from ._runtime import current_node, get_runtime
 from ._scope import STACK
-from ._span import Span, exception_cause
+from ._span import CLIENT, Span, exception_cause
 
 __all__ = ["AWS_NAMESPACE", "record_call"]
 
@@ -104,6 +104,7 @@ def _open(client: Any, operation: str, params: Any) -> Span | None:
         return None
     meta = client.meta
     span = Span(meta.service_model.endpoint_prefix, scope)
+    span.kind = CLIENT
     span.namespace = AWS_NAMESPACE
     aws: dict[str, Any] = {"operation": operation, "region": meta.region_name}
     if isinstance(params, dict):

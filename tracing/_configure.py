@@ -15,7 +15,7 @@ from ._span import clean_name
 from .backends.xray_udp import UDPEmitter
 
 if TYPE_CHECKING:
-    from .backends import Backend
+    from .backends import Backend, Emitter
 
 __all__ = ["configure", "ensure_configured"]
 
@@ -56,7 +56,7 @@ def configure(service: str | None = None, backend: str | None = None, **options:
         init = InitPhase(started, settings.max_init_spans, settings.init_trace)
     runtime = Runtime(
         settings=settings,
-        emitter=UDPEmitter(settings.daemon_address),
+        emitter=_emitter(settings, explicit="exporter" in options),
         backend=NoLibrary(),
         in_lambda=in_lambda,
         init=init,
@@ -72,6 +72,34 @@ def configure(service: str | None = None, backend: str | None = None, **options:
         _load_backend(runtime, explicit=backend is not None or bool(options))
     set_runtime(runtime)
     return settings
+
+
+def _emitter(settings: Settings, explicit: bool) -> Emitter:
+    """Where documents go: X-Ray documents over UDP (default), or OTLP spans."""
+    if settings.exporter == "xray-udp" or settings.disabled:
+        return UDPEmitter(settings.daemon_address)
+    try:
+        from .backends._otlp_emitter import default_resource
+
+        attributes = default_resource(settings.service)
+        if settings.exporter == "otlp-udp":
+            from .backends.otlp_udp import OTLPUDPEmitter
+
+            return OTLPUDPEmitter(settings.daemon_address, attributes)
+        from .backends.otlp_http import OTLPHTTPEmitter
+
+        return OTLPHTTPEmitter(attributes)
+    except ValueError:
+        if explicit:
+            raise
+        log.exception(
+            "tracing: exporter %r is misconfigured; sending X-Ray documents", settings.exporter
+        )
+    except Exception:
+        log.exception(
+            "tracing: exporter %r could not be set up; sending X-Ray documents", settings.exporter
+        )
+    return UDPEmitter(settings.daemon_address)
 
 
 def _load_backend(runtime: Runtime, explicit: bool) -> None:

@@ -22,7 +22,7 @@ from ._configure import ensure_configured
 from ._header import TraceHeader, new_trace_id, parse
 from ._runtime import Runtime
 from ._scope import STACK, Scope
-from ._span import NOOP, NoopSpan, Span, clean_name
+from ._span import NOOP, SERVER, NoopSpan, Span, clean_name
 from ._values import dumps
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ class _Invocations:
             token = backend.enter(span)
             init = runtime.init
             if cold and init is not None and header is not None:
-                backend.link(span.id, init_trace_id or header.root, init.root.id)
+                runtime.emitter.link(span.id, init_trace_id or header.root, init.root.id)
             return span, scope, STACK.set((span,)), token
         except Exception:
             runtime.log_once(
@@ -173,6 +173,7 @@ class _Invocations:
         """Outside Lambda: a segment named after the service, the invocation inside."""
         runtime = self.runtime
         root = Span(runtime.service_name, start_time=span.start_time)
+        root.kind = SERVER
         root.add_child(span)
         if header is not None:
             scope = Scope(root, header.root, header.parent, segment=True, limit=self.limit)

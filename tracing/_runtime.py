@@ -57,9 +57,6 @@ class NoLibrary:
     def exit(self, token: object) -> None:
         return None
 
-    def link(self, span_id: str, trace_id: str | None, other_id: str | None) -> None:
-        return None
-
     def sent(self, scope: Scope) -> None:
         return None
 
@@ -112,14 +109,7 @@ class Runtime:
         claimed = scope.claim()
         if claimed:
             try:
-                body = scope.encoded()
-            except Exception:  # FastPathError, or a thread changing the tree: the dict path
-                body = None
-            try:
-                if body is None:
-                    self.emitter.send(scope.document())
-                else:
-                    self.emitter.send_encoded(body)
+                self.emitter.send_scope(scope)
             except Exception:
                 self.log_once("emit", "tracing: could not send a trace document (logged once)")
         self.backend.sent(scope)
@@ -166,7 +156,7 @@ class Runtime:
                 seal_open(doc, now)
                 # The snapshot: what the handler does next can't change it.
                 body = encode(doc)
-                if scope.spans > _SMALL_SCOPE:
+                if scope.spans > _SMALL_SCOPE and not self.emitter.otlp:
                     # The dict still holds what the handler is changing (a
                     # library span's metadata is the user's own dict): a tree the
                     # emitter may have to cut into parts is cut from a copy

@@ -34,7 +34,19 @@ if TYPE_CHECKING:
     from ._scope import Scope
     from .backends import ForeignEntity, ForeignSpan
 
-__all__ = ["MAX_ANNOTATIONS", "NOOP", "NoopSpan", "Span", "clean_name", "exception_cause"]
+__all__ = [
+    "CLIENT",
+    "CONSUMER",
+    "INTERNAL",
+    "MAX_ANNOTATIONS",
+    "NOOP",
+    "PRODUCER",
+    "SERVER",
+    "NoopSpan",
+    "Span",
+    "clean_name",
+    "exception_cause",
+]
 
 log = logging.getLogger("tracing.span")
 
@@ -56,6 +68,9 @@ _NOT_SPACE_SEPARATORS = frozenset("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85")
 # so it is done under this lock; using one afterwards is a single atomic
 # operation under the GIL (``list.append``, ``dict.__setitem__``).
 _CREATE = threading.Lock()
+
+#: OTLP span kinds, for :attr:`Span.kind`.
+INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER = 1, 2, 3, 4, 5
 
 
 def _name_char_ok(char: str) -> bool:
@@ -119,6 +134,7 @@ class Span:
         "fault",
         "http",
         "id",
+        "kind",
         "metadata",
         "metadata_bytes",
         "name",
@@ -153,6 +169,9 @@ class Span:
         self.namespace: str | None = None
         self.aws: dict[str, Any] | None = None
         self.http: dict[str, Any] | None = None
+        #: OTLP span kind (:data:`INTERNAL`...): written by the OTLP exporters only,
+        #: X-Ray documents have no kinds.
+        self.kind = INTERNAL
 
     # -- public API -----------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    tracing daemon [--listen 127.0.0.1:2000] [--db PATH] [--forward]
+    tracing daemon [--listen 127.0.0.1:2000] [--db PATH] [--forward] [--otlp-http 127.0.0.1:4318]
     tracing traces [--db PATH] [--since 10m] [--limit 20]
     tracing show TRACE_ID [--db PATH] [--html FILE] [--from-xray]
     tracing run module.handler --event FILE [--invocations N] [--code-dir DIR] [--snapstart N]
@@ -96,9 +96,13 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
 
     with (
         _store(args.db) as store,
-        Collector(args.listen, store, forward=forward, on_trace=on_trace) as collector,
+        Collector(
+            args.listen, store, forward=forward, on_trace=on_trace, otlp_http=args.otlp_http
+        ) as collector,
     ):
         print(f"listening on udp://{collector.address}, storing in {store.path}", flush=True)
+        if collector.otlp_http_address:
+            print(f"OTLP/HTTP on http://{collector.otlp_http_address}/v1/traces", flush=True)
         try:
             while True:
                 time.sleep(3600)
@@ -145,6 +149,11 @@ def _parser() -> argparse.ArgumentParser:
     daemon.add_argument("--endpoint-url", help="X-Ray endpoint for --forward (tests, proxies)")
     daemon.add_argument(
         "--print-traces", action="store_true", help="print a line per trace even when piped"
+    )
+    daemon.add_argument(
+        "--otlp-http",
+        metavar="HOST:PORT",
+        help="also take OTLP/HTTP (exporter=otlp) on this address, e.g. 127.0.0.1:4318",
     )
     daemon.set_defaults(func=_cmd_daemon)
 

@@ -35,7 +35,7 @@ from ._header import TraceHeader, from_traceparent, new_trace_id, parse, to_trac
 from ._propagation import outgoing_header
 from ._runtime import Runtime, current_node, get_runtime
 from ._scope import STACK, Scope
-from ._span import NOOP, NoopSpan, Span, clean_name
+from ._span import CONSUMER, NOOP, NoopSpan, Span, clean_name
 
 if TYPE_CHECKING:
     from ._scope import Node
@@ -367,6 +367,7 @@ class consume:  # noqa: N801 - reads as a function at call sites
         if usable and header is not None:
             # Same start as the record's subsegment, so the two line up exactly.
             segment = Span(runtime.service_name, start_time=record.start_time or None)
+            segment.kind = CONSUMER
             scope = Scope(
                 segment,
                 header.root,
@@ -391,6 +392,7 @@ class consume:  # noqa: N801 - reads as a function at call sites
             return segment
         else:
             segment = Span(runtime.service_name)
+            segment.kind = CONSUMER
             scope = Scope(
                 segment, new_trace_id(), None, segment=True, limit=settings.max_spans_per_invocation
             )
@@ -413,9 +415,10 @@ class consume:  # noqa: N801 - reads as a function at call sites
             if usable and header is not None and invocation is not None:
                 # OTel messaging conventions: the invocation links to each
                 # record's context, the processing span to the invocation.
-                backend.link(invocation.id, header.root, header.parent)
+                emitter = runtime.emitter
+                emitter.link(invocation.id, header.root, header.parent)
                 trace_id = parent_scope.trace_id if parent_scope is not None else None
-                backend.link(segment.id, trace_id, invocation.id)
+                emitter.link(segment.id, trace_id, invocation.id)
         return segment
 
     def __exit__(

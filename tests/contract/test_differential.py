@@ -27,7 +27,7 @@ import decimal
 import math
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -330,15 +330,6 @@ def _tree(documents: list[dict[str, Any]], trace_id: str) -> Any:
 
 
 # -- the test ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def aws() -> Iterator[LocalAWS]:
-    with LocalAWS() as local:
-        local.client("ssm").put_parameter(
-            Name="/app/currency", Value="EUR", Type="String", Overwrite=True
-        )
-        yield local
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,6 @@ import tracing
 from tracing import testing
 from tracing._header import new_id, new_trace_id
 from tracing.local.aws import LocalAWS
-
-
-@pytest.fixture(scope="module")
-def aws() -> Iterator[LocalAWS]:
-    with LocalAWS() as local:
-        local.client("ssm").put_parameter(Name="/app/x", Value="1", Type="String", Overwrite=True)
-        yield local
 
 
 @pytest.fixture(params=["xray", "otel"])

@@ -101,12 +101,6 @@ def test_bad_backend_options_raise() -> None:
         tracing.configure(backend="otel", botocore_instrumentation="all")
 
 
-@pytest.fixture(scope="module")
-def aws() -> Iterator[LocalAWS]:
-    with LocalAWS() as local:
-        yield local
-
-
 def test_traceparent_is_added_only_when_it_fits(
     aws: LocalAWS, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,7 +9,6 @@ request body.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
 
@@ -22,13 +21,6 @@ from tracing._header import new_id, new_trace_id, parse
 from tracing.local.aws import LocalAWS
 
 LINEAGE = "Lineage=a87bd80c:3"
-
-
-@pytest.fixture(scope="module")
-def aws() -> Iterator[LocalAWS]:
-    with LocalAWS() as local:
-        local.client("ssm").put_parameter(Name="/app/x", Value="1", Type="String", Overwrite=True)
-        yield local
 
 
 @pytest.fixture(params=["xray", "otel"])

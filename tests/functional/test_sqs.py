@@ -16,12 +16,6 @@ from tracing._header import new_id, new_trace_id, parse
 from tracing.local.aws import LocalAWS
 
 
-@pytest.fixture(scope="module")
-def aws() -> Iterator[LocalAWS]:
-    with LocalAWS() as local:
-        yield local
-
-
 @pytest.fixture
 def queue(aws: LocalAWS, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
     """An SQS client made before configure(), and a fresh queue."""

@@ -14,16 +14,6 @@ from tracing.local.runtime import LocalLambda
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-@pytest.fixture(scope="session")
-def aws() -> Iterator[LocalAWS]:
-    """moto's server for the whole session, with the parameters the fixtures read."""
-    with LocalAWS() as local:
-        local.client("ssm").put_parameter(
-            Name="/app/currency", Value="EUR", Type="String", Overwrite=True
-        )
-        yield local
-
-
 LaunchFn = Callable[..., LocalLambda]
 
 

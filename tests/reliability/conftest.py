@@ -13,10 +13,6 @@ from tracing import testing
 from tracing.local.aws import LocalAWS
 from tracing.local.runtime import LocalLambda
 
-from ..integration.conftest import aws  # moto's server, one for the whole session
-
-__all__ = ["aws"]
-
 FIXTURES = Path(__file__).parent / "fixtures"
 #: Short deadline for every runtime fault: the deadline test needs it, the others
 #: finish in a few milliseconds.

@@ -127,10 +127,6 @@ class Backend(Protocol):
         """Undo one :meth:`enter`. Never raises."""
         ...
 
-    def link(self, span_id: str, trace_id: str | None, other_id: str | None) -> None:
-        """Note a link from core span ``span_id`` to another context (OTLP export)."""
-        ...
-
     def sent(self, scope: Scope) -> None:
         """``scope`` was sent: forget whatever of the library still refers to it."""
         ...
@@ -145,6 +141,26 @@ class Emitter(Protocol):
 
     #: True when documents wait in a buffer until :meth:`flush`.
     buffered: bool
+    #: True when it writes OTLP spans rather than X-Ray documents: documents
+    #: handed to :meth:`send` may then hold library entities that write
+    #: themselves (``otlp_spans``), and must be passed on as they are.
+    otlp: bool
+
+    def send_scope(self, scope: Scope) -> None:
+        """Send (or buffer) one finished scope: what the handler and consumers emit.
+
+        The common case, so the emitter writes it its fastest way. Never raises.
+        """
+        ...
+
+    def link(self, span_id: str, trace_id: str | None, other_id: str | None) -> None:
+        """Note an OTel link from core span ``span_id`` to another span context.
+
+        The invocation to ``Init`` and to each SQS record's producer, a consumer
+        segment to its invocation. X-Ray documents cannot carry links: only the
+        OTLP emitters keep them.
+        """
+        ...
 
     def send(self, document: dict[str, Any], body: bytes | None = None) -> None:
         """Send (or buffer) one top-level document. Never raises.

@@ -43,7 +43,6 @@ from .._runtime import Runtime
 from .._scope import Scope
 from .._span import Span
 from .otel_bridge import (
-    MAX_PENDING,
     BridgeProcessor,
     CoreSpanProxy,
     InitRootSampler,
@@ -78,10 +77,6 @@ class OTelBackend:
                 f"(opentelemetry.sdk.trace.TracerProvider), got {type(self.provider).__name__}"
             )
         self.botocore = settings.botocore_instrumentation
-        self.exporter = settings.exporter
-        #: span id -> linked (trace id, span id) contexts, for the OTLP exporter
-        #: (X-Ray documents cannot carry links).
-        self.links: dict[str, list[tuple[str, str]]] = {}
         self.processor = BridgeProcessor(runtime, self._emit_root)
         self.proxy = CoreSpanProxy(runtime)
         self._context_variable = _context_variable()
@@ -114,10 +109,11 @@ class OTelBackend:
             self._install_globals(provider)
         provider.add_span_processor(self.processor)
         self.provider = provider
-        if self.exporter == "otlp":
-            from .otel_otlp import OTLPDocumentEmitter
-
-            self.runtime.emitter = OTLPDocumentEmitter(self.runtime.settings.service, self.links)
+        resource = getattr(provider, "resource", None)
+        update = getattr(self.runtime.emitter, "add_resource", None)
+        if update is not None and resource is not None and not getattr(provider, _MADE_HERE, False):
+            # The OTLP exporters take the application's (or ADOT's) resource.
+            update(resource.attributes)
         if self.botocore == "contrib":
             from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
 
@@ -194,14 +190,6 @@ class OTelBackend:
             otel_context.detach(token)  # type: ignore[arg-type]
         except Exception:
             log.debug("tracing: OTel context detach failed", exc_info=True)
-
-    def link(self, span_id: str, trace_id: str | None, other_id: str | None) -> None:
-        """Record an OTel link from core span ``span_id`` to another context."""
-        if trace_id is None or other_id is None or self.exporter != "otlp":
-            return
-        if len(self.links) >= MAX_PENDING:
-            self.links.pop(next(iter(self.links)))
-        self.links.setdefault(span_id, []).append((trace_id, other_id))
 
     def sent(self, scope: Scope) -> None:
         self.processor.forget(scope)

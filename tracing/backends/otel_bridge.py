@@ -262,22 +262,66 @@ class OTelSpan:
         self._processor.adopt(self._span.get_span_context().span_id, child)
 
 
+class OTelEntity(dict[str, Any]):
+    """An OTel span's X-Ray entity dict that can also write itself as OTLP.
+
+    What ``_Entity.to_dict`` returns: X-Ray emitters read it as a dict; the OTLP
+    emitters find ``otlp_spans`` on it and write the span itself instead.
+    """
+
+    __slots__ = ("source",)
+    source: _Entity
+
+    def otlp_spans(
+        self, trace: bytes, parent: bytes | None, flags: int, now: float | None
+    ) -> list[bytes]:
+        return self.source.otlp_spans(trace, parent, flags, now)
+
+
 class _Entity:
-    """A converted OTel span nested in a core span (serializes as itself)."""
+    """An OTel span under a core span (a ``ForeignEntity``): converted when emitted.
 
-    __slots__ = ("end_time", "entity")
+    Keeps the SDK's span, the metadata attached to it through ``tracing`` and
+    what nests under it (ended OTel spans, adopted core spans), so each exporter
+    writes it its own way: an X-Ray entity (``to_dict``), or the OTLP span itself.
+    """
 
-    def __init__(self, entity: dict[str, Any]) -> None:
-        self.entity = entity
-        self.end_time = entity.get("end_time")
+    __slots__ = ("_dict", "children", "end_time", "metadata", "span")
+
+    def __init__(
+        self, span: Any, metadata: dict[str, dict[str, Any]] | None, children: list[Any] | None
+    ) -> None:
+        self.span = span
+        self.metadata = metadata
+        self.children = children
+        end = span.end_time
+        self.end_time = end / 1e9 if end is not None else None
+        self._dict: OTelEntity | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return self.entity
+        entity = self._dict
+        if entity is not None:
+            return entity
+        entity = OTelEntity(_converter().span_entity(self.span))
+        entity.source = self
+        if self.metadata:
+            metadata = entity.setdefault("metadata", {})
+            for namespace, values in self.metadata.items():
+                metadata.setdefault(namespace, {}).update(values)
+        if self.children:
+            entity["subsegments"] = [
+                entity_dict(c) if isinstance(c, Span) else c.to_dict() for c in self.children
+            ]
+        if self.end_time is not None:  # an open span (a timeout snapshot) may still change
+            self._dict = entity
+        return entity
 
+    def otlp_spans(
+        self, trace: bytes, parent: bytes | None, flags: int, now: float | None
+    ) -> list[bytes]:
+        from .otel_otlp import readable_spans
 
-def _entities(children: list[Any]) -> list[dict[str, Any]]:
-    """Pending children as entity dicts: converted OTel spans, and adopted core spans."""
-    return [entity_dict(c) if isinstance(c, Span) else c for c in children]
+        return readable_spans(self, trace, parent, flags, now)
 
 
 class BridgeProcessor(SpanProcessor):
@@ -408,18 +452,13 @@ class BridgeProcessor(SpanProcessor):
             if span_id in self._late:  # its invocation was already sent
                 self._late.discard(span_id)
                 return
-            entity: dict[str, Any] = _converter().span_entity(span)
             self._open.pop(span_id, None)
             self._scope_of.pop(span_id, None)
             extra = self._metadata.pop(span_id, None)
-            if extra:
-                metadata = entity.setdefault("metadata", {})
-                for namespace, values in extra.items():
-                    metadata.setdefault(namespace, {}).update(values)
             children = self._pending.pop(span_id, None)
             if children:
                 self._pending_count -= len(children)
-                entity["subsegments"] = _entities(children)
+            entity = _Entity(span, extra, children)
             core = self._core_parent.pop(span_id, None)
             otel_parent = self._otel_parent.pop(span_id, None)
             if core is None and otel_parent is not None:
@@ -442,11 +481,11 @@ class BridgeProcessor(SpanProcessor):
         if core is not None:
             scope = core.scope
             if scope is None or (not scope.done and scope.admit()):
-                core.add_child(_Entity(entity))
+                core.add_child(entity)
             return
         if span.parent is not None and not span.parent.trace_flags.sampled:
             return  # under an unsampled parent: recorded only by a sampler ignoring it
-        self._emit_root(span, entity)
+        self._emit_root(span, entity.to_dict())
 
     def open_entities(self, core_ids: set[str]) -> dict[str, list[dict[str, Any]]]:
         """In-progress entities (with their ended children) under the given core spans.
@@ -456,23 +495,25 @@ class BridgeProcessor(SpanProcessor):
         """
         with self._lock:
             opened = dict(self._open)
-            convert = _converter().span_entity
-            entities: dict[int, dict[str, Any]] = {
-                sid: convert(span) for sid, span in opened.items()
+            entities = {
+                sid: _Entity(
+                    span,
+                    self._metadata.get(sid),
+                    list(self._pending.get(sid) or ()),
+                )
+                for sid, span in opened.items()
             }
-            for sid, entity in entities.items():
-                kids = self._pending.get(sid)
-                if kids:
-                    entity["subsegments"] = _entities(list(kids))
-            attached: dict[str, list[dict[str, Any]]] = {}
+            attached: dict[str, list[_Entity]] = {}
             for sid, entity in entities.items():
                 parent_core = self._core_parent.get(sid)
                 parent_otel = self._otel_parent.get(sid)
                 if parent_core is not None and parent_core.id in core_ids:
                     attached.setdefault(parent_core.id, []).append(entity)
                 elif parent_otel is not None and parent_otel in entities:
-                    entities[parent_otel].setdefault("subsegments", []).append(entity)
-            return attached
+                    parent_entity = entities[parent_otel]
+                    parent_entity.children = [*(parent_entity.children or ()), entity]
+            # Dicts for the X-Ray snapshot; they write themselves as OTLP.
+            return {core_id: [e.to_dict() for e in items] for core_id, items in attached.items()}
 
     def shutdown(self) -> None:
         return None

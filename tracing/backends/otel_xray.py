@@ -64,6 +64,10 @@ _CONSUMED = frozenset(
         "http.response.status_code",
     }
 )
+#: ``aws.*`` attributes that are not fields of X-Ray's ``aws`` block.
+_NOT_AWS_BLOCK = frozenset(
+    {ANNOTATIONS_ATTRIBUTE, "aws.dynamodb.table_names", "aws.requestId", "aws.service"}
+)
 _FRAME = re.compile(r'File "([^"]*)", line (\d+), in (\S+)')
 
 
@@ -132,6 +136,10 @@ def span_entity(span: ReadableSpan) -> dict[str, Any]:
         tables = attributes.get("aws.dynamodb.table_names")
         if "table_name" not in aws and isinstance(tables, Sequence) and tables:
             aws["table_name"] = tables[0]
+        for key in [k for k in attributes if k.startswith("aws.") and k not in _NOT_AWS_BLOCK]:
+            # The rest of the ``aws`` block as the OTLP exporters write it
+            # (``aws.bucket_name``, ``aws.retries``...).
+            aws.setdefault(key[4:], attributes.pop(key))
         entity["aws"] = aws
     elif span.kind in (SpanKind.CLIENT, SpanKind.PRODUCER):
         entity["namespace"] = "remote"

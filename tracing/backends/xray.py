@@ -77,9 +77,6 @@ class XRayBackend:
     def exit(self, token: object) -> None:
         return None
 
-    def link(self, span_id: str, trace_id: str | None, other_id: str | None) -> None:
-        return None  # X-Ray documents cannot carry links
-
     def sent(self, scope: Scope) -> None:
         if self.sdk:
             from . import xray_sdk

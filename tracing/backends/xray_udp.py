@@ -21,9 +21,12 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._encoding import encode
+
+if TYPE_CHECKING:
+    from .._scope import Scope
 
 __all__ = ["HEADER", "MAX_DATAGRAM", "UDPEmitter", "encode", "iter_parts", "split_document"]
 
@@ -138,6 +141,29 @@ class UDPEmitter:
     """Sends documents to ``host:port``; creates its socket on first use."""
 
     buffered = False  # each document is sent when it is handed over
+    otlp = False  # X-Ray segment documents
+
+    def link(self, span_id: str, trace_id: str | None, other_id: str | None) -> None:
+        return None  # X-Ray documents cannot carry links
+
+    def send_scope(self, scope: Scope) -> None:
+        """Send one finished scope's document: written straight from its spans
+        (the fast path), or built as a dict when the tree needs it. Never raises."""
+        if not scope.sampled:
+            return  # X-Ray documents have no unsampled form
+        try:
+            body = scope.encoded()
+        except Exception:  # FastPathError, or a thread changing the tree: the dict path
+            body = None
+        if body is None:
+            try:
+                document = scope.document()
+            except Exception as exc:
+                self.fail("encode", exc)
+                return
+            self.send(document)
+        else:
+            self.send_encoded(body)
 
     def __init__(self, address: str) -> None:
         host, _, port = address.rpartition(":")
@@ -195,7 +221,7 @@ class UDPEmitter:
             except Exception as exc:  # a thread changed a shared value while it was read
                 body = None
                 if attempt == 2:
-                    self._fail("encode", exc)
+                    self.fail("encode", exc)
                     return
 
     def send_encoded(self, body: bytes) -> None:
@@ -208,7 +234,7 @@ class UDPEmitter:
                     self.sent += 1
                     return
                 except Exception as exc:
-                    self._fail("send", exc)
+                    self.fail("send", exc)
                     return
             self.send_raw(HEADER + body)
             return
@@ -217,7 +243,7 @@ class UDPEmitter:
             for part in parts:
                 self.send_raw(HEADER + part)
         except Exception as exc:
-            self._fail("encode", exc)
+            self.fail("encode", exc)
 
     def send_raw(self, datagram: bytes) -> None:
         """Send one already-framed datagram. Never raises."""
@@ -234,9 +260,10 @@ class UDPEmitter:
         except Exception as exc:
             if self._sock is None:
                 self._retry_at = time.monotonic() + 30.0
-            self._fail("send", exc)
+            self.fail("send", exc)
 
-    def _fail(self, what: str, exc: Exception) -> None:
+    def fail(self, what: str, exc: Exception) -> None:
+        """Count a failure; log its kind once (a warning), then at debug level."""
         self.failed += 1
         kind = f"{what}:{type(exc).__name__}:{getattr(exc, 'errno', '')}"
         if kind not in self._errors_seen:

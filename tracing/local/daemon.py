@@ -1,8 +1,11 @@
 """A local, X-Ray-daemon-compatible collector: UDP datagrams in, SQLite out.
 
 Point ``AWS_XRAY_DAEMON_ADDRESS`` at it and traced code sends here exactly what
-it sends to the X-Ray daemon in Lambda. Three threads, each with a bounded
-queue in front of it, so a burst or a hostile sender costs drops, never memory:
+it sends to the X-Ray daemon in Lambda: segment documents, and OTLP spans in
+``T1S`` datagrams (``exporter="otlp-udp"``, ADOT), which are stored as the
+documents X-Ray makes of them (``otlp.py``). With ``otlp_http`` it also takes
+OTLP/HTTP (``exporter="otlp"``). Three threads, each with a bounded queue in
+front of it, so a burst or a hostile sender costs drops, never memory:
 
 - the *receiver* reads datagrams and parses them as the daemon does;
 - the *writer* stores batches in a :class:`~tracing.local.store.TraceStore`
@@ -49,6 +52,20 @@ _EXACT_HEADER = b'{"format":"json","version":1}'
 Document = dict[str, Any]
 
 
+def _header_ok(header: bytes) -> bool:
+    if header == _EXACT_HEADER:
+        return True
+    # NOTE: the daemon unmarshals the header rather than comparing bytes, so
+    # '{"format": "json", "version": 1}' with spaces is accepted too.
+    # https://github.com/aws/aws-xray-daemon/blob/master/pkg/tracesegment/tracesegment.go
+    try:
+        fields = json.loads(header)
+    except ValueError:
+        return False
+    version = fields.get("version") if isinstance(fields, dict) else None
+    return type(version) is int and version == 1 and fields.get("format") == "json"
+
+
 def parse_datagram(data: bytes) -> tuple[Document, str] | None:
     """Parse one daemon datagram: a header line, a newline, one JSON document.
 
@@ -62,16 +79,8 @@ def parse_datagram(data: bytes) -> tuple[Document, str] | None:
     """
     try:
         header, newline, body = data.partition(b"\n")
-        if len(data) > MAX_DATAGRAM or not newline:
+        if len(data) > MAX_DATAGRAM or not newline or not _header_ok(header):
             return None
-        if header != _EXACT_HEADER:
-            # NOTE: the daemon unmarshals the header rather than comparing bytes,
-            # so '{"format": "json", "version": 1}' with spaces is accepted too.
-            # https://github.com/aws/aws-xray-daemon/blob/master/pkg/tracesegment/tracesegment.go
-            fields = json.loads(header)
-            version = fields.get("version") if isinstance(fields, dict) else None
-            if type(version) is not int or version != 1 or fields.get("format") != "json":
-                return None
         text = body.decode("utf-8").strip()
         document = json.loads(text)
         if (
@@ -131,6 +140,7 @@ class Collector:
         forward: ForwardConfig | None = None,
         on_trace: Callable[[str, list[Document]], None] | None = None,
         quiet_s: float = 1.0,
+        otlp_http: str | None = None,
     ) -> None:
         host, _, port = listen.rpartition(":")
         self._listen = (host.strip("[]") or "127.0.0.1", int(port))
@@ -139,12 +149,23 @@ class Collector:
         self._forward = forward
         self._on_trace = on_trace
         self._quiet_s = quiet_s
+        self._otlp_http_listen = otlp_http
+        self._otlp_http: Any = None
         size = max(1, queue_size)  # NOTE: Queue(0) would be unbounded
         self._queue: queue.Queue[tuple[Document, float]] = queue.Queue(size)
         self._forward_queue: queue.Queue[str] = queue.Queue(size)
         self._pending: OrderedDict[str, float] = OrderedDict()  # trace id -> last seen
         self._counts = dict.fromkeys(
-            ("received", "stored", "garbage", "dropped", "forwarded", "forward_errors"), 0
+            (
+                "received",
+                "stored",
+                "garbage",
+                "unsampled",
+                "dropped",
+                "forwarded",
+                "forward_errors",
+            ),
+            0,
         )
         self._counts_lock = threading.Lock()
         self._warned: set[str] = set()
@@ -207,6 +228,16 @@ class Collector:
                 sock.close()
                 raise
             self._sock, self._address = sock, sock.getsockname()[:2]
+            if self._otlp_http_listen is not None:
+                from .otlp_http import OTLPHTTPReceiver
+
+                try:
+                    self._otlp_http = OTLPHTTPReceiver(
+                        self._otlp_http_listen, self.submit, self._count
+                    ).start()
+                except BaseException:
+                    sock.close()
+                    raise
             if not ipaddress.ip_address(self._address[0].split("%")[0]).is_loopback:
                 log.warning(
                     "tracing collector listening on %s: anyone who can reach it can write traces",
@@ -235,6 +266,8 @@ class Collector:
                 return
             self._state = "stopped"
         # Receiver first, then the others: nothing received is left in a queue.
+        if self._otlp_http is not None:
+            self._otlp_http.stop()
         for thread, stop in self._workers:
             stop.set()
             thread.join(timeout)
@@ -274,14 +307,44 @@ class Collector:
             except Exception:  # never let one datagram stop the collector
                 log.exception("tracing collector: unexpected error on a datagram")
 
+    @property
+    def otlp_http_address(self) -> str | None:
+        """``host:port`` of the OTLP/HTTP receiver, when there is one."""
+        return self._otlp_http.address if self._otlp_http is not None else None
+
     def _accept(self, data: bytes) -> None:
         self._count("received")
+        header, newline, body = data.partition(b"\n")
+        if newline and body[:3] in (b"T1S", b"T1U"):
+            self._accept_otlp(header, body, len(data))
+            return
         parsed = parse_datagram(data)
         if parsed is None:
             self._count("garbage")
             log.debug("tracing collector: ignored a malformed datagram: %r", data[:100])
             return
-        document, text = parsed
+        self._enqueue(*parsed)
+
+    def _accept_otlp(self, header: bytes, body: bytes, size: int) -> None:
+        from .otlp import otlp_datagram
+
+        decoded = otlp_datagram(body) if size <= MAX_DATAGRAM and _header_ok(header) else None
+        if decoded is None:
+            self._count("garbage")
+            log.debug("tracing collector: ignored a malformed OTLP datagram: %r", body[:100])
+            return
+        sampled, documents = decoded
+        if not sampled:
+            self._count("unsampled", len(documents))  # X-Ray does not store them
+            return
+        self.submit(documents)
+
+    def submit(self, documents: list[Document]) -> None:
+        """Store documents received another way (OTLP): as if each came alone."""
+        for document in documents:
+            self._enqueue(document, json.dumps(document, separators=(",", ":")))
+
+    def _enqueue(self, document: Document, text: str) -> None:
         try:
             self._queue.put_nowait((document, time.time()))
         except queue.Full:

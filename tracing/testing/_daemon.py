@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import socket
@@ -15,11 +16,23 @@ from ..backends.xray_udp import HEADER
 __all__ = ["DaemonListener", "parse_datagram"]
 
 _SYNC = b"tracing-testing-sync:"
+_OTLP = (b"T1S", b"T1U")
 _sync_numbers = itertools.count(1)
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _otlp_request(data: bytes) -> tuple[bool, bytes] | None:
+    """(sampled, request protobuf) of a ``T1S``/``T1U`` datagram; ``None`` otherwise."""
+    if not data.startswith(HEADER) or data[len(HEADER) : len(HEADER) + 3] not in _OTLP:
+        return None
+    try:
+        body = base64.b64decode(data[len(HEADER) + 3 :], validate=True)
+    except ValueError:
+        return None
+    return data[len(HEADER) + 2] == ord("S"), body
 
 
 def parse_datagram(data: bytes) -> dict[str, Any] | None:
@@ -42,8 +55,9 @@ class DaemonListener:
     """A UDP listener on 127.0.0.1 that decodes X-Ray daemon datagrams.
 
     Every datagram must be the daemon header line plus one strict JSON document
-    (:func:`parse_datagram`); anything else is kept in :attr:`garbage` so tests
-    can assert on it.
+    (:func:`parse_datagram`), or plus ``T1S``/``T1U`` and a base64 OTLP request
+    (``exporter="otlp-udp"``, kept in :attr:`otlp`); anything else is kept in
+    :attr:`garbage` so tests can assert on it.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -54,6 +68,8 @@ class DaemonListener:
         self.address = "{}:{}".format(*self._sock.getsockname())
         self.datagrams: list[bytes] = []
         self.garbage: list[bytes] = []
+        #: OTLP datagrams: (sampled, the decoded ExportTraceServiceRequest bytes).
+        self.otlp: list[tuple[bool, bytes]] = []
         self._docs: list[dict[str, Any]] = []
         self._synced = 0
         self._cond = threading.Condition()
@@ -75,12 +91,35 @@ class DaemonListener:
                     self._cond.notify_all()
                     continue
                 self.datagrams.append(data)
+                request = _otlp_request(data)
+                if request is not None:
+                    self.otlp.append(request)
+                    self._cond.notify_all()
+                    continue
                 document = parse_datagram(data)
                 if document is None:
                     self.garbage.append(data)
                 else:
                     self._docs.append(document)
                 self._cond.notify_all()
+
+    def otlp_spans(self, sampled: bool = True) -> list[Any]:
+        """The spans of the OTLP datagrams received so far, decoded with the real
+        ``opentelemetry-proto`` package (its ``Span`` messages), in arrival order."""
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        spans = []
+        with self._cond:
+            requests = [body for flag, body in self.otlp if flag is sampled]
+        for body in requests:
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            for resource_spans in request.resource_spans:
+                for scope_spans in resource_spans.scope_spans:
+                    spans.extend(scope_spans.spans)
+        return spans
 
     @property
     def documents(self) -> list[dict[str, Any]]:

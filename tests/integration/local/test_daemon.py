@@ -104,6 +104,7 @@ def test_stores_what_the_real_emitter_sends(collector: Collector, store: TraceSt
         "received": 6,
         "stored": 6,
         "garbage": 0,
+        "unsampled": 0,
         "dropped": 0,
         "forwarded": 0,
         "forward_errors": 0,

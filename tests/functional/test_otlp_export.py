@@ -1,0 +1,319 @@
+"""exporter="otlp-udp" and "otlp": the same trees as the X-Ray documents, nothing lost.
+
+The comparison runs one program once with both emitters side by side (each a
+real one, sending to the same real UDP listener), so the X-Ray documents and
+the OTLP spans describe the very same spans: the OTLP datagrams, decoded with
+the real opentelemetry-proto package and turned into documents by X-Ray's
+mapping (``tracing.local.otlp``), must give the same trees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import boto3
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+import tracing
+from tracing import testing
+from tracing._header import new_id, new_trace_id
+from tracing._runtime import get_runtime
+from tracing.backends.otlp_udp import MAX_REQUEST
+from tracing.backends.xray_udp import UDPEmitter
+from tracing.local.aws import LocalAWS
+from tracing.local.otlp import request_documents
+
+from .._emitters import Both
+
+pytestmark = pytest.mark.usefixtures("in_lambda")
+
+
+def _entities(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every entity by id, with its trace, its parent and its X-Ray fields."""
+    out: dict[str, dict[str, Any]] = {}
+    for document in documents:
+        stack = [(document, document.get("parent_id"))]
+        while stack:
+            entity, parent = stack.pop()
+            children = entity.get("subsegments") or []
+            annotations = dict(entity.get("annotations") or {})
+            out[entity["id"]] = {
+                "name": entity["name"],
+                "trace": document["trace_id"],
+                "parent": parent,
+                "start": round(entity["start_time"], 5),
+                "end": round(entity.get("end_time", 0.0), 5),
+                "annotations": annotations,
+                "flags": [k for k in ("fault", "error", "throttle") if entity.get(k)],
+                "namespace": entity.get("namespace"),
+                "operation": (entity.get("aws") or {}).get("operation"),
+                "exceptions": [
+                    e.get("type") for e in (entity.get("cause") or {}).get("exceptions", [])
+                ],
+            }
+            stack.extend((child, entity["id"]) for child in children)
+    return out
+
+
+def _otlp_documents(daemon: testing.DaemonListener) -> list[dict[str, Any]]:
+    return [doc for sampled, body in daemon.otlp if sampled for doc in request_documents(body)]
+
+
+def _program(backend: str, aws: LocalAWS, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
+    for key, value in aws.env.items():
+        monkeypatch.setenv(key, value)
+    ssm = boto3.client("ssm")
+    tracing.configure(backend=backend, exporter="otlp-udp")
+    runtime = get_runtime()
+    assert runtime is not None
+    runtime.emitter = Both(UDPEmitter(runtime.settings.daemon_address), runtime.emitter)
+    with tracing.span("load config", source="ssm") as span:
+        span.put_metadata("currency", ssm.get_parameter(Name="/app/currency")["Parameter"])
+    producer_root, producer_span = new_trace_id(), new_id()
+    record = {
+        "messageId": "m-1",
+        "body": "{}",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:orders",
+        "attributes": {"AWSTraceHeader": f"Root={producer_root};Parent={producer_span};Sampled=1"},
+    }
+
+    def process(message: dict[str, Any]) -> None:
+        with tracing.span("save", sku="b-1"):
+            pass
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> Any:
+        with tracing.span("work", tier="gold") as work:
+            work.put_metadata("order", {"sku": "b-1", "quantity": 2})
+            with contextlib.suppress(ssm.exceptions.ParameterNotFound):
+                ssm.get_parameter(Name="/app/missing")  # a 4xx: an error, not a fault
+            try:
+                with tracing.span("flaky"):
+                    raise TimeoutError("upstream")
+            except TimeoutError:
+                pass
+            if backend == "otel":
+                from opentelemetry import trace
+
+                with trace.get_tracer("user").start_as_current_span("charge") as charge:
+                    charge.set_attribute("amount", 42)
+                    charge.add_event("retry", {"attempt": 2})
+        return tracing.sqs.process_batch(event, process)
+
+    header = f"Root={new_trace_id()};Parent={new_id()};Sampled=1"
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", header)
+    return handler({"Records": [record]}, testing.FakeContext()), producer_root
+
+
+@pytest.mark.parametrize("backend", ["xray", "otel"])
+def test_otlp_udp_gives_the_trees_of_the_xray_documents(
+    backend: str, aws: LocalAWS, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result, producer_root = _program(backend, aws, monkeypatch)
+    assert result == {"batchItemFailures": []}
+    daemon.sync()
+    assert daemon.garbage == []
+    xray = _entities(daemon.documents)
+    otlp = _entities(_otlp_documents(daemon))
+    assert set(otlp) == set(xray)
+    assert otlp == xray
+    names = {entity["name"] for entity in xray.values()}
+    assert {"Init", "load config", "## handler", "work", "flaky", "save"} <= names
+    consumer = next(e for e in xray.values() if e["annotations"].get("MessageId") == "m-1")
+    assert consumer["trace"] == producer_root  # the message's processing, in its producer's trace
+    missing = next(e for e in xray.values() if e["operation"] == "GetParameter" and e["flags"])
+    assert missing["flags"] == ["error"]
+
+
+def test_otlp_udp_keeps_kinds_events_and_links(
+    aws: LocalAWS, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _program("otel", aws, monkeypatch)
+    daemon.sync()
+    spans = {span.name: span for span in daemon.otlp_spans()}
+    assert spans["charge"].kind == 1  # INTERNAL, as the user made it
+    assert [event.name for event in spans["charge"].events] == ["retry"]
+    assert spans["ssm"].kind == 3
+    invocation = spans["## handler"]
+    linked = {link.span_id.hex() for link in invocation.links}
+    assert spans["Init"].span_id.hex() in linked  # the cold start's init work
+    consumers = [s for s in daemon.otlp_spans() if s.kind == 5]
+    assert len(consumers) == 1
+    assert [link.span_id for link in consumers[0].links] == [invocation.span_id]
+
+
+@pytest.mark.parametrize("backend", ["xray", "otel"])
+def test_nothing_is_lost_at_any_size(
+    backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracing.configure(backend=backend, exporter="otlp-udp", max_spans_per_invocation=5000)
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        for i in range(3000):
+            with tracing.span(f"step {i}") as span:
+                span.put_metadata("blob", "x" * (50 if i % 100 else 55_000))
+
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={new_trace_id()};Parent={new_id()};Sampled=1")
+    handler({}, testing.FakeContext())
+    daemon.sync()
+    assert daemon.garbage == []
+    assert all(len(datagram) <= 65_000 for datagram in daemon.datagrams)
+    assert all(len(body) <= MAX_REQUEST for _, body in daemon.otlp)
+    spans = daemon.otlp_spans()
+    assert sorted(s.name for s in spans if s.name.startswith("step ")) == sorted(
+        f"step {i}" for i in range(3000)
+    )
+    assert len(daemon.otlp) >= 10  # about 450 KB of spans: split, never one huge datagram
+    truncated = [s.name for s in spans if any(a.key == "tracing.truncated" for a in s.attributes)]
+    assert sorted(truncated) == sorted(f"step {i}" for i in range(0, 3000, 100))
+
+
+@pytest.mark.parametrize("backend", ["xray", "otel"])
+def test_a_timed_out_invocation_is_sent_as_spans_before_the_deadline(
+    backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracing.configure(backend=backend, exporter="otlp-udp", deadline_margin_ms=100)
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> str:
+        with tracing.span("slow call"):
+            time.sleep(0.3)  # the guard fires 100 ms before the 300 ms deadline
+        return "late"
+
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={new_trace_id()};Parent={new_id()};Sampled=1")
+    assert handler({}, testing.FakeContext(timeout_ms=300)) == "late"
+    daemon.sync()
+    spans = {span.name: span for span in daemon.otlp_spans()}
+    for name in ("## handler", "slow call"):
+        attributes = {a.key: a.value for a in spans[name].attributes}
+        assert attributes["Timeout"].bool_value is True
+        assert spans[name].status.code == 2
+    assert len([s for s in daemon.otlp_spans() if s.name == "## handler"]) == 1  # sent once
+
+
+class _Collector(BaseHTTPRequestHandler):
+    """An OTLP/HTTP endpoint that keeps what it receives, headers included."""
+
+    received: list[tuple[dict[str, str], bytes]] = []  # noqa: RUF012
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        self.received.append((dict(self.headers.items()), body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def collector(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[dict[str, str], bytes]]]:
+    _Collector.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    yield _Collector.received
+    server.shutdown()
+    server.server_close()
+
+
+def test_otlp_http_carries_the_real_spans_with_events_links_headers_and_gzip(
+    collector: list[tuple[dict[str, str], bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry import trace
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=s%3Dcret,x-team=orders")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    tracing.configure(backend="otel", exporter="otlp", service="orders")
+    tracer = trace.get_tracer("user")
+    with tracer.start_as_current_span("warm cache") as span:
+        span.add_event("filled", {"entries": 3})
+    other = trace.SpanContext(int(new_trace_id()[2:].replace("-", ""), 16), 0xAB, True)
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        with tracer.start_as_current_span(
+            "publish", kind=trace.SpanKind.PRODUCER, links=[trace.Link(other, {"why": "fan-in"})]
+        ) as publish:
+            publish.add_event("sent", {"bytes": 10})
+            publish.set_status(trace.Status(trace.StatusCode.ERROR, "partial"))
+
+    root = new_trace_id()
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={root};Parent={new_id()};Sampled=1")
+    handler({}, testing.FakeContext())
+    assert collector  # posted before the handler returned
+    headers, _ = collector[-1]
+    assert headers["x-api-key"] == "s=cret"
+    assert headers["x-team"] == "orders"
+    assert headers["Content-Type"] == "application/x-protobuf"
+    spans = {}
+    for _, raw in collector:
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(raw)
+        resource = {
+            a.key: a.value.string_value for a in request.resource_spans[0].resource.attributes
+        }
+        assert resource["service.name"] == "orders"
+        assert resource["cloud.platform"] == "aws_lambda"
+        for span in request.resource_spans[0].scope_spans[0].spans:
+            spans[span.name] = span
+    warm, publish, init = spans["warm cache"], spans["publish"], spans["Init"]
+    assert [(e.name, e.attributes[0].value.int_value) for e in warm.events] == [("filled", 3)]
+    assert warm.parent_span_id == init.span_id  # made at import: under Init, in the first trace
+    assert warm.trace_id.hex() == root[2:10] + root[11:]
+    assert publish.kind == 4
+    assert [(e.name) for e in publish.events] == ["sent"]
+    [link] = publish.links
+    assert link.span_id == (0xAB).to_bytes(8, "big")
+    assert link.attributes[0].value.string_value == "fan-in"
+    assert (publish.status.code, publish.status.message) == (2, "partial")
+
+
+def test_an_unreachable_otlp_endpoint_costs_one_warning_and_never_the_handler(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:9/v1/traces")
+    tracing.configure(backend="otel", exporter="otlp")
+    handler = tracing.handler(lambda event, context: "ok")
+    for _ in range(3):
+        monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={new_trace_id()};Parent={new_id()};Sampled=1")
+        assert handler({}, testing.FakeContext()) == "ok"
+    failures = [r for r in caplog.records if "could not export" in r.getMessage()]
+    assert [r.levelname for r in failures] == ["WARNING"]  # once, however often it fails
+
+
+def test_a_bad_otlp_endpoint_is_refused_at_configure(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://127.0.0.1/v1/traces")
+    with pytest.raises(ValueError, match="http"):
+        tracing.configure(exporter="otlp")
+
+
+def test_the_collectors_mapping_makes_a_server_root_a_segment_of_the_service() -> None:
+    document = {
+        "name": "svc",
+        "id": new_id(),
+        "trace_id": new_trace_id(),
+        "start_time": 1.0,
+        "end_time": 2.0,
+        "annotations": {"k": "v"},
+    }
+    from tracing._otlp import Request, resource
+    from tracing._otlp_spans import document_spans
+
+    body = Request(resource({"service.name": "svc"}), "tracing").encode(document_spans(document))
+    [converted] = request_documents(body)
+    assert json.loads(json.dumps(converted))["annotations"] == {"k": "v"}
+    assert converted["name"] == "svc"  # a SERVER root: a segment named after the service

@@ -1,0 +1,126 @@
+"""``exporter="otlp-udp"``: OTLP spans over UDP to the X-Ray endpoint, as ADOT sends them.
+
+Lambda's X-Ray endpoint at ``AWS_XRAY_DAEMON_ADDRESS`` accepts, besides segment
+documents, OTLP spans: each datagram is the daemon header line
+``{"format":"json","version":1}``, then ``T1S`` (sampled spans) or ``T1U``
+(unsampled ones, which X-Ray does not store but CloudWatch Application Signals
+counts), then the base64 of a protobuf ``ExportTraceServiceRequest``. This is
+what ADOT's Lambda layer sends (``OTLPUdpSpanExporter``).
+
+Differences from ADOT's exporter:
+
+* The trees are the library's: the ``Init`` span in the first invocation's
+  trace, SQS consumers under the producer's ``SendMessage``, a timed-out
+  invocation sent before the deadline.
+* No datagram exceeds 64 KB and no span is lost: spans are packed into as many
+  requests as needed, and a span too big on its own keeps its identity and
+  loses its largest attributes first, noted in ``tracing.truncated``. (ADOT's
+  fast-start mode sends one datagram per batch; past 64 KB the send fails and
+  every span of the batch is lost.)
+* The protobuf is written by hand (``_otlp.py``): no protobuf package, and a
+  fraction of the per-invocation cost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from base64 import b64encode
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .._otlp import pack_requests, shrink_span
+from .._otlp_spans import document_spans, scope_spans
+from ._otlp_emitter import OTLPBase
+from .xray_udp import HEADER, UDPEmitter
+
+if TYPE_CHECKING:
+    from .._scope import Scope
+
+__all__ = ["MAX_REQUEST", "OTLPUDPEmitter", "SAMPLED_PREFIX", "UNSAMPLED_PREFIX"]
+
+log = logging.getLogger("tracing.emitter")
+
+SAMPLED_PREFIX = b"T1S"
+UNSAMPLED_PREFIX = b"T1U"
+#: Largest request per datagram: base64 makes it 64,000 bytes, which with the
+#: header line and prefix stays within the endpoint's 64 KB datagram.
+MAX_REQUEST = 48_000
+
+
+class OTLPUDPEmitter(OTLPBase):
+    """Sends OTLP spans to ``host:port`` in X-Ray's ``T1S``/``T1U`` datagrams.
+
+    Args:
+        address: ``host:port`` of the X-Ray endpoint (``AWS_XRAY_DAEMON_ADDRESS``).
+        resource_attributes: The ``Resource`` of every request (``service.name``...).
+    """
+
+    buffered = False
+
+    def __init__(self, address: str, resource_attributes: Mapping[str, Any]) -> None:
+        super().__init__(resource_attributes)
+        self.udp = UDPEmitter(address)
+
+    @property
+    def sent(self) -> int:
+        """Datagrams sent."""
+        return self.udp.sent
+
+    @property
+    def failed(self) -> int:
+        """Datagrams or documents that could not be sent."""
+        return self.udp.failed
+
+    def send_scope(self, scope: Scope) -> None:
+        """Send one finished scope's spans (``T1U`` if it is unsampled). Never raises."""
+        for attempt in range(3):
+            try:
+                spans = scope_spans(scope, links=self.links)
+                break
+            except Exception as exc:  # a thread changed the tree while it was read
+                if attempt == 2:
+                    self.udp.fail("encode", exc)
+                    return
+        self._send(spans, scope.sampled)
+
+    def send(self, document: dict[str, Any], body: bytes | None = None) -> None:
+        """Send one top-level X-Ray document's entities as spans. Never raises."""
+        try:
+            spans = document_spans(document, links=self.links)
+        except Exception as exc:
+            self.udp.fail("encode", exc)
+            return
+        self._send(spans, True)
+
+    def send_encoded(self, body: bytes) -> None:
+        """Send one top-level document given as JSON. Never raises."""
+        try:
+            document = json.loads(body)
+        except ValueError as exc:
+            self.udp.fail("encode", exc)
+            return
+        self.send(document)
+
+    def _send(self, spans: list[bytes], sampled: bool) -> None:
+        if not spans:
+            return
+        prefix = HEADER + (SAMPLED_PREFIX if sampled else UNSAMPLED_PREFIX)
+        request = self.request
+        if len(spans) == 1:  # the usual invocation: one span, one small datagram
+            body = request.encode(spans)
+            if len(body) <= MAX_REQUEST:
+                self.udp.send_raw(prefix + b64encode(body))
+                return
+        limit = MAX_REQUEST - request.overhead - 16
+        fitting = [span if len(span) <= limit else shrink_span(span, limit) for span in spans]
+        for body in pack_requests(request, fitting, MAX_REQUEST):
+            self.udp.send_raw(prefix + b64encode(body))
+
+    def flush(self) -> None:
+        """Nothing to do: every scope is sent when it is handed over."""
+        return None
+
+    def close(self) -> None:
+        """Close the socket; a later send reopens it."""
+        self.udp.close()
