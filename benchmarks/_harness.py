@@ -159,6 +159,64 @@ def trace_header(now: float | None = None) -> str:
     return f"Root=1-{epoch:08x}-{os.urandom(12).hex()};Parent={os.urandom(8).hex()};Sampled=1"
 
 
+# --- ADOT, in a venv of its own --------------------------------------------------
+
+ADOT_VENV = ROOT / ".venv-bench-adot"
+ADOT_REQUIREMENTS = Path(__file__).resolve().parent / "requirements-adot.txt"
+
+#: What the ADOT Lambda layer's ``otel-instrument`` wrapper exports (full mode).
+_ADOT_DISABLED = (
+    "aio-pika,aiohttp-client,aiohttp-server,aiopg,asgi,asyncio,asyncpg,boto,boto3,cassandra,"
+    "celery,confluent_kafka,dbapi,django,falcon,fastapi,flask,grpc_client,grpc_server,"
+    "grpc_aio_client,grpc_aio_server,httpx,jinja2,kafka,logging,mysql,mysqlclient,pika,psycopg,"
+    "psycopg2,pymemcache,pymongo,pymysql,pyramid,redis,remoulade,requests,sklearn,sqlalchemy,"
+    "sqlite3,starlette,system_metrics,threading,tornado,tortoiseorm,wsgi,aws-lambda"
+)
+ADOT_ENV = {
+    "OTEL_SERVICE_NAME": "bench",
+    "OTEL_RESOURCE_ATTRIBUTES": (
+        "cloud.region=us-east-1,cloud.platform=aws_lambda,cloud.provider=aws,faas.name=bench,"
+        "faas.version=$LATEST"
+    ),
+    "OTEL_PROPAGATORS": "baggage,xray,tracecontext",
+    "OTEL_AWS_APPLICATION_SIGNALS_RUNTIME_ENABLED": "false",
+    "OTEL_METRICS_EXPORTER": "none",
+    "OTEL_LOGS_EXPORTER": "none",
+    "OTEL_AWS_LAMBDA_FAST_START": "false",
+    "OTEL_AWS_APPLICATION_SIGNALS_ENABLED": "true",
+    "OTEL_PYTHON_DISTRO": "aws_distro",
+    "OTEL_PYTHON_CONFIGURATOR": "aws_configurator",
+    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": _ADOT_DISABLED,
+}
+
+
+def adot_python() -> str:
+    """The ADOT venv's interpreter."""
+    return str(ADOT_VENV / "bin" / "python")
+
+
+def adot_instrumented() -> list[str]:
+    """How ADOT's layer starts Python: ``opentelemetry-instrument python``."""
+    python = adot_python()
+    return [python, str(ADOT_VENV / "bin" / "opentelemetry-instrument"), python]
+
+
+def ensure_adot() -> str:
+    """Make ``.venv-bench-adot`` (ADOT + boto3) if it is missing; its distro version."""
+    python = ADOT_VENV / "bin" / "python"
+    if not python.exists():
+        print("  creating .venv-bench-adot (aws-opentelemetry-distro) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(ADOT_VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "-r", str(ADOT_REQUIREMENTS)],
+            check=True,
+            timeout=900,
+        )
+    version = "from importlib import metadata; print(metadata.version('aws-opentelemetry-distro'))"
+    out = subprocess.run([str(python), "-c", version], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
 # --- children -----------------------------------------------------------------------
 
 
@@ -166,10 +224,18 @@ class ChildError(RuntimeError):
     """A benchmark child failed or printed no JSON."""
 
 
-def run_child(args: Sequence[str], env: dict[str, str], timeout_s: float = 300.0) -> Any:
-    """Run ``python *args`` from the repository root; return its last stdout line as JSON."""
+def run_child(
+    args: Sequence[str],
+    env: dict[str, str],
+    timeout_s: float = 300.0,
+    interpreter: Sequence[str] | None = None,
+) -> Any:
+    """Run ``python *args`` from the repository root; return its last stdout line as JSON.
+
+    ``interpreter`` replaces ``python`` (another venv's, or a launcher before it).
+    """
     proc = subprocess.run(
-        [sys.executable, *args],
+        [*(interpreter or [sys.executable]), *args],
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -188,9 +254,15 @@ def run_child(args: Sequence[str], env: dict[str, str], timeout_s: float = 300.0
         raise ChildError(f"child {args[:3]} printed no JSON: {lines[-1]!r}") from exc
 
 
-def run_module(module: str, *args: str, env: dict[str, str], timeout_s: float = 300.0) -> Any:
+def run_module(
+    module: str,
+    *args: str,
+    env: dict[str, str],
+    timeout_s: float = 300.0,
+    interpreter: Sequence[str] | None = None,
+) -> Any:
     """Run ``python -m module --child *args`` (the module handles ``--child``)."""
-    return run_child(["-m", module, "--child", *args], env, timeout_s)
+    return run_child(["-m", module, "--child", *args], env, timeout_s, interpreter)
 
 
 def run_code(code: str, env: dict[str, str], timeout_s: float = 120.0) -> Any:

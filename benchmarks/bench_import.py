@@ -45,7 +45,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 from typing import Any
 
 from . import _harness as bh
@@ -57,8 +56,6 @@ BENCH_WHOLE = "2 cold start, whole process"
 REPS = 25
 TARGET_MS = 5.0
 
-ADOT_VENV = bh.ROOT / ".venv-bench-adot"
-ADOT_REQUIREMENTS = Path(__file__).resolve().parent / "requirements-adot.txt"
 
 BOTO3 = "import boto3"
 OTEL_SDK = "import boto3\nimport opentelemetry.sdk.trace, opentelemetry.trace"
@@ -91,31 +88,6 @@ _ADOT_WRAPPER = """\
 from opentelemetry.instrumentation.aws_lambda import AwsLambdaInstrumentor
 AwsLambdaInstrumentor().instrument()
 """
-
-#: What the ADOT Lambda layer's ``otel-instrument`` wrapper exports (full mode).
-_ADOT_DISABLED = (
-    "aio-pika,aiohttp-client,aiohttp-server,aiopg,asgi,asyncio,asyncpg,boto,boto3,cassandra,"
-    "celery,confluent_kafka,dbapi,django,falcon,fastapi,flask,grpc_client,grpc_server,"
-    "grpc_aio_client,grpc_aio_server,httpx,jinja2,kafka,logging,mysql,mysqlclient,pika,psycopg,"
-    "psycopg2,pymemcache,pymongo,pymysql,pyramid,redis,remoulade,requests,sklearn,sqlalchemy,"
-    "sqlite3,starlette,system_metrics,threading,tornado,tortoiseorm,wsgi,aws-lambda"
-)
-ADOT_ENV = {
-    "OTEL_SERVICE_NAME": "bench",
-    "OTEL_RESOURCE_ATTRIBUTES": (
-        "cloud.region=us-east-1,cloud.platform=aws_lambda,cloud.provider=aws,faas.name=bench,"
-        "faas.version=$LATEST"
-    ),
-    "OTEL_PROPAGATORS": "baggage,xray,tracecontext",
-    "OTEL_AWS_APPLICATION_SIGNALS_RUNTIME_ENABLED": "false",
-    "OTEL_METRICS_EXPORTER": "none",
-    "OTEL_LOGS_EXPORTER": "none",
-    "OTEL_AWS_LAMBDA_FAST_START": "false",
-    "OTEL_AWS_APPLICATION_SIGNALS_ENABLED": "true",
-    "OTEL_PYTHON_DISTRO": "aws_distro",
-    "OTEL_PYTHON_CONFIGURATOR": "aws_configurator",
-    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": _ADOT_DISABLED,
-}
 
 
 class Variant:
@@ -202,7 +174,7 @@ sys.stdout.write(json.dumps({{"end": time.time()}}) + "\\n")
 
 
 def _python(adot: bool) -> str:
-    return str(ADOT_VENV / "bin" / "python") if adot else sys.executable
+    return bh.adot_python() if adot else sys.executable
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> tuple[dict[str, Any], float]:
@@ -228,26 +200,10 @@ def _spawn(args: list[str], env: dict[str, str]) -> tuple[dict[str, Any], float]
     return out, ended
 
 
-def ensure_adot() -> str:
-    """Make ``.venv-bench-adot`` (ADOT + boto3) if it is missing; its distro version."""
-    python = ADOT_VENV / "bin" / "python"
-    if not python.exists():
-        print("  creating .venv-bench-adot (aws-opentelemetry-distro) ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(ADOT_VENV)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "-r", str(ADOT_REQUIREMENTS)],
-            check=True,
-            timeout=900,
-        )
-    version = "from importlib import metadata; print(metadata.version('aws-opentelemetry-distro'))"
-    out = subprocess.run([str(python), "-c", version], capture_output=True, text=True, check=True)
-    return out.stdout.strip()
-
-
 def _env(variant: Variant, daemon: str) -> dict[str, str]:
     extra = {"_HANDLER": "__main__.handler"}
     if variant.adot:
-        extra.update(ADOT_ENV, ORIG_HANDLER="__main__.handler")
+        extra.update(bh.ADOT_ENV, ORIG_HANDLER="__main__.handler")
         # Our repository is not on an ADOT function's path.
         env = bh.lambda_env(daemon, **extra)
         env.pop("PYTHONPATH", None)
@@ -268,7 +224,7 @@ def _whole(variant: Variant, daemon: str, traced: bool) -> tuple[float, float]:
     python = _python(variant.adot)
     args = [python, "-c", code]
     if variant.adot and traced:
-        args = [python, str(ADOT_VENV / "bin" / "opentelemetry-instrument"), python, "-c", code]
+        args = [*bh.adot_instrumented(), "-c", code]
     out, reaped = _spawn(args, _env(variant, daemon))
     return out["wall_ms"], (reaped - out["end"]) * 1e3
 
@@ -276,7 +232,7 @@ def _whole(variant: Variant, daemon: str, traced: bool) -> tuple[float, float]:
 def run() -> list[dict[str, Any]]:
     reps = bh.scaled(REPS)
     try:
-        adot_version: str | None = ensure_adot()
+        adot_version: str | None = bh.ensure_adot()
     except (OSError, subprocess.SubprocessError) as exc:
         print(f"  ADOT venv unavailable ({exc}); ADOT rows skipped", file=sys.stderr)
         adot_version = None

@@ -7,11 +7,17 @@ fresh processes (several, interleaved with the other variants, so that drift of
 the machine hits all of them alike); the cold invocation and a warm-up batch are
 excluded. One sample = one batch's overhead per call, in µs.
 
-Variants: ``tracing.handler`` after ``tracing.configure()``; aws-xray-sdk
-``@xray_recorder.capture("## h")`` after ``patch(["botocore"])`` (Lambda
-``LambdaContext`` / facade segment, streaming threshold 0: one datagram per
-call); Powertools ``Tracer(service="bench").capture_lambda_handler`` (defaults:
-auto-patch, response captured as metadata).
+Variants: ``tracing.handler`` after ``tracing.configure()``, on every export
+path: X-Ray documents (``xray-udp``, the default) and OTLP spans in ``T1S``
+datagrams (``exporter="otlp-udp"``), on the native and the otel backend;
+aws-xray-sdk ``@xray_recorder.capture("## h")`` after ``patch(["botocore"])``
+(Lambda ``LambdaContext`` / facade segment, streaming threshold 0: one datagram
+per call); Powertools ``Tracer(service="bench").capture_lambda_handler``
+(defaults: auto-patch, response captured as metadata); ADOT
+(``aws-opentelemetry-distro`` in ``.venv-bench-adot``, started as its Lambda
+layer starts a function: ``opentelemetry-instrument`` with the layer wrapper's
+environment, the handler wrapped by ``AwsLambdaInstrumentor``, which flushes
+its spans through ADOT's OTLP/UDP exporter at the end of every invocation).
 
 The child side (``--child``) is also used by ``bench_guard``.
 """
@@ -37,8 +43,20 @@ EVENT: dict[str, Any] = {}
 
 CASES = {
     "ours": "ours: tracing.handler",
+    "ours-otlp-udp": 'ours: tracing.handler, exporter="otlp-udp"',
+    "ours-otel": 'ours: tracing.handler, backend="otel"',
+    "ours-otel-otlp-udp": 'ours: tracing.handler, backend="otel", exporter="otlp-udp"',
     "aws-xray-sdk": "aws-xray-sdk: xray_recorder.capture",
     "powertools": "powertools: capture_lambda_handler",
+    "adot": "ADOT layer: AwsLambdaInstrumentor + OTLP/UDP exporter",
+}
+OURS = ("ours", "ours-otlp-udp", "ours-otel", "ours-otel-otlp-udp")
+#: What each variant of ours passes to ``configure()``.
+_CONFIGURE = {
+    "ours": {},
+    "ours-otlp-udp": {"exporter": "otlp-udp"},
+    "ours-otel": {"backend": "otel"},
+    "ours-otel-otlp-udp": {"backend": "otel", "exporter": "otlp-udp"},
 }
 
 
@@ -49,17 +67,32 @@ def bare(event: Any, context: Any) -> int:
     return 1
 
 
+def adot_handler(event: Any, context: Any) -> int:
+    """The function ADOT's layer wraps (named by ``ORIG_HANDLER``)."""
+    return 1
+
+
 def _build(variant: str) -> Callable[[Any, Any], Any]:
     """Set the variant up as a Lambda module would at import (no trace header yet)."""
 
     def h(event: Any, context: Any) -> int:
         return 1
 
-    if variant == "ours":
+    if variant in _CONFIGURE:
         import tracing
 
-        tracing.configure()
+        tracing.configure(**_CONFIGURE[variant])
         return tracing.handler(h)
+    if variant == "adot":
+        import importlib
+
+        # What ADOT's otel_wrapper does at import; opentelemetry-instrument has
+        # already run the distro's configurator (sitecustomize).
+        from opentelemetry.instrumentation.aws_lambda import AwsLambdaInstrumentor
+
+        AwsLambdaInstrumentor().instrument()
+        module = importlib.import_module(MODULE)  # the wrapped one, not __main__
+        return module.adot_handler  # type: ignore[no-any-return]
     if variant == "aws-xray-sdk":
         from aws_xray_sdk.core import patch, xray_recorder
 
@@ -133,7 +166,7 @@ def child(
 
     loop(traced, [bh.trace_header()], context)  # the cold invocation, excluded
     loop(traced, [bh.trace_header() for _ in range(warmup)], context)
-    counter = _count_guard_wakes() if wakes and variant == "ours" else None
+    counter = _count_guard_wakes() if wakes and variant in OURS else None
     overhead, bare_us = [], []
     for i in range(rounds):
         headers = [bh.trace_header() for _ in range(batch)]
@@ -152,7 +185,7 @@ def child(
         "traced_calls": 1 + warmup + rounds * batch,
         "measured_calls": rounds * batch,
     }
-    if variant == "ours":
+    if variant in OURS:
         from tracing._runtime import get_runtime
 
         runtime = get_runtime()
@@ -197,10 +230,14 @@ def measure(
     }
     with bh.Listener() as daemon:
         env = bh.lambda_env(daemon.address)
+        adot_env = bh.lambda_env(
+            daemon.address, **bh.ADOT_ENV, ORIG_HANDLER=f"{MODULE}.adot_handler"
+        )
         for _ in range(children):
             for spec in specs:
                 variant, context_kind = spec
                 before, framed = daemon.quiet(), daemon.framed
+                adot = variant == "adot"
                 out = bh.run_module(
                     MODULE,
                     variant,
@@ -209,7 +246,8 @@ def measure(
                     str(batch),
                     str(warmup),
                     "1" if wakes else "0",
-                    env=env,
+                    env=adot_env if adot else env,
+                    interpreter=bh.adot_instrumented() if adot else None,
                 )
                 got = daemon.quiet() - before
                 acc = results[spec]
@@ -229,10 +267,17 @@ def datagrams(acc: dict[str, Any]) -> str:
 
 
 def run() -> list[dict[str, Any]]:
-    specs = [(variant, "fake") for variant in CASES]
+    cases = dict(CASES)
+    try:
+        adot_version: str | None = bh.ensure_adot()
+    except Exception as exc:  # no network for the venv: the other rows still stand
+        print(f"  ADOT venv unavailable ({exc}); its row is skipped", file=sys.stderr)
+        adot_version = None
+        del cases["adot"]
+    specs = [(variant, "fake") for variant in cases]
     results = measure(specs)
     rows = {}
-    for variant, case in CASES.items():
+    for variant, case in cases.items():
         acc = results[(variant, "fake")]
         rows[variant] = bh.measured(
             BENCH,
@@ -244,8 +289,17 @@ def run() -> list[dict[str, Any]]:
             framed_datagrams=acc["framed"],
         )
     ours, sdk, powertools = rows["ours"], rows["aws-xray-sdk"], rows["powertools"]
-    bh.compare(ours, sdk, limit=0.3, vs="aws-xray-sdk")
+    for variant in OURS:
+        bh.compare(rows[variant], sdk, limit=0.3, vs="aws-xray-sdk")
     bh.compare(powertools, sdk, vs="aws-xray-sdk")
+    if "adot" in rows:
+        bh.compare(rows["adot"], sdk, vs="aws-xray-sdk")
+        ratio = rows["ours-otel-otlp-udp"]["median"] / rows["adot"]["median"]
+        rows["adot"]["note"] = (
+            f"aws-opentelemetry-distro {adot_version}, started by opentelemetry-instrument "
+            f"with the layer wrapper's environment; the same OTLP/UDP T1S datagrams as "
+            f"ours with otlp-udp, which is {ratio:.2f}x ADOT per invocation"
+        )
     bare_us = ours["bare_call_us"]
     ours["note"] = (
         f"overhead = traced - bare call per invocation, fresh _X_AMZN_TRACE_ID each call; "
@@ -254,7 +308,7 @@ def run() -> list[dict[str, Any]]:
         f"bare call incl. setting the env var ≈ {bare_us:.2f} µs; 'sent' = datagrams "
         f"received by the 127.0.0.1 listener / sent by the tracer (ours) or traced calls"
     )
-    return [ours, sdk, powertools]
+    return list(rows.values())
 
 
 def main(argv: Sequence[str]) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "annotation_attributes",
     "any_value",
     "attribute",
+    "cached_annotations",
     "encode_request",
     "event_message",
     "key_value",
@@ -76,6 +77,12 @@ _KEYS: dict[str, bytes] = {}
 #: (``Span.annotations_json``: the warm invocation's two, the same every time).
 _ANNOTATIONS: dict[str, bytes] = {}
 _MAX_CACHED = 512
+#: ``Span.name`` fields of the names seen so far (bounded; names repeat).
+_NAMES: dict[str, bytes] = {}
+#: ``Span.kind`` field, and the tag of the start time that follows it.
+_KINDS = [b"\x30" + bytes((k,)) + b"\x39" for k in range(6)]
+#: ``Span.flags`` fields (a handful of values).
+_FLAGS: dict[int, bytes] = {}
 
 
 def _text(value: str) -> bytes:
@@ -134,6 +141,11 @@ def attribute(key: str, value: Any) -> bytes:
     return b"\x4a" + (_BYTE[n] if n < 0x80 else _varint(n)) + body
 
 
+def cached_annotations(vouched: str) -> bytes | None:
+    """The attributes already written for an annotation set its owner vouches for."""
+    return _ANNOTATIONS.get(vouched)
+
+
 def annotation_attributes(annotations: Mapping[str, Any], vouched: str | None) -> bytes:
     if vouched is not None:
         cached = _ANNOTATIONS.get(vouched)
@@ -175,14 +187,17 @@ def span_message(
         parts.append(_field(b"\x1a", _text(trace_state)))
     if parent_id is not None:
         parts += (b"\x22\x08", parent_id)
+    named = _NAMES.get(name)
+    if named is None:
+        named = _field(b"\x2a", _text(name))
+        if len(_NAMES) < _MAX_CACHED:
+            _NAMES[name] = named
     parts += (
-        _field(b"\x2a", _text(name)),
-        b"\x30",
-        _BYTE[kind],
-        b"\x39",
-        _fixed64(start_ns),
+        named,
+        _KINDS[kind],
+        (start_ns & _MASK64).to_bytes(8, "little"),
         b"\x41",
-        _fixed64(end_ns),
+        (end_ns & _MASK64).to_bytes(8, "little"),
         attributes,
     )
     if dropped[0]:
@@ -198,7 +213,12 @@ def span_message(
             b"\x18" + _BYTE[status]
         )
         parts.append(_field(b"\x7a", body))
-    parts += (b"\x85\x01", flags.to_bytes(4, "little"))
+    flagged = _FLAGS.get(flags)
+    if flagged is None:
+        flagged = _FLAGS[flags & 0xFFFFFFFF] = b"\x85\x01" + (flags & 0xFFFFFFFF).to_bytes(
+            4, "little"
+        )
+    parts.append(flagged)
     return b"".join(parts)
 
 
@@ -247,12 +267,23 @@ def encode_request(resource_body: bytes, scope_name: str, spans: Iterable[bytes]
 class Request:
     """Writes requests for one resource and instrumentation scope (framing cached)."""
 
-    __slots__ = ("_resource", "_scope", "overhead")
+    __slots__ = ("_framing", "_resource", "_scope", "overhead")
 
     def __init__(self, resource_body: bytes, scope_name: str) -> None:
+        self._framing: dict[int, bytes] = {}
         self._resource = _field(b"\x0a", resource_body)
         self._scope = _field(b"\x0a", _field(b"\x0a", _text(scope_name)))
         self.overhead = len(self.encode(()))
+
+    def encode_one(self, span: bytes) -> bytes:
+        """A request holding one span: its framing depends only on the span's size,
+        so it is written once per size (an invocation's span is mostly the same)."""
+        prefix = self._framing.get(len(span))
+        if prefix is None:
+            prefix = self.encode([span])[: -len(span)]
+            if len(self._framing) < _MAX_CACHED:
+                self._framing[len(span)] = prefix
+        return prefix + span
 
     def encode(self, spans: Iterable[bytes]) -> bytes:
         """An ``ExportTraceServiceRequest`` holding ``spans`` (Span message bodies)."""

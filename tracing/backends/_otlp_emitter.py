@@ -45,8 +45,6 @@ def default_resource(service: str) -> dict[str, Any]:
             if found:
                 attributes[key] = found
     attributes["service.name"] = service
-    attributes["telemetry.sdk.language"] = "python"
-    attributes["telemetry.sdk.name"] = "lambda-xray-tracing"
     return attributes
 
 

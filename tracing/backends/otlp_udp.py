@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._otlp import pack_requests, shrink_span
-from .._otlp_spans import document_spans, scope_spans
+from .._otlp_spans import document_spans, scope_spans, single_span
 from ._otlp_emitter import OTLPBase
 from .xray_udp import HEADER, UDPEmitter
 
@@ -61,6 +61,7 @@ class OTLPUDPEmitter(OTLPBase):
     def __init__(self, address: str, resource_attributes: Mapping[str, Any]) -> None:
         super().__init__(resource_attributes)
         self.udp = UDPEmitter(address)
+        self._heads: dict[tuple[bool, int], tuple[bytes, bytes]] = {}
 
     @property
     def sent(self) -> int:
@@ -76,7 +77,8 @@ class OTLPUDPEmitter(OTLPBase):
         """Send one finished scope's spans (``T1U`` if it is unsampled). Never raises."""
         for attempt in range(3):
             try:
-                spans = scope_spans(scope, links=self.links)
+                single = single_span(scope, self.links)
+                spans = [single] if single is not None else scope_spans(scope, links=self.links)
                 break
             except Exception as exc:  # a thread changed the tree while it was read
                 if attempt == 2:
@@ -105,17 +107,37 @@ class OTLPUDPEmitter(OTLPBase):
     def _send(self, spans: list[bytes], sampled: bool) -> None:
         if not spans:
             return
-        prefix = HEADER + (SAMPLED_PREFIX if sampled else UNSAMPLED_PREFIX)
         request = self.request
-        if len(spans) == 1:  # the usual invocation: one span, one small datagram
-            body = request.encode(spans)
-            if len(body) <= MAX_REQUEST:
-                self.udp.send_raw(prefix + b64encode(body))
-                return
+        if len(spans) == 1 and len(spans[0]) < MAX_REQUEST - request.overhead - 16:
+            # The usual invocation: one span, one small datagram. Everything but
+            # the span is the same for spans of the same size, and base64 works
+            # on 3-byte groups: the encoded head is kept, only the rest is encoded.
+            span = spans[0]
+            key = (sampled, len(span))
+            cached = self._heads.get(key)
+            if cached is None:
+                cached = self._head(request.encode_one(span)[: -len(span)], sampled)
+                if len(self._heads) < 256:
+                    self._heads[key] = cached
+            head, tail = cached
+            self.udp.send_raw(head + b64encode(tail + span))
+            return
+        prefix = HEADER + (SAMPLED_PREFIX if sampled else UNSAMPLED_PREFIX)
         limit = MAX_REQUEST - request.overhead - 16
         fitting = [span if len(span) <= limit else shrink_span(span, limit) for span in spans]
         for body in pack_requests(request, fitting, MAX_REQUEST):
             self.udp.send_raw(prefix + b64encode(body))
+
+    @staticmethod
+    def _head(framing: bytes, sampled: bool) -> tuple[bytes, bytes]:
+        """(the datagram's start, already encoded; the framing bytes left to encode)."""
+        whole = len(framing) - len(framing) % 3
+        prefix = HEADER + (SAMPLED_PREFIX if sampled else UNSAMPLED_PREFIX)
+        return prefix + b64encode(framing[:whole]), framing[whole:]
+
+    def add_resource(self, attributes: Mapping[str, Any]) -> None:
+        super().add_resource(attributes)
+        self._heads.clear()  # the resource is in every head
 
     def flush(self) -> None:
         """Nothing to do: every scope is sent when it is handed over."""

@@ -28,7 +28,11 @@ def reset() -> None:
 
 @dataclass
 class FakeContext:
-    """A minimal Lambda context with a real deadline.
+    """A Lambda context with a real deadline and the attributes Lambda's has.
+
+    Other libraries read them (OTel's Lambda instrumentation reads
+    ``invoked_function_arn``, Powertools ``function_name`` and
+    ``memory_limit_in_mb``...), so the test context carries all of them.
 
     Args:
         timeout_ms: Milliseconds left when the context is created.
@@ -37,9 +41,22 @@ class FakeContext:
     timeout_ms: float = 3000.0
     function_name: str = "test-function"
     aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 128
+    invoked_function_arn: str = ""
+    log_group_name: str = ""
+    log_stream_name: str = "2026/01/01/[$LATEST]00000000000000000000000000000000"
+    identity: Any = None
+    client_context: Any = None
 
     def __post_init__(self) -> None:
         self._deadline = time.monotonic() + self.timeout_ms / 1000.0
+        if not self.invoked_function_arn:
+            self.invoked_function_arn = (
+                f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+            )
+        if not self.log_group_name:
+            self.log_group_name = f"/aws/lambda/{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
         """Milliseconds until the deadline, never negative."""
