@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# ADOT's layer pins its own OpenTelemetry SDK: it gets a venv of its own, used by
+# the coexistence tests (run through it by awslambdaric) and the benchmarks.
+ADOT_VENV := .venv-adot
+ADOT_STAMP := $(ADOT_VENV)/.installed
 
 .PHONY: demo test test-pythons lint typecheck unit bench fuzz clean example-package
 
@@ -14,6 +18,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[local,dev,otel]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
+$(ADOT_STAMP): requirements/adot.txt
+	test -x $(ADOT_VENV)/bin/python || $(PYTHON) -m venv $(ADOT_VENV)
+	$(ADOT_VENV)/bin/python -m pip install --quiet -r requirements/adot.txt
+	touch $(ADOT_STAMP)
+
 ## demo: run the example functions in the local Lambda runtime and show their traces
 ##       (make demo BACKEND=otel for the OpenTelemetry backend)
 BACKEND ?= xray
@@ -21,7 +30,7 @@ demo: $(STAMP)
 	$(BIN)/tracing demo --backend $(BACKEND)
 
 ## test: lint, type-check and run the whole test suite
-test: lint typecheck
+test: lint typecheck $(ADOT_STAMP)
 	$(BIN)/python -m pytest -q
 
 ## test-pythons: the unit and contract suites and one awslambdaric test under every
@@ -58,4 +67,4 @@ example-package: $(STAMP)
 	done
 
 clean:
-	rm -rf $(VENV) .venv-bench-adot .venv-pythons .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-adot .venv-pythons .mypy_cache .ruff_cache .pytest_cache

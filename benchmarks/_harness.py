@@ -161,8 +161,8 @@ def trace_header(now: float | None = None) -> str:
 
 # --- ADOT, in a venv of its own --------------------------------------------------
 
-ADOT_VENV = ROOT / ".venv-bench-adot"
-ADOT_REQUIREMENTS = Path(__file__).resolve().parent / "requirements-adot.txt"
+ADOT_VENV = ROOT / ".venv-adot"
+ADOT_REQUIREMENTS = ROOT / "requirements" / "adot.txt"
 
 #: What the ADOT Lambda layer's ``otel-instrument`` wrapper exports (full mode).
 _ADOT_DISABLED = (
@@ -202,10 +202,10 @@ def adot_instrumented() -> list[str]:
 
 
 def ensure_adot() -> str:
-    """Make ``.venv-bench-adot`` (ADOT + boto3) if it is missing; its distro version."""
+    """Make ``.venv-adot`` (ADOT + boto3) if it is missing; its distro version."""
     python = ADOT_VENV / "bin" / "python"
     if not python.exists():
-        print("  creating .venv-bench-adot (aws-opentelemetry-distro) ...", file=sys.stderr)
+        print("  creating .venv-adot (aws-opentelemetry-distro) ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(ADOT_VENV)], check=True)
         subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", "-r", str(ADOT_REQUIREMENTS)],

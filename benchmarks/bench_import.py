@@ -13,7 +13,7 @@ tracer's own statements:
 * OTel contrib, the setup a Lambda user writes: SDK ``TracerProvider`` +
   ``BatchSpanProcessor`` + ``InMemorySpanExporter``, ``AwsLambdaInstrumentor`` and
   ``BotocoreInstrumentor``, on top of the same import;
-* ADOT (``aws-opentelemetry-distro``, in its own venv ``.venv-bench-adot`` made on
+* ADOT (``aws-opentelemetry-distro``, in its own venv ``.venv-adot`` made on
   first use): what its Lambda layer runs before the handler, with the layer
   wrapper's environment (``OTEL_PYTHON_DISTRO=aws_distro``,
   ``OTEL_PYTHON_CONFIGURATOR=aws_configurator``, its disabled-instrumentation
@@ -309,7 +309,7 @@ def _in_process_rows(
     )
     if "adot" in rows:
         rows["adot"]["note"] = (
-            f"aws-opentelemetry-distro {adot_version} in .venv-bench-adot, the layer wrapper's "
+            f"aws-opentelemetry-distro {adot_version} in .venv-adot, the layer wrapper's "
             f"environment; auto_instrumentation.initialize() + AwsLambdaInstrumentor().instrument()"
             f" after `import boto3` (ADOT imports the OTel SDK itself)"
         )

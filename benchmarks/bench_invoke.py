@@ -14,7 +14,7 @@ aws-xray-sdk ``@xray_recorder.capture("## h")`` after ``patch(["botocore"])``
 (Lambda ``LambdaContext`` / facade segment, streaming threshold 0: one datagram
 per call); Powertools ``Tracer(service="bench").capture_lambda_handler``
 (defaults: auto-patch, response captured as metadata); ADOT
-(``aws-opentelemetry-distro`` in ``.venv-bench-adot``, started as its Lambda
+(``aws-opentelemetry-distro`` in ``.venv-adot``, started as its Lambda
 layer starts a function: ``opentelemetry-instrument`` with the layer wrapper's
 environment, the handler wrapped by ``AwsLambdaInstrumentor``, which flushes
 its spans through ADOT's OTLP/UDP exporter at the end of every invocation).

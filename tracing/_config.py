@@ -193,7 +193,7 @@ _OPTIONS: dict[str, tuple[str, Callable[[Any], Any]]] = {
         lambda v: _bool(v) if isinstance(v, str) else bool(v),
     ),
     "redact_keys": ("TRACING_REDACT_KEYS", _keys),
-    "exporter": ("TRACING_EXPORTER", _choice("xray-udp", "otlp-udp", "otlp")),
+    "exporter": ("TRACING_EXPORTER", _choice("xray-udp", "otlp-udp", "otlp", "provider")),
     "botocore_instrumentation": (
         "TRACING_BOTOCORE_INSTRUMENTATION",
         _choice("tracing", "contrib", "off"),

@@ -86,6 +86,15 @@ def _emitter(settings: Settings, explicit: bool) -> Emitter:
             from .backends.otlp_udp import OTLPUDPEmitter
 
             return OTLPUDPEmitter(settings.daemon_address, attributes)
+        if settings.exporter == "provider":
+            if settings.backend != "otel":
+                raise ValueError(
+                    "exporter='provider' hands spans to an OpenTelemetry tracer provider's "
+                    "exporters: it needs backend='otel'"
+                )
+            from .backends.otel_provider import ProviderEmitter
+
+            return ProviderEmitter(attributes)
         from .backends.otlp_http import OTLPHTTPEmitter
 
         return OTLPHTTPEmitter(attributes)
@@ -126,13 +135,16 @@ def _load_backend(runtime: Runtime, explicit: bool) -> None:
             "tracing.span and handler spans are still recorded, library-native spans are not",
             settings.backend,
         )
-    _install_hooks(_records_aws_calls(settings))
+    _install_hooks(_records_aws_calls(settings, runtime.backend))
 
 
-def _records_aws_calls(settings: Settings) -> bool:
+def _records_aws_calls(settings: Settings, backend: Backend) -> bool:
     """Whether the core records AWS calls (not a library's own instrumentation)."""
     if settings.backend == "otel":
-        return settings.botocore_instrumentation == "tracing"
+        # The backend steps aside when OTel's botocore instrumentation was already
+        # applied (ADOT's layer does): one span per call, not two.
+        chosen = getattr(backend, "botocore", settings.botocore_instrumentation)
+        return bool(chosen == "tracing")
     return settings.patch_botocore
 
 

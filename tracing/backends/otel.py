@@ -59,6 +59,8 @@ log = logging.getLogger("tracing.backends.otel")
 
 #: Marks a ``TracerProvider`` this backend made.
 _MADE_HERE = "_tracing_made_here"
+#: The instrumentation scope of OTel's ``AwsLambdaInstrumentor`` spans.
+_LAMBDA_SCOPE = "opentelemetry.instrumentation.aws_lambda"
 
 
 class OTelBackend:
@@ -110,10 +112,19 @@ class OTelBackend:
         provider.add_span_processor(self.processor)
         self.provider = provider
         resource = getattr(provider, "resource", None)
-        update = getattr(self.runtime.emitter, "add_resource", None)
-        if update is not None and resource is not None and not getattr(provider, _MADE_HERE, False):
+        emitter = self.runtime.emitter
+        update = getattr(emitter, "add_resource", None)
+        made_here = getattr(provider, _MADE_HERE, False)
+        if update is not None and resource is not None and not made_here:
             # The OTLP exporters take the application's (or ADOT's) resource.
             update(resource.attributes)
+        if not made_here:
+            self._beside(provider, emitter)
+        if self.botocore == "tracing" and _botocore_instrumented():
+            # ADOT's layer (or the application) applied OTel's botocore
+            # instrumentation already: its CLIENT spans are the AWS calls.
+            log.info("tracing: AWS calls are recorded by OTel's botocore instrumentation")
+            self.botocore = "applied"
         if self.botocore == "contrib":
             from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
 
@@ -125,6 +136,25 @@ class OTelBackend:
             # Work done at import runs in the main thread's context; the first
             # invocation runs there too and replaces this with its own span.
             self._init_token = otel_context.attach(trace.set_span_in_context(self.proxy))
+
+    def _beside(self, provider: Any, emitter: Any) -> None:
+        """Another set-up's provider (ADOT's): no span exported twice, Lineage kept."""
+        from .otel_provider import gate_exporters
+
+        attach = getattr(emitter, "attach", None)
+        gates = gate_exporters(provider, everything=attach is not None)
+        if attach is not None:
+            attach(gates or [], getattr(provider, "resource", None))
+        elif gates:
+            log.info(
+                "tracing: the tracer provider's X-Ray exporter is gated: tracing sends "
+                "these spans in its own traces (exporter='provider' leaves it in charge)"
+            )
+        self._textmap_hook = when_imported(
+            "opentelemetry.propagate",
+            replace_xray_propagator,
+            "calls made through OTel's propagation API may drop the Lineage key",
+        )
 
     def _install_globals(self, provider: TracerProvider) -> None:
         # Only where the application has not chosen its own provider already.
@@ -169,9 +199,31 @@ class OTelBackend:
     def enter(self, span: Span) -> object:
         """Make ``span`` current in the OTel context: the proxy, unless it already is."""
         proxy = self.proxy
-        if self._current_span() is proxy:
+        current = self._current_span()
+        if current is proxy:
             return None  # the proxy resolves to the top of the core's stack
+        if span is self.runtime.invocation and current is not None:
+            self._adopt(current, span)
         return otel_context.attach(trace.set_span_in_context(proxy))
+
+    def _adopt(self, current: Any, invocation: Span) -> None:
+        """One invocation span: the Lambda instrumentation's (ADOT's) gives way to ours.
+
+        OTel's ``AwsLambdaInstrumentor`` wraps the handler outside
+        ``tracing.handler``, so its span would be a second invocation span
+        around ours. Its attributes (``faas.*``, ``cloud.*``) move to ours, as
+        metadata, where X-Ray puts span attributes; the span itself is never
+        exported.
+        """
+        scope = getattr(current, "instrumentation_scope", None)
+        if getattr(scope, "name", None) != _LAMBDA_SCOPE or not current.is_recording():
+            return
+        try:
+            self.processor.replace(current.get_span_context().span_id)
+            for key, value in (getattr(current, "attributes", None) or {}).items():
+                invocation.put_metadata(key, value)
+        except Exception:
+            log.debug("tracing: could not adopt the Lambda instrumentation's span", exc_info=True)
 
     def _current_span(self) -> Any:
         # NOTE: trace.get_current_span() is three calls deep; this runs for every
@@ -210,6 +262,44 @@ class OTelBackend:
         from .otel_xray import top_document
 
         self.runtime.emit(top_document(span, entity))
+
+
+def _botocore_instrumented() -> bool:
+    """True when OTel's botocore instrumentation is applied (never imports it)."""
+    import sys
+
+    module = sys.modules.get("opentelemetry.instrumentation.botocore")
+    if module is None:
+        return False
+    try:
+        return bool(module.BotocoreInstrumentor().is_instrumented_by_opentelemetry)
+    except Exception:
+        return False
+
+
+def replace_xray_propagator() -> None:
+    """In the application's composite propagator, ours instead of AWS's X-Ray one.
+
+    ``opentelemetry-propagator-aws-xray`` (which ADOT's layer configures) writes
+    ``Root``/``Parent``/``Sampled`` only: Lambda's ``Lineage`` is dropped, which
+    defeats its recursive-loop detection. The rest of the composite is kept.
+    """
+    from opentelemetry import propagate
+
+    from .otel_propagator import XRayTracePropagator
+
+    textmap = propagate.get_global_textmap()
+    members = getattr(textmap, "_propagators", None)
+    if not isinstance(members, (list, tuple)):
+        return
+    swapped = [
+        XRayTracePropagator() if type(member).__name__ == "AwsXRayPropagator" else member
+        for member in members
+    ]
+    if any(new is not old for new, old in zip(swapped, members, strict=True)):
+        from opentelemetry.propagators.composite import CompositePropagator
+
+        propagate.set_global_textmap(CompositePropagator(swapped))
 
 
 def install_textmap() -> None:

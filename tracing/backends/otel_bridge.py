@@ -411,6 +411,23 @@ class BridgeProcessor(SpanProcessor):
                 self._scope_of[span_id] = self._scope_of.get(span.parent.span_id)
             self._open[span_id] = span
 
+    def replace(self, span_id: int) -> None:
+        """The open span ``span_id`` is stood in for by a core span: never record it.
+
+        OTel children it already has stay under it and are dropped with it (the
+        Lambda instrumentation's span has none when the handler starts).
+        """
+        with self._lock:
+            self._open.pop(span_id, None)
+            self._core_parent.pop(span_id, None)
+            self._otel_parent.pop(span_id, None)
+            self._scope_of.pop(span_id, None)
+            self._metadata.pop(span_id, None)
+            kids = self._pending.pop(span_id, None)
+            if kids:
+                self._pending_count -= len(kids)
+            self._late_add(span_id)
+
     def _late_add(self, span_id: int) -> None:
         self._late.add(span_id)
         while len(self._late) > MAX_PENDING:

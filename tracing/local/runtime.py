@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tracing.local._runtime_api import InvokeResult, PendingInvocation, RuntimeAPIServer, _error
@@ -128,6 +128,9 @@ class LocalLambda:
         init_type: ``AWS_LAMBDA_INITIALIZATION_TYPE``.
         python: Interpreter that has ``awslambdaric`` installed.
         init_timeout_s: Longest wait for the first ``/next`` poll.
+        exec_wrapper: A command the runtime's command line is appended to, as
+            Lambda runs ``AWS_LAMBDA_EXEC_WRAPPER`` (a layer's start-up script,
+            e.g. ADOT's ``opentelemetry-instrument``). Empty: none.
     """
 
     def __init__(
@@ -144,11 +147,13 @@ class LocalLambda:
         init_type: str = "on-demand",
         python: str = sys.executable,
         init_timeout_s: float = 10.0,
+        exec_wrapper: Sequence[str] = (),
     ) -> None:
         self.handler, self.code_dir = handler, os.path.abspath(code_dir)
         self.function_name, self.region = function_name, region
         self.timeout_s, self.init_timeout_s = timeout_s, init_timeout_s
         self.memory_mb, self.init_type, self.python = memory_mb, init_type, python
+        self.exec_wrapper = tuple(exec_wrapper)
         self.env, self.xray_daemon_address = dict(env or {}), xray_daemon_address
         self.function_arn = f"arn:aws:lambda:{region}:123456789012:function:{function_name}"
         self._server = RuntimeAPIServer()
@@ -383,7 +388,7 @@ class LocalLambda:
         # SnapStart runs through a small boot module that can restore copies.
         main = "tracing.local._snapstart_boot" if self._server.hold_restores else "awslambdaric"
         proc = subprocess.Popen(
-            [self.python, "-m", main, self.handler],
+            [*self.exec_wrapper, self.python, "-m", main, self.handler],
             cwd=self.code_dir,
             env=self._child_env(),
             stdin=subprocess.DEVNULL,
