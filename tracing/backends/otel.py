@@ -84,6 +84,9 @@ class OTelBackend:
         self._context_variable = _context_variable()
         self._init_token: object | None = None
         self._textmap_hook: ImportHook | None = None
+        #: True once aws-xray-sdk is connected (Powertools' Tracer uses it).
+        self.sdk = False
+        self._sdk_hook: ImportHook | None = None
 
     def install(self) -> None:
         provider = self.provider
@@ -131,11 +134,22 @@ class OTelBackend:
             BotocoreInstrumentor().instrument(  # type: ignore[no-untyped-call]
                 tracer_provider=provider
             )
+        # aws-xray-sdk, if the application uses it (Powertools' Tracer does): its
+        # subsegments land in the same trees, as on the xray backend.
+        self._sdk_hook = when_imported(
+            "aws_xray_sdk.core", self._connect_sdk, "its subsegments are sent apart"
+        )
         init = self.runtime.init
         if init is not None:
             # Work done at import runs in the main thread's context; the first
             # invocation runs there too and replaces this with its own span.
             self._init_token = otel_context.attach(trace.set_span_in_context(self.proxy))
+
+    def _connect_sdk(self) -> None:
+        from . import xray_sdk
+
+        xray_sdk.connect(self.runtime.settings.service)
+        self.sdk = True
 
     def _beside(self, provider: Any, emitter: Any) -> None:
         """Another set-up's provider (ADOT's): no span exported twice, Lineage kept."""
@@ -176,9 +190,10 @@ class OTelBackend:
         token, self._init_token = self._init_token, None
         if token is not None:
             self.exit(token)
-        hook, self._textmap_hook = self._textmap_hook, None
-        if hook is not None:
-            hook.remove()
+        for hook in (self._textmap_hook, self._sdk_hook):
+            if hook is not None:
+                hook.remove()
+        self._textmap_hook = self._sdk_hook = None
 
     def flush(self, timeout_s: float) -> bool:
         try:
@@ -200,10 +215,15 @@ class OTelBackend:
         """Make ``span`` current in the OTel context: the proxy, unless it already is."""
         proxy = self.proxy
         current = self._current_span()
+        if span is self.runtime.invocation:
+            if self.sdk:
+                from . import xray_sdk
+
+                xray_sdk.absorb_outer(span)  # Powertools' handler decorator around ours
+            if current is not None and current is not proxy:
+                self._adopt(current, span)
         if current is proxy:
             return None  # the proxy resolves to the top of the core's stack
-        if span is self.runtime.invocation and current is not None:
-            self._adopt(current, span)
         return otel_context.attach(trace.set_span_in_context(proxy))
 
     def _adopt(self, current: Any, invocation: Span) -> None:
@@ -246,6 +266,10 @@ class OTelBackend:
     def sent(self, scope: Scope) -> None:
         self.processor.forget(scope)
         self.proxy.forget()  # its cache must not keep the sent tree alive
+        if self.sdk:
+            from . import xray_sdk
+
+            xray_sdk.forget()
 
     def open_entities(self, scope: Scope) -> dict[str, list[dict[str, Any]]]:
         """Open OTel entities under the core spans of ``scope`` (for timeouts)."""

@@ -72,6 +72,10 @@ class XRayBackend:
         return None
 
     def enter(self, span: Span) -> object:
+        if self.sdk:
+            from . import xray_sdk
+
+            xray_sdk.absorb_outer(span)  # Powertools' handler decorator around ours
         return None
 
     def exit(self, token: object) -> None:

@@ -33,6 +33,7 @@ as current without knowing the SDK, and our spans are shown to the SDK as
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +52,15 @@ from .._span import Span
 if TYPE_CHECKING:
     from .._scope import Node
 
-__all__ = ["BridgeContext", "SdkEntity", "SdkSpan", "SpanView", "connect", "forget"]
+__all__ = [
+    "BridgeContext",
+    "SdkEntity",
+    "SdkSpan",
+    "SpanView",
+    "absorb_outer",
+    "connect",
+    "forget",
+]
 
 log = logging.getLogger("tracing.backends.xray")
 
@@ -196,13 +205,18 @@ class SdkSpan:
         entity: The SDK entity.
         scope: The core document it lands in (that of the span it was opened
             under), or ``None`` for a segment the user opened and the SDK sends.
+        into: For a second invocation subsegment (Powertools'
+            ``capture_lambda_handler`` stacked with ``tracing.handler``): the
+            invocation span it is folded into, or :data:`_OUTER` while it waits
+            for the invocation to begin.
     """
 
-    __slots__ = ("entity", "scope")
+    __slots__ = ("entity", "into", "scope")
 
-    def __init__(self, entity: Any, scope: Scope | None) -> None:
+    def __init__(self, entity: Any, scope: Scope | None, into: Any = None) -> None:
         self.entity = entity
         self.scope = scope
+        self.into = into
 
     @property
     def name(self) -> str:
@@ -284,6 +298,43 @@ def _sdk_dict(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+#: Marks an invocation subsegment opened around ``tracing.handler``, before it began.
+_OUTER = object()
+#: ... and one whose annotations were already folded into the invocation.
+_FOLDED = object()
+
+
+def _fold(entity: Any, span: Span, children: bool) -> None:
+    """Move an SDK invocation subsegment's data into our invocation span.
+
+    The invocation's own annotations (``ColdStart``, ``Service``) are kept;
+    exceptions are recorded by ``tracing.handler`` itself.
+    """
+    own = span.annotations or {}
+    for key, value in (getattr(entity, "annotations", None) or {}).items():
+        if key not in own:
+            span.annotate(key, value)
+    for namespace, values in (getattr(entity, "metadata", None) or {}).items():
+        for key, value in (values or {}).items():
+            span.put_metadata(key, value, namespace)
+    if children:
+        for child in list(getattr(entity, "subsegments", None) or ()):
+            span.add_child(child.span if isinstance(child, _SdkChild) else SdkEntity(child))
+
+
+def absorb_outer(invocation: Span) -> None:
+    """``tracing.handler`` begins an invocation: fold in an SDK subsegment opened
+    around it for the same invocation (Powertools' ``capture_lambda_handler``
+    above ``tracing.handler``). What that decorator writes after the handler
+    returns (its response metadata) comes too late for the invocation's document.
+    """
+    stack = STACK.get()
+    top = stack[-1] if stack else None
+    if isinstance(top, SdkSpan) and top.into is _OUTER:
+        _fold(top.entity, invocation, children=False)
+        top.into = _FOLDED
+
+
 class _SdkChild:
     """Lets an SDK parent serialize one of our spans among its subsegments."""
 
@@ -330,6 +381,30 @@ class _Views:
 _VIEWS = _Views()
 
 
+def _invocation_twin(parent: Node | None, subsegment: Any) -> Any:
+    """Whether ``subsegment`` is a second invocation subsegment, and into what.
+
+    Powertools' ``capture_lambda_handler`` opens ``## <handler>``. Under
+    ``tracing.handler`` (the invocation is ``parent``, same name), it is the
+    invocation itself. Around it, it opens before the invocation has begun: in
+    Lambda, with an invocation's trace header set and no invocation running.
+    """
+    name = getattr(subsegment, "name", None)
+    if not isinstance(name, str) or not name.startswith("## "):
+        return None
+    runtime = get_runtime()
+    if runtime is None or not runtime.in_lambda:
+        return None
+    invocation = runtime.invocation
+    if invocation is not None:
+        return invocation if parent is invocation and name == invocation.name else None
+    init = runtime.init
+    at_start = parent is None or (init is not None and parent is init.root)
+    if at_start and os.environ.get("_X_AMZN_TRACE_ID"):
+        return _OUTER
+    return None
+
+
 class BridgeContext(Context):  # type: ignore[misc]
     """The recorder ``Context`` that stores SDK entities on our span stack."""
 
@@ -359,6 +434,12 @@ class BridgeContext(Context):  # type: ignore[misc]
             # the core is already recording: a second copy. Not attached, not made
             # current (the SDK's end_subsegment then finds nothing to end).
             return
+        into = _invocation_twin(parent, subsegment)
+        if into is not None:
+            # One invocation, not two: not attached, folded in when it ends.
+            subsegment.parent_id = parent.id if parent is not None else None
+            STACK.set((*STACK.get(), SdkSpan(subsegment, None, into)))
+            return
         self.get_trace_entity().add_subsegment(subsegment)
         scope = parent.scope if parent is not None else None
         STACK.set((*STACK.get(), SdkSpan(subsegment, scope)))
@@ -371,13 +452,15 @@ class BridgeContext(Context):  # type: ignore[misc]
             return False
         top.entity.close(end_time)
         STACK.set(stack[:-1])
+        if isinstance(top.into, Span):
+            _fold(top.entity, top.into, children=True)
         return True
 
     def get_trace_entity(self) -> Any:
         runtime = get_runtime()
-        if runtime is None or runtime.backend.name != "xray":
-            # Not configured, or configured for another backend since: the SDK's
-            # botocore patch (installed once per process) must not record a copy.
+        if runtime is None or not getattr(runtime.backend, "sdk", False):
+            # Not configured, or configured since without the SDK connected: the
+            # SDK's botocore patch (installed once per process) must not record a copy.
             return _UNTRACED
         return _VIEWS.entity_for(current_node())
 

@@ -1,0 +1,68 @@
+"""Beside Powertools' Tracer: one tree, through the real awslambdaric.
+
+The function keeps ``Tracer`` (``capture_lambda_handler``, ``capture_method``,
+its automatic botocore patch through aws-xray-sdk) and adds ``tracing.handler``,
+above or below ``capture_lambda_handler``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tracing import testing
+from tracing._header import new_id, new_trace_id
+from tracing.local.aws import LocalAWS
+
+from ..conftest import LaunchFn
+
+pytestmark = pytest.mark.integration
+
+
+def _entities(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(testing.iter_entities(doc))
+
+
+@pytest.mark.parametrize("handler", ["handler", "outer"])
+def test_one_invocation_and_one_span_per_aws_call(
+    launch: LaunchFn,
+    daemon: testing.DaemonListener,
+    aws: LocalAWS,
+    handler: str,
+) -> None:
+    url = aws.client("sqs").create_queue(QueueName=f"pt-{new_id()}")["QueueUrl"]
+    function = launch(f"powertools_app.{handler}", QUEUE_URL=url)
+    roots = []
+    for order in ("o-1", "o-2"):
+        root = new_trace_id()
+        result = function.invoke(
+            {"order": order}, trace_header=f"Root={root};Parent={new_id()};Sampled=1"
+        )
+        assert result.ok, (result.error, function.logs[-2000:])
+        assert result.payload == {"placed": order}
+        roots.append(root)
+    docs = daemon.settle()
+    for doc in docs:
+        assert testing.check_document(doc) == [], doc
+    [init] = [d for d in docs if d["name"] == "Init"]
+    assert "subsegments" not in init  # Powertools' handler subsegment is not init work
+    invocations = [d for d in docs if d["name"] != "Init"]
+    assert [d["name"] for d in invocations] == [f"## {handler}"] * 2
+    assert [d["trace_id"] for d in invocations] == roots
+    for doc, cold, order in zip(invocations, (True, False), ("o-1", "o-2"), strict=True):
+        names = [e["name"] for e in _entities(doc)]
+        assert names.count(f"## {handler}") == 1  # one invocation subsegment
+        assert doc["annotations"]["ColdStart"] is cold
+        calls = [e for e in _entities(doc) if e.get("namespace") == "aws"]
+        assert [c["aws"]["operation"] for c in calls] == ["SendMessage"]
+        [validate] = [e for e in _entities(doc) if e["name"] == "validate"]
+        [call] = validate["subsegments"]  # the SDK's patch wraps ours: its copy is kept
+        assert call["aws"]["operation"] == "SendMessage"
+        # Powertools' own subsegments and annotations, in the same tree, on both
+        # backends (aws-xray-sdk is connected to the core on each).
+        assert "## powertools_app.place" in names
+        assert doc["annotations"]["order"] == order
+        if handler == "handler":  # written after the handler returns: in time only inside
+            assert f"{handler} response" in doc["metadata"]["orders"]
+    assert "Traceback" not in function.logs
