@@ -61,6 +61,7 @@ class Settings:
         "redact_keys",
         "exporter",
         "botocore_instrumentation",
+        "send_unsampled",
         "extra",
     )
     __slots__ = _fields
@@ -79,6 +80,7 @@ class Settings:
     redact_keys: tuple[str, ...]
     exporter: str
     botocore_instrumentation: str
+    send_unsampled: bool
     extra: Mapping[str, Any]
 
     def __init__(
@@ -97,6 +99,7 @@ class Settings:
         redact_keys: tuple[str, ...] = DEFAULT_REDACT_KEYS,
         exporter: str = "xray-udp",
         botocore_instrumentation: str = "tracing",
+        send_unsampled: bool = False,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         values = locals()
@@ -198,6 +201,10 @@ _OPTIONS: dict[str, tuple[str, Callable[[Any], Any]]] = {
         "TRACING_BOTOCORE_INSTRUMENTATION",
         _choice("tracing", "contrib", "off"),
     ),
+    "send_unsampled": (
+        "TRACING_SEND_UNSAMPLED",
+        lambda v: _bool(v) if isinstance(v, str) else bool(v),
+    ),
 }
 
 
@@ -242,4 +249,13 @@ def load_settings(
     if unknown:
         raise TypeError(f"tracing.configure() got unknown option(s): {', '.join(unknown)}")
     values["extra"] = MappingProxyType(extra)
+    if values.get("send_unsampled") and values.get("exporter", "xray-udp") == "xray-udp":
+        # X-Ray documents have no unsampled form: only OTLP can carry them (T1U).
+        message = (
+            "send_unsampled needs an OTLP exporter (exporter='otlp-udp', 'otlp' or 'provider')"
+        )
+        if arguments.get("send_unsampled") is not None:
+            raise ValueError(f"tracing.configure(send_unsampled=True): {message}")
+        log.error("tracing: ignoring TRACING_SEND_UNSAMPLED: %s", message)
+        values["send_unsampled"] = False
     return Settings(**values)

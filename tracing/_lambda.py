@@ -91,6 +91,7 @@ class _Invocations:
         self.limit = settings.max_spans_per_invocation
         self.capture_event = settings.capture_event
         self.capture_response = settings.capture_response
+        self.send_unsampled = settings.send_unsampled
         self.in_lambda = runtime.in_lambda
         self.environ = os.environ
         # Under provisioned concurrency the environment was initialised ahead of
@@ -117,7 +118,7 @@ class _Invocations:
                 runtime.cold = False
                 init_trace_id = self._close_init(header, sampled)
             backend = runtime.backend
-            if not sampled:
+            if not sampled and (not self.send_unsampled or header is None or not header.parent):
                 span = self._unsampled(header)
                 runtime.invocation = span
                 return span, None, STACK.set((span,)), backend.enter(span)
@@ -126,7 +127,8 @@ class _Invocations:
             if init_trace_id is not None:
                 span.annotations["InitTraceId"] = init_trace_id
             if self.in_lambda and header is not None:
-                scope = Scope(span, header.root, header.parent, limit=self.limit)
+                # Unsampled here only with send_unsampled: recorded, sent as T1U.
+                scope = Scope(span, header.root, header.parent, sampled=sampled, limit=self.limit)
                 scope.extra = header.extra
             else:
                 scope = self._own_segment(span, header)

@@ -36,8 +36,8 @@ def outgoing_header() -> TraceHeader | None:
         return TraceHeader(trace_id, node.id, "1")
     if scope.placeholder or scope.trace_id is None or scope.done:
         return None  # not known yet, or already sent (a thread or task outliving it)
-    if node.recording:
-        return TraceHeader(scope.trace_id, node.id, "1", scope.extra)
+    if node.recording:  # recorded unsampled work (send_unsampled) says so too
+        return TraceHeader(scope.trace_id, node.id, "1" if scope.sampled else "0", scope.extra)
     if not scope.sampled and scope.parent_id is not None:
         return TraceHeader(scope.trace_id, scope.parent_id, "0", scope.extra)
     return None

@@ -317,3 +317,57 @@ def test_the_collectors_mapping_makes_a_server_root_a_segment_of_the_service() -
     [converted] = request_documents(body)
     assert json.loads(json.dumps(converted))["annotations"] == {"k": "v"}
     assert converted["name"] == "svc"  # a SERVER root: a segment named after the service
+
+
+@pytest.mark.parametrize("backend", ["xray", "otel"])
+def test_unsampled_invocations_go_out_as_t1u_only_when_asked(
+    backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch, aws: LocalAWS
+) -> None:
+    monkeypatch.setenv("AWS_XRAY_DAEMON_ADDRESS", daemon.address)
+    for name, value in aws.env.items():
+        monkeypatch.setenv(name, value)
+    tracing.configure(backend=backend, exporter="otlp-udp", send_unsampled=True)
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName=f"t1u-{new_id()}")["QueueUrl"]
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        with tracing.span("work"):
+            if backend == "otel":
+                from opentelemetry import trace
+
+                with trace.get_tracer("user").start_as_current_span("user span"):
+                    pass
+            sqs.send_message(QueueUrl=url, MessageBody="x")
+
+    handler({}, testing.FakeContext())  # the cold one, sampled: Init and all
+    daemon.sync()
+    daemon.clear()
+    assert len(testing.receive_messages(sqs, url, 1)) == 1  # its message, out of the way
+    root, parent = new_trace_id(), new_id()
+    monkeypatch.setenv(
+        "_X_AMZN_TRACE_ID", f"Root={root};Parent={parent};Sampled=0;Lineage=a87bd80c:1"
+    )
+    handler({}, testing.FakeContext())
+    daemon.sync()
+    assert daemon.documents == []
+    assert [sampled for sampled, _ in daemon.otlp] == [False]  # one T1U datagram
+    spans = daemon.otlp_spans(sampled=False)
+    names = sorted(s.name for s in spans)
+    expected = ["## handler", "sqs", "work"] + (["user span"] if backend == "otel" else [])
+    assert names == sorted(expected)
+    assert {s.trace_id.hex() for s in spans} == {root[2:10] + root[11:]}
+    assert all(s.flags & 0x1 == 0 for s in spans)  # not sampled
+    by_name = {s.name: s for s in spans}
+    assert by_name["## handler"].parent_span_id.hex() == parent
+    # Passed on as unsampled, with the recorded call as the parent, Lineage kept.
+    [message] = testing.receive_messages(sqs, url, 1)
+    header = message["Attributes"]["AWSTraceHeader"]
+    assert header == (
+        f"Root={root};Parent={by_name['sqs'].span_id.hex()};Sampled=0;Lineage=a87bd80c:1"
+    )
+
+
+def test_send_unsampled_needs_an_otlp_exporter() -> None:
+    with pytest.raises(ValueError, match="OTLP exporter"):
+        tracing.configure(send_unsampled=True)

@@ -47,6 +47,7 @@ from .otel_bridge import (
     CoreSpanProxy,
     InitRootSampler,
     OTelSpan,
+    UnsampledParentSampler,
     XRayIdGenerator,
 )
 
@@ -101,7 +102,9 @@ class OTelBackend:
             if self.runtime.in_lambda:
                 from opentelemetry.sdk.trace.sampling import ParentBased
 
-                sampler = ParentBased(root=InitRootSampler())
+                sampler = ParentBased(
+                    root=InitRootSampler(), local_parent_not_sampled=UnsampledParentSampler()
+                )
             provider = TracerProvider(
                 sampler=sampler,
                 id_generator=XRayIdGenerator(),

@@ -53,6 +53,7 @@ __all__ = [
     "BridgeProcessor",
     "CoreSpanProxy",
     "InitRootSampler",
+    "UnsampledParentSampler",
     "OTelSpan",
     "XRayIdGenerator",
     "record_exception",
@@ -92,8 +93,9 @@ def _context_of(core: Span) -> SpanContext:
     scope = core.scope
     if scope is None or scope.trace_id is None:
         return _UNTRACED
-    if core.recording:
-        return SpanContext(trace_int(scope.trace_id), int(core.id, 16), False, _SAMPLED)
+    if core.recording:  # sampled, or recorded unsampled (send_unsampled)
+        flags = _SAMPLED if scope.sampled else _NOT_SAMPLED
+        return SpanContext(trace_int(scope.trace_id), int(core.id, 16), False, flags)
     # An unsampled invocation or message: its own trace and parent, not sampled.
     return SpanContext(
         trace_int(scope.trace_id), int(scope.parent_id or core.id, 16), False, _NOT_SAMPLED
@@ -594,3 +596,31 @@ class InitRootSampler(Sampler):
 
     def get_description(self) -> str:
         return "tracing.InitRootSampler"
+
+
+class UnsampledParentSampler(Sampler):
+    """For spans whose local parent is not sampled, in the provider the backend makes.
+
+    Records them (``RECORD_ONLY``) when the configuration in force has
+    ``send_unsampled``: they then go out with their invocation as ``T1U``.
+    Otherwise drops them, as OTel's default does. Read at each decision, since
+    a provider outlives a configuration.
+    """
+
+    def should_sample(
+        self,
+        parent_context: otel_context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: Any = None,
+        attributes: Any = None,
+        links: Any = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        runtime = get_runtime()
+        if runtime is not None and runtime.settings.send_unsampled:
+            return SamplingResult(Decision.RECORD_ONLY, attributes)
+        return SamplingResult(Decision.DROP)
+
+    def get_description(self) -> str:
+        return "tracing.UnsampledParentSampler"
