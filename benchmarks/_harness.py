@@ -164,30 +164,11 @@ def trace_header(now: float | None = None) -> str:
 ADOT_VENV = ROOT / ".venv-adot"
 ADOT_REQUIREMENTS = ROOT / "requirements" / "adot.txt"
 
-#: What the ADOT Lambda layer's ``otel-instrument`` wrapper exports (full mode).
-_ADOT_DISABLED = (
-    "aio-pika,aiohttp-client,aiohttp-server,aiopg,asgi,asyncio,asyncpg,boto,boto3,cassandra,"
-    "celery,confluent_kafka,dbapi,django,falcon,fastapi,flask,grpc_client,grpc_server,"
-    "grpc_aio_client,grpc_aio_server,httpx,jinja2,kafka,logging,mysql,mysqlclient,pika,psycopg,"
-    "psycopg2,pymemcache,pymongo,pymysql,pyramid,redis,remoulade,requests,sklearn,sqlalchemy,"
-    "sqlite3,starlette,system_metrics,threading,tornado,tortoiseorm,wsgi,aws-lambda"
-)
-ADOT_ENV = {
-    "OTEL_SERVICE_NAME": "bench",
-    "OTEL_RESOURCE_ATTRIBUTES": (
-        "cloud.region=us-east-1,cloud.platform=aws_lambda,cloud.provider=aws,faas.name=bench,"
-        "faas.version=$LATEST"
-    ),
-    "OTEL_PROPAGATORS": "baggage,xray,tracecontext",
-    "OTEL_AWS_APPLICATION_SIGNALS_RUNTIME_ENABLED": "false",
-    "OTEL_METRICS_EXPORTER": "none",
-    "OTEL_LOGS_EXPORTER": "none",
-    "OTEL_AWS_LAMBDA_FAST_START": "false",
-    "OTEL_AWS_APPLICATION_SIGNALS_ENABLED": "true",
-    "OTEL_PYTHON_DISTRO": "aws_distro",
-    "OTEL_PYTHON_CONFIGURATOR": "aws_configurator",
-    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": _ADOT_DISABLED,
-}
+def adot_env(handler: str) -> dict[str, str]:
+    """What the ADOT Lambda layer's ``otel-instrument`` script exports (full mode)."""
+    from tracing.testing._adot import adot_layer_env
+
+    return adot_layer_env(handler, function_name="bench")
 
 
 def adot_python() -> str:

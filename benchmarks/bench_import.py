@@ -203,7 +203,7 @@ def _spawn(args: list[str], env: dict[str, str]) -> tuple[dict[str, Any], float]
 def _env(variant: Variant, daemon: str) -> dict[str, str]:
     extra = {"_HANDLER": "__main__.handler"}
     if variant.adot:
-        extra.update(bh.ADOT_ENV, ORIG_HANDLER="__main__.handler")
+        extra.update(bh.adot_env("__main__.handler"))
         # Our repository is not on an ADOT function's path.
         env = bh.lambda_env(daemon, **extra)
         env.pop("PYTHONPATH", None)

@@ -478,6 +478,10 @@ class BridgeProcessor(SpanProcessor):
             if children:
                 self._pending_count -= len(children)
             entity = _Entity(span, extra, children)
+            if not self._runtime.emitter.otlp:
+                # X-Ray documents: convert now, while the span ends (during init,
+                # that is init's time), not when the first invocation sends Init.
+                entity.to_dict()
             core = self._core_parent.pop(span_id, None)
             otel_parent = self._otel_parent.pop(span_id, None)
             if core is None and otel_parent is not None:
