@@ -164,6 +164,7 @@ def trace_header(now: float | None = None) -> str:
 ADOT_VENV = ROOT / ".venv-adot"
 ADOT_REQUIREMENTS = ROOT / "requirements" / "adot.txt"
 
+
 def adot_env(handler: str) -> dict[str, str]:
     """What the ADOT Lambda layer's ``otel-instrument`` script exports (full mode)."""
     from tracing.testing._adot import adot_layer_env

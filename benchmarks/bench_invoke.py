@@ -230,9 +230,7 @@ def measure(
     }
     with bh.Listener() as daemon:
         env = bh.lambda_env(daemon.address)
-        adot_env = bh.lambda_env(
-            daemon.address, **bh.adot_env(f"{MODULE}.adot_handler")
-        )
+        adot_env = bh.lambda_env(daemon.address, **bh.adot_env(f"{MODULE}.adot_handler"))
         for _ in range(children):
             for spec in specs:
                 variant, context_kind = spec

@@ -35,12 +35,13 @@ def adot_launch(
     """Start ``handler`` under the ADOT layer's start-up, traced to ``daemon``."""
     started: list[LocalLambda] = []
 
-    def _launch(handler: str, **env: str) -> LocalLambda:
+    def _launch(handler: str, *, timeout_s: float = 3.0, **env: str) -> LocalLambda:
         layer = adot_layer_env(handler, function_name="adot-app", environ=env)
         function = LocalLambda(
             layer["_HANDLER"],
             code_dir=FIXTURES,
             function_name="adot-app",
+            timeout_s=timeout_s,
             env={
                 **aws.env,
                 **env,

@@ -145,3 +145,27 @@ def test_provider_exporter_leaves_adot_in_charge_of_the_same_trees(
     # ADOT's own exporter pipeline ran on them (its Application Signals attributes).
     attributes = {kv.key for kv in by_name["## handler"][0].attributes}
     assert "aws.local.service" in attributes or "aws.span.kind" in attributes
+
+
+@pytest.mark.parametrize("exporter", ["xray-udp", "provider"])
+def test_a_timed_out_invocation_is_sent_before_the_deadline(
+    adot_launch: AdotLaunch, daemon: testing.DaemonListener, queue: tuple[str, str], exporter: str
+) -> None:
+    function = adot_launch(
+        "adot_app.slow", timeout_s=1.5, QUEUE_URL=queue[0], TRACING_EXPORTER=exporter
+    )
+    root, header = _header()
+    result = function.invoke({}, trace_header=header)
+    assert result.timed_out
+    daemon.settle()
+    if exporter == "xray-udp":
+        [invocation] = [d for d in daemon.documents if d["name"] == "## slow"]
+        assert invocation["trace_id"] == root
+        assert invocation["annotations"]["Timeout"] is True
+        assert [c["name"] for c in invocation["subsegments"]] == ["stuck"]
+        assert daemon.otlp == []
+    else:  # through ADOT's own exporter, before the sandbox was killed
+        spans = {s.name: s for s in daemon.otlp_spans()}
+        assert {"## slow", "stuck"} <= set(spans)
+        assert spans["## slow"].trace_id.hex() == root[2:10] + root[11:]
+        assert daemon.documents == []
