@@ -103,6 +103,7 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
         print(f"listening on udp://{collector.address}, storing in {store.path}", flush=True)
         if collector.otlp_http_address:
             print(f"OTLP/HTTP on http://{collector.otlp_http_address}/v1/traces", flush=True)
+        _stop_on_signals()
         try:
             while True:
                 time.sleep(3600)
@@ -110,6 +111,23 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
             pass
         print(f"stopped: {collector.stats}")
     return 0
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM stop the daemon cleanly, storing what it received.
+
+    Set explicitly: a process started in the background by a shell without job
+    control (``nohup``, CI scripts) inherits SIGINT *ignored*, and Python keeps
+    it ignored; supervisors (systemd, Docker) stop with SIGTERM, whose default
+    kills without storing the queue.
+    """
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -104,6 +104,41 @@ def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
         process.wait()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_daemon_stops_cleanly_on_a_signal_even_started_with_sigint_ignored(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    # What a shell without job control (nohup, a CI script's background job)
+    # gives its children: SIGINT ignored, which Python would keep.
+    db = str(tmp_path / "t.sqlite3")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tracing", "daemon", "--listen", "127.0.0.1:0", "--db", db],
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert process.stdout is not None
+    match = re.search(r"udp://([\d.]+:\d+)", process.stdout.readline())
+    assert match
+    emitter = UDPEmitter(match.group(1))
+    emitter.send(_documents(new_trace_id())[0])
+    emitter.close()
+    time.sleep(0.3)
+    process.send_signal(sig)
+    try:
+        out, _ = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0
+    assert "stopped:" in out
+    assert "'stored': 1" in out  # what was received is stored before it exits
+
+
 def test_daemon_traces_and_show(
     daemon: tuple[subprocess.Popen[str], str, Path], tmp_path: Path
 ) -> None:
