@@ -64,13 +64,33 @@ class span:  # noqa: N801 - lower case: it reads as a function at call sites
         @tracing.span                      # bare: named after the function
         def validate(order): ...
 
+        @tracing.span(capture_response=True)   # the return value, redacted, as metadata
+        def price(order): ...
+
+    ``capture_response`` (decorated functions and coroutines: their return
+    value) and ``capture_error`` (``False``: an exception is recorded by its
+    type only, without message or stack; ``None`` follows the setting) are the
+    per-call choices of Powertools' ``capture_method``; every other keyword
+    argument is an annotation.
+
     Use a fresh ``tracing.span(...)`` for each ``with``; the decorator form
     creates one per call, so it is safe under recursion, threads and asyncio.
     """
 
-    __slots__ = ("_annotations", "_library", "_name", "_span", "_token")
+    __slots__ = ("_annotations", "_capture", "_library", "_name", "_span", "_token")
 
-    def __new__(cls, name: Any, **annotations: Any) -> Any:
+    def __new__(
+        cls,
+        name: Any = None,
+        *,
+        capture_response: bool | None = None,
+        capture_error: bool | None = None,
+        **annotations: Any,
+    ) -> Any:
+        if name is None:  # ``@tracing.span(capture_response=True)``: named after the function
+            return functools.partial(
+                cls, capture_response=capture_response, capture_error=capture_error, **annotations
+            )
         # ``@tracing.span`` without a name: decorate right away, named after the
         # function. Without this, the function would be replaced by a span object
         # and every call of it would return a wrapper instead of its result.
@@ -79,12 +99,22 @@ class span:  # noqa: N801 - lower case: it reads as a function at call sites
         ):
             target = name.__func__ if isinstance(name, (classmethod, staticmethod)) else name
             label = getattr(target, "__qualname__", None) or getattr(target, "__name__", "span")
-            return cls(str(label), **annotations)(name)
+            options = {"capture_response": capture_response, "capture_error": capture_error}
+            return cls(str(label), **options, **annotations)(name)
         return object.__new__(cls)
 
-    def __init__(self, name: str, **annotations: Any) -> None:
+    def __init__(
+        self,
+        name: str = "",
+        *,
+        capture_response: bool | None = None,
+        capture_error: bool | None = None,
+        **annotations: Any,
+    ) -> None:
         self._name = name
         self._annotations = annotations
+        #: Per-call choices (Powertools' ``capture_method`` has the same two).
+        self._capture = (capture_response, capture_error)
         self._span: Span = NOOP
         self._token: Token[tuple[Node, ...]] | None = None
         self._library: object = None
@@ -170,7 +200,11 @@ class span:  # noqa: N801 - lower case: it reads as a function at call sites
         if not child.recording:
             return
         if exc is not None:
-            child.record_exception(exc)
+            detail = self._capture[1]
+            if detail is None:
+                runtime = get_runtime()
+                detail = runtime is None or runtime.settings.capture_error
+            child.fail(exc, detail=detail)
         child.finish()
 
     # -- decorator -------------------------------------------------------------
@@ -179,7 +213,10 @@ class span:  # noqa: N801 - lower case: it reads as a function at call sites
         target: Any = fn  # also a classmethod or staticmethod object
         if isinstance(target, (classmethod, staticmethod)):
             return type(target)(self(target.__func__))  # type: ignore[return-value]
-        name, annotations = self._name, self._annotations
+        name = self._name
+        capture_response, capture_error = self._capture
+        # The error choice travels with the annotations into each call's span.
+        annotations = {**self._annotations, "capture_error": capture_error}
         flags = getattr(getattr(fn, "__code__", None), "co_flags", 0)
         if flags & _CO_ASYNC_GENERATOR:
             return _wrap_async_generator(fn, name, annotations)  # type: ignore[no-any-return]
@@ -189,17 +226,35 @@ class span:  # noqa: N801 - lower case: it reads as a function at call sites
 
             @functools.wraps(fn)
             async def traced_async(*args: Any, **kwargs: Any) -> Any:
-                with span(name, **annotations):
-                    return await fn(*args, **kwargs)
+                with span(name, **annotations) as current:
+                    result = await fn(*args, **kwargs)
+                    if capture_response and current.recording:
+                        _capture_response(current, result)
+                    return result
 
             return traced_async  # type: ignore[return-value]
 
         @functools.wraps(fn)
         def traced(*args: Any, **kwargs: Any) -> Any:
-            with span(name, **annotations):
-                return fn(*args, **kwargs)
+            with span(name, **annotations) as current:
+                result = fn(*args, **kwargs)
+                if capture_response and current.recording:
+                    _capture_response(current, result)
+                return result
 
         return traced  # type: ignore[return-value]
+
+
+def _capture_response(current: Span, result: Any) -> None:
+    """``capture_response=True``: the return value, redacted, as metadata ``response``."""
+    try:
+        runtime = get_runtime()
+        if runtime is not None:
+            from ._payload import capture
+
+            capture(current, "response", result, runtime.settings)
+    except Exception:  # never the function's result
+        log.debug("tracing: could not capture a response", exc_info=True)
 
 
 class _Iteration:

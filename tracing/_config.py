@@ -52,12 +52,15 @@ class Settings:
         "disabled",
         "daemon_address",
         "patch_botocore",
+        "patch_http",
+        "http_query",
         "deadline_margin_ms",
         "init_trace",
         "max_init_spans",
         "max_spans_per_invocation",
         "capture_event",
         "capture_response",
+        "capture_error",
         "redact_keys",
         "exporter",
         "botocore_instrumentation",
@@ -71,12 +74,15 @@ class Settings:
     disabled: bool
     daemon_address: str
     patch_botocore: bool
+    patch_http: bool
+    http_query: bool
     deadline_margin_ms: int
     init_trace: InitTrace
     max_init_spans: int
     max_spans_per_invocation: int
     capture_event: bool
     capture_response: bool
+    capture_error: bool
     redact_keys: tuple[str, ...]
     exporter: str
     botocore_instrumentation: str
@@ -90,12 +96,15 @@ class Settings:
         disabled: bool = False,
         daemon_address: str = "127.0.0.1:2000",
         patch_botocore: bool = True,
+        patch_http: bool = True,
+        http_query: bool = False,
         deadline_margin_ms: int = 100,
         init_trace: InitTrace = "sampled",
         max_init_spans: int = 1000,
         max_spans_per_invocation: int = 1000,
         capture_event: bool = False,
         capture_response: bool = False,
+        capture_error: bool = True,
         redact_keys: tuple[str, ...] = DEFAULT_REDACT_KEYS,
         exporter: str = "xray-udp",
         botocore_instrumentation: str = "tracing",
@@ -173,38 +182,38 @@ def _keys(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(item).strip().lower() for item in items if str(item).strip()))
 
 
-# option -> (env var, parser). Env vars follow one pattern: TRACING_<OPTION>.
-_OPTIONS: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "service": ("TRACING_SERVICE", _name),
-    "backend": ("TRACING_BACKEND", _choice("xray", "otel")),
-    "disabled": ("TRACING_DISABLED", lambda v: _bool(v) if isinstance(v, str) else bool(v)),
-    "daemon_address": ("AWS_XRAY_DAEMON_ADDRESS", _address),
-    "patch_botocore": (
-        "TRACING_PATCH_BOTOCORE",
-        lambda v: _bool(v) if isinstance(v, str) else bool(v),
-    ),
-    "deadline_margin_ms": ("TRACING_DEADLINE_MARGIN_MS", _positive_int),
-    "init_trace": ("TRACING_INIT_TRACE", _choice("sampled", "always", "off")),
-    "max_init_spans": ("TRACING_MAX_INIT_SPANS", _positive_int),
-    "max_spans_per_invocation": ("TRACING_MAX_SPANS", _positive_int),
-    "capture_event": (
-        "TRACING_CAPTURE_EVENT",
-        lambda v: _bool(v) if isinstance(v, str) else bool(v),
-    ),
+def _flag(value: Any) -> bool:
+    return _bool(value) if isinstance(value, str) else bool(value)
+
+
+# option -> (env vars, parser). Env vars follow one pattern, TRACING_<OPTION>; where
+# Powertools has a variable for the same thing, it is read when ours is not set, so
+# a Powertools user's environment works unchanged.
+_OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
+    "service": (("TRACING_SERVICE", "POWERTOOLS_SERVICE_NAME"), _name),
+    "backend": (("TRACING_BACKEND",), _choice("xray", "otel")),
+    "disabled": (("TRACING_DISABLED", "POWERTOOLS_TRACE_DISABLED"), _flag),
+    "daemon_address": (("AWS_XRAY_DAEMON_ADDRESS",), _address),
+    "patch_botocore": (("TRACING_PATCH_BOTOCORE",), _flag),
+    "patch_http": (("TRACING_PATCH_HTTP",), _flag),
+    "http_query": (("TRACING_HTTP_QUERY",), _flag),
+    "deadline_margin_ms": (("TRACING_DEADLINE_MARGIN_MS",), _positive_int),
+    "init_trace": (("TRACING_INIT_TRACE",), _choice("sampled", "always", "off")),
+    "max_init_spans": (("TRACING_MAX_INIT_SPANS",), _positive_int),
+    "max_spans_per_invocation": (("TRACING_MAX_SPANS",), _positive_int),
+    "capture_event": (("TRACING_CAPTURE_EVENT",), _flag),
     "capture_response": (
-        "TRACING_CAPTURE_RESPONSE",
-        lambda v: _bool(v) if isinstance(v, str) else bool(v),
+        ("TRACING_CAPTURE_RESPONSE", "POWERTOOLS_TRACER_CAPTURE_RESPONSE"),
+        _flag,
     ),
-    "redact_keys": ("TRACING_REDACT_KEYS", _keys),
-    "exporter": ("TRACING_EXPORTER", _choice("xray-udp", "otlp-udp", "otlp", "provider")),
+    "capture_error": (("TRACING_CAPTURE_ERROR", "POWERTOOLS_TRACER_CAPTURE_ERROR"), _flag),
+    "redact_keys": (("TRACING_REDACT_KEYS",), _keys),
+    "exporter": (("TRACING_EXPORTER",), _choice("xray-udp", "otlp-udp", "otlp", "provider")),
     "botocore_instrumentation": (
-        "TRACING_BOTOCORE_INSTRUMENTATION",
+        ("TRACING_BOTOCORE_INSTRUMENTATION",),
         _choice("tracing", "contrib", "off"),
     ),
-    "send_unsampled": (
-        "TRACING_SEND_UNSAMPLED",
-        lambda v: _bool(v) if isinstance(v, str) else bool(v),
-    ),
+    "send_unsampled": (("TRACING_SEND_UNSAMPLED",), _flag),
 }
 
 
@@ -224,7 +233,7 @@ def load_settings(
     """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    for option, (variable, parse) in _OPTIONS.items():
+    for option, (variables, parse) in _OPTIONS.items():
         given = arguments.get(option)
         if given is not None:
             try:
@@ -232,13 +241,15 @@ def load_settings(
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"tracing.configure({option}=...): {exc}") from None
             continue
-        raw = env.get(variable)
-        if raw is None or raw == "":
-            continue
-        try:
-            values[option] = parse(raw)
-        except (TypeError, ValueError) as exc:
-            log.error("tracing: ignoring %s=%r (%s); using the default", variable, raw, exc)
+        for variable in variables:
+            raw = env.get(variable)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[option] = parse(raw)
+            except (TypeError, ValueError) as exc:
+                log.error("tracing: ignoring %s=%r (%s); using the default", variable, raw, exc)
+            break  # the first one set decides, valid or not
     if "service" not in values:
         values["service"] = env.get("AWS_LAMBDA_FUNCTION_NAME") or DEFAULT_SERVICE
     if "redact_keys" in values:

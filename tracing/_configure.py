@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import Settings, load_settings
 from ._guard import DeadlineGuard
+from ._import_hook import when_imported
 from ._init_phase import InitPhase
 from ._runtime import NoLibrary, Runtime, get_runtime, in_lambda_environment, set_runtime
 from ._span import clean_name
@@ -155,6 +156,22 @@ def _install_hooks(record_aws_calls: bool) -> None:
         _boto_hooks.install(record_aws_calls)
     except Exception:
         log.exception("tracing: AWS call recording and SQS propagation could not be installed")
+    # Outgoing HTTP: import hooks only. Neither urllib3, httpx nor the recorder
+    # (``_http_calls``) is imported until the application imports the library.
+    when_imported("urllib3", _patch_urllib3, "its HTTP calls are not recorded")
+    when_imported("httpx", _patch_httpx, "its HTTP calls are not recorded")
+
+
+def _patch_urllib3() -> None:
+    from . import _http_calls
+
+    _http_calls.patch_urllib3()
+
+
+def _patch_httpx() -> None:
+    from . import _http_calls
+
+    _http_calls.patch_httpx()
 
 
 def ensure_configured() -> Runtime | None:

@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable
 from contextvars import Token
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._configure import ensure_configured
 from ._header import TraceHeader, new_trace_id, parse
@@ -36,7 +36,24 @@ F = TypeVar("F", bound=Callable[..., Any])
 _Begun = tuple[Span, "Scope | None", "Token[tuple[Node, ...]]", object]
 
 
-def handler(fn: F) -> F:
+@overload
+def handler(
+    fn: F, *, capture_response: bool | None = None, capture_error: bool | None = None
+) -> F: ...
+
+
+@overload
+def handler(
+    fn: None = None, *, capture_response: bool | None = None, capture_error: bool | None = None
+) -> Callable[[F], F]: ...
+
+
+def handler(
+    fn: F | None = None,
+    *,
+    capture_response: bool | None = None,
+    capture_error: bool | None = None,
+) -> F | Callable[[F], F]:
     """Trace a Lambda handler ``fn(event, context)``.
 
     Records one subsegment per invocation named ``## <function name>`` (as
@@ -45,18 +62,33 @@ def handler(fn: F) -> F:
     Lambda (no ``LAMBDA_TASK_ROOT``) it opens its own segment, so local scripts
     are traced too. If ``configure()`` has not run, it runs with defaults.
 
+    Used bare (``@tracing.handler``) or with options
+    (``@tracing.handler(capture_response=False)``), as Powertools'
+    ``capture_lambda_handler`` is.
+
     Args:
         fn: The handler.
+        capture_response: Store the (redacted) response as metadata; ``None``
+            follows the ``capture_response`` setting.
+        capture_error: Record an exception's message and stack (``False``: its
+            type only); ``None`` follows the ``capture_error`` setting.
 
     Returns:
         The wrapped handler, or ``fn`` itself when tracing is disabled.
     """
+    if fn is None:
+        return lambda f: handler(f, capture_response=capture_response, capture_error=capture_error)
     runtime = ensure_configured()
     if runtime is None or runtime.settings.disabled:
         return fn
     if runtime.init is not None:
         runtime.init.mark_end()
-    invocations = _Invocations(runtime, clean_name("## " + str(getattr(fn, "__name__", "handler"))))
+    invocations = _Invocations(
+        runtime,
+        clean_name("## " + str(getattr(fn, "__name__", "handler"))),
+        capture_response,
+        capture_error,
+    )
     begin, finish = invocations.begin, invocations.finish
 
     @functools.wraps(fn)
@@ -83,14 +115,23 @@ class _Invocations:
     on every request.
     """
 
-    def __init__(self, runtime: Runtime, name: str) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        name: str,
+        capture_response: bool | None = None,
+        capture_error: bool | None = None,
+    ) -> None:
         settings = runtime.settings
         self.runtime = runtime
         self.name = name
         self.service = settings.service
         self.limit = settings.max_spans_per_invocation
         self.capture_event = settings.capture_event
-        self.capture_response = settings.capture_response
+        self.capture_response = (
+            settings.capture_response if capture_response is None else capture_response
+        )
+        self.capture_error = settings.capture_error if capture_error is None else capture_error
         self.send_unsampled = settings.send_unsampled
         self.in_lambda = runtime.in_lambda
         self.environ = os.environ
@@ -202,7 +243,7 @@ class _Invocations:
             if guard is not None:
                 guard.disarm(scope)
             if exc is not None:
-                span.fail(exc, full=True)
+                span.fail(exc, full=True, detail=self.capture_error)
             elif self.capture_response:
                 _capture(span, "response", result, runtime)
             annotations = span.annotations
@@ -232,9 +273,6 @@ class _Invocations:
 
 
 def _capture(span: Span, key: str, value: Any, runtime: Runtime) -> None:
-    from ._payload import redact  # only when capture is on (off by default)
+    from ._payload import capture  # only when capture is on (off by default)
 
-    settings = runtime.settings
-    # redact() already returns a JSON copy by the value rules, kept within the
-    # span's metadata budget like any other.
-    span.put_json(key, redact(value, settings.redact_keys), settings.service)
+    capture(span, key, value, runtime.settings)

@@ -12,9 +12,13 @@ up the document.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._values import json_value
+
+if TYPE_CHECKING:
+    from ._config import Settings
+    from ._span import Span
 
 __all__ = ["MASK", "redact"]
 
@@ -26,3 +30,12 @@ _MAX_ITEMS = 200
 def redact(value: Any, keys: Sequence[str]) -> Any:
     """Return a JSON copy of ``value`` with sensitive keys masked."""
     return json_value(value, redact=tuple(keys), max_depth=_MAX_DEPTH, max_items=_MAX_ITEMS)
+
+
+def capture(span: Span, key: str, value: Any, settings: Settings) -> None:
+    """Store ``value``, redacted, as metadata ``key`` in the service's namespace.
+
+    ``redact()`` already returns a JSON copy by the value rules, kept within the
+    span's metadata budget like any other.
+    """
+    span.put_json(key, redact(value, settings.redact_keys), settings.service)

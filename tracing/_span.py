@@ -46,6 +46,7 @@ __all__ = [
     "Span",
     "clean_name",
     "exception_cause",
+    "exception_type_cause",
 ]
 
 log = logging.getLogger("tracing.span")
@@ -275,10 +276,14 @@ class Span:
 
     adopt = add_child
 
-    def fail(self, exc: BaseException, *, full: bool = False) -> None:
-        """Like :meth:`record_exception`; ``full`` always writes the whole stack."""
+    def fail(self, exc: BaseException, *, full: bool = False, detail: bool = True) -> None:
+        """Like :meth:`record_exception`; ``full`` always writes the whole stack.
+
+        ``detail=False`` (``capture_error=False``) records the exception's type
+        only: no message, no stack, for errors whose text may hold private data.
+        """
         self.fault = True
-        self.cause = exception_cause(exc, full=full)
+        self.cause = exception_cause(exc, full=full) if detail else exception_type_cause(exc)
 
     def finish(self, end_time: float | None = None) -> None:
         """Close the span; a second call keeps the first end time."""
@@ -316,7 +321,7 @@ class NoopSpan(Span):
 
     adopt = add_child
 
-    def fail(self, exc: BaseException, *, full: bool = False) -> None:
+    def fail(self, exc: BaseException, *, full: bool = False, detail: bool = True) -> None:
         return None
 
     def finish(self, end_time: float | None = None) -> None:
@@ -401,11 +406,17 @@ class SpanFace(Span):
 
     adopt = add_child
 
-    def fail(self, exc: BaseException, *, full: bool = False) -> None:
-        self.record_exception(exc)
+    def fail(self, exc: BaseException, *, full: bool = False, detail: bool = True) -> None:
+        self.record_exception(exc)  # the library records exceptions its own way
 
     def finish(self, end_time: float | None = None) -> None:
         return None  # the library ends its own spans
+
+
+def exception_type_cause(exc: BaseException) -> dict[str, Any]:
+    """An X-Ray ``cause`` naming ``exc``'s type only (``capture_error=False``)."""
+    exception = {"id": new_id(), "type": type(exc).__name__, "message": ""}
+    return {"working_directory": _cwd(), "exceptions": [exception]}
 
 
 def exception_cause(exc: BaseException, *, full: bool = False) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
 from typing import Any
 
@@ -12,6 +14,7 @@ from aws_xray_sdk.core import xray_recorder
 import tracing
 from tracing import testing
 from tracing._header import new_id, new_trace_id
+from tracing._span import clean_name
 
 pytestmark = pytest.mark.usefixtures("in_lambda")
 
@@ -497,3 +500,50 @@ def test_the_invocations_own_annotations_can_be_changed(
         {"ColdStart": False, "Service": "svc", "tier": "gold"},
         {"ColdStart": False, "Service": "svc"},
     ]
+
+
+@pytest.mark.usefixtures("any_backend")
+def test_capture_can_be_chosen_per_handler_and_per_span(
+    daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_TRACER_CAPTURE_ERROR", "false")  # the global choice
+    tracing.configure(service="svc")
+
+    @tracing.span(capture_response=True)
+    def price(order: str) -> dict[str, Any]:
+        return {"order": order, "password": "x"}
+
+    @tracing.span("charge", capture_error=True)  # this one keeps its message
+    def charge() -> None:
+        raise ValueError("card 4111 declined")
+
+    @tracing.span
+    def audit() -> None:
+        raise KeyError("customer 42")  # the global choice: type only
+
+    @tracing.handler(capture_response=True, capture_error=False)
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        price("o-1")
+        for step in (charge, audit):
+            with contextlib.suppress(Exception):
+                step()
+        raise RuntimeError("ssn 123-45-6789 in a message")
+
+    with pytest.raises(RuntimeError):
+        _invoke(monkeypatch, handler, _header()[2])
+    invocation = daemon.wait_for(2)[-1]
+    assert testing.check_document(invocation) == []
+    spans = {s["name"]: s for s in invocation["subsegments"]}
+    assert spans[clean_name(price.__qualname__)]["metadata"]["svc"]["response"] == {
+        "order": "o-1",
+        "password": "***",
+    }
+    [charged] = spans["charge"]["cause"]["exceptions"]
+    assert (charged["type"], charged["message"]) == ("ValueError", "card 4111 declined")
+    [audited] = spans[clean_name(audit.__qualname__)]["cause"]["exceptions"]
+    assert (audited["type"], audited["message"]) == ("KeyError", "")
+    assert "stack" not in audited
+    [raised] = invocation["cause"]["exceptions"]
+    assert (raised["type"], raised["message"]) == ("RuntimeError", "")
+    assert "123-45-6789" not in json.dumps(invocation)
+    assert invocation["fault"] is True

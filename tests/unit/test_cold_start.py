@@ -103,8 +103,29 @@ def test_native_configure_on_top_of_boto3_imports_the_core_and_its_hooks_only() 
         "tracing.backends.xray",
         "tracing._boto_hooks",
         "tracing._propagation",
+        "tracing._http_calls",  # urllib3 came with botocore: patched at once
     }
     assert not DEFERRED & set(result["added"])
+
+
+def test_http_clients_are_patched_when_imported_and_never_imported_by_us() -> None:
+    result = _run(
+        "",
+        "tracing.configure()",
+        after="""
+        report["at_configure"] = sorted(
+            m for m in ("urllib3", "httpx", "tracing._http_calls") if m in sys.modules
+        )
+        import httpx
+        import urllib3
+        report["patched"] = [
+            getattr(urllib3.connectionpool.HTTPConnectionPool.urlopen, "_tracing_wrapped", False),
+            getattr(httpx.HTTPTransport.handle_request, "_tracing_wrapped", False),
+            getattr(httpx.AsyncHTTPTransport.handle_async_request, "_tracing_wrapped", False),
+        ]
+        """,
+    )
+    assert result["report"] == {"at_configure": [], "patched": [True, True, True]}
 
 
 def test_without_boto3_configure_never_imports_botocore_and_hooks_it_when_imported() -> None:
@@ -157,6 +178,7 @@ def test_otel_configure_defers_the_propagation_api_and_installs_it_on_import() -
         "tracing.backends.otel_bridge",
         "tracing._boto_hooks",
         "tracing._propagation",
+        "tracing._http_calls",  # urllib3 came with botocore: patched at once
     }
     assert not DEFERRED & set(result["added"])
     assert result["report"]["textmap"] == ["GatedPropagator", "XRayTracePropagator"]

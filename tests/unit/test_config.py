@@ -83,3 +83,39 @@ def test_settings_are_frozen() -> None:
     settings = load_settings({}, {})
     with pytest.raises(AttributeError):
         settings.service = "x"  # type: ignore[misc]
+
+
+def test_a_powertools_users_variables_work_unchanged() -> None:
+    env = {
+        "POWERTOOLS_SERVICE_NAME": "payments",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "true",
+        "POWERTOOLS_TRACER_CAPTURE_ERROR": "false",
+        "AWS_LAMBDA_FUNCTION_NAME": "payments-fn",
+    }
+    settings = load_settings({}, env)
+    assert settings.service == "payments"  # before the function's name
+    assert settings.disabled
+    assert settings.capture_response
+    assert not settings.capture_error
+
+
+def test_our_variables_and_arguments_win_over_powertools() -> None:
+    env = {
+        "POWERTOOLS_SERVICE_NAME": "payments",
+        "TRACING_SERVICE": "orders",
+        "POWERTOOLS_TRACER_CAPTURE_ERROR": "false",
+        "TRACING_CAPTURE_ERROR": "true",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    settings = load_settings({"disabled": False}, env)
+    assert settings.service == "orders"
+    assert settings.capture_error
+    assert not settings.disabled
+
+
+def test_a_bad_powertools_value_is_logged_and_defaulted(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="tracing"):
+        settings = load_settings({}, {"POWERTOOLS_TRACER_CAPTURE_ERROR": "maybe"})
+    assert settings.capture_error  # the default
+    assert "POWERTOOLS_TRACER_CAPTURE_ERROR" in caplog.text
