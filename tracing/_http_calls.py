@@ -43,6 +43,7 @@ from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ._propagation import outgoing_header
 from ._runtime import current_node, get_runtime
 from ._scope import STACK
 from ._span import CLIENT, Span, clean_name, exception_cause
@@ -95,16 +96,15 @@ def _begin(method: str, url: str, library: str) -> _Call | None:
     call = _Call()
     scope = parent.scope
     if parent.recording and (scope is None or (not scope.done and scope.admit())):
-        span = Span(_host(url), scope)
+        host, recorded = _parts(url, runtime.settings.http_query)
+        span = Span(host, scope)
         span.kind = CLIENT
         span.namespace = REMOTE_NAMESPACE
-        span.http = {"request": {"method": str(method).upper(), "url": _url(url, runtime)}}
+        span.http = {"request": {"method": str(method).upper(), "url": recorded}}
         parent.adopt(span)
         call.span = span
         call.token = STACK.set((*STACK.get(), span))
         call.library = runtime.backend.enter(span)
-    from ._propagation import outgoing_header
-
     header = outgoing_header()  # the call's own span as Parent, when recorded
     if header is not None:
         call.header = header.to_string()
@@ -150,7 +150,7 @@ def _injected(call: _Call, headers: Mapping[str, Any] | None) -> dict[str, Any] 
     if value is None:
         return None
     existing = headers or {}
-    found = [key for key in existing if str(key).lower() == _HEADER_LOWER]
+    found = [key for key in existing if key.lower() == _HEADER_LOWER]
     if found and existing[found[0]] != _OURS.get():
         return None  # the caller's own header: never replaced
     # (A header we set on an earlier hop, which httpx copies into the redirected
@@ -158,26 +158,35 @@ def _injected(call: _Call, headers: Mapping[str, Any] | None) -> dict[str, Any] 
     if call.span is not None and call.span.http is not None:
         call.span.http["request"]["traced"] = True
     _OURS.set(value)
-    kept = {key: item for key, item in existing.items() if key not in found}
-    return {**kept, HEADER: value}
+    if found:
+        existing = {key: item for key, item in existing.items() if key not in found}
+    return {**existing, HEADER: value}
 
 
-def _host(url: str) -> str:
-    try:
-        return clean_name(urlsplit(url).hostname or "unknown host")
-    except ValueError:
-        return "unknown host"
+#: url -> (subsegment name, recorded URL): a function calls the same few URLs.
+_PARTS: dict[tuple[str, bool], tuple[str, str]] = {}
+_MAX_PARTS = 512
 
 
-def _url(url: str, runtime: Any) -> str:
-    """The URL as recorded: no query (unless asked), no user:password, no fragment."""
+def _parts(url: str, query: bool) -> tuple[str, str]:
+    """The host (the subsegment's name) and the URL as recorded: no query (unless
+    asked), no ``user:password``, no fragment."""
+    key = (url, query)
+    found = _PARTS.get(key)
+    if found is not None:
+        return found
     try:
         parts = urlsplit(url)
+        host = clean_name(parts.hostname or "unknown host")
         netloc = parts.netloc.rpartition("@")[2]
-        query = parts.query if runtime.settings.http_query else ""
-        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))[:2048]
+        kept = parts.query if query else ""
+        found = (host, urlunsplit((parts.scheme, netloc, parts.path, kept, ""))[:2048])
     except ValueError:
-        return ""
+        found = ("unknown host", "")
+    if len(_PARTS) >= _MAX_PARTS:
+        _PARTS.clear()  # URLs with ids in their path: start over rather than grow
+    _PARTS[key] = found
+    return found
 
 
 def _otel_applied(library: str) -> bool:
@@ -203,12 +212,14 @@ def patch_urllib3() -> None:
         return
 
     def urlopen(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        call = None
         try:
             call = _begin(method, _pool_url(self, url), "urllib3")
             if call is not None:
                 args, kwargs = _with_header(call, args, kwargs, self)
         except Exception:
             log.debug("tracing: could not record an HTTP call", exc_info=True)
+            _abandon(call)
             call = None
         if call is None:
             return original(self, method, url, *args, **kwargs)
@@ -305,6 +316,7 @@ def patch_httpx() -> None:
 
 
 def _httpx_begin(request: Any) -> _Call | None:
+    call = None
     try:
         call = _begin(request.method, str(request.url), "httpx")
         if call is not None:
@@ -314,4 +326,11 @@ def _httpx_begin(request: Any) -> _Call | None:
         return call
     except Exception:
         log.debug("tracing: could not record an HTTP call", exc_info=True)
+        _abandon(call)
         return None
+
+
+def _abandon(call: _Call | None) -> None:
+    """Undo a begun call that could not be prepared (its span ends, the context is restored)."""
+    if call is not None:
+        _end(call, None, None, None)

@@ -5,6 +5,7 @@ Usage::
     tracing daemon [--listen 127.0.0.1:2000] [--db PATH] [--forward] [--otlp-http 127.0.0.1:4318]
     tracing traces [--db PATH] [--since 10m] [--limit 20]
     tracing show TRACE_ID [--db PATH] [--html FILE] [--from-xray]
+    tracing map [--db PATH] [--since 1h] [--limit 1000] [--html FILE]
     tracing run module.handler --event FILE [--invocations N] [--code-dir DIR] [--snapstart N]
     tracing demo [--backend xray|otel]
 
@@ -78,6 +79,24 @@ def _cmd_show(args: argparse.Namespace) -> int:
         with _store(args.db) as store:
             documents = store.documents(args.trace_id)
     return show_trace(documents, args.html)
+
+
+def _cmd_map(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .local.service_map import build_map, render_map_html, render_map_text
+    from .local.traces import assemble
+
+    with _store(args.db) as store:
+        ids = store.trace_ids(args.since, args.limit)
+        service_map = build_map(assemble(store.documents(t)) for t in ids)
+    print(render_map_text(service_map))
+    if args.html:
+        window = "all stored traces" if args.since is None else "traces since the window's start"
+        page = render_map_html(service_map, facts=f"{window}, newest {args.limit} at most")
+        Path(args.html).write_text(page, encoding="utf-8")
+        print(f"HTML map written to {args.html} (click a node to list its traces)")
+    return 0
 
 
 def _cmd_daemon(args: argparse.Namespace) -> int:
@@ -189,6 +208,15 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--region", help="AWS region for --from-xray")
     show.add_argument("--endpoint-url", help="X-Ray endpoint for --from-xray")
     show.set_defaults(func=_cmd_show)
+
+    service_map = commands.add_parser(
+        "map", help="the service map of the stored traces (terminal summary, optional HTML)"
+    )
+    service_map.add_argument("--db", help=db_help)
+    service_map.add_argument("--since", type=_since, help="only traces newer than e.g. 10m, 2h")
+    service_map.add_argument("--limit", type=int, default=1000, help="newest traces to include")
+    service_map.add_argument("--html", metavar="FILE", help="write a self-contained HTML map")
+    service_map.set_defaults(func=_cmd_map)
 
     run = commands.add_parser("run", help="run a handler in the local Lambda runtime")
     run.add_argument("handler", help="module.function, as in Lambda's handler setting")

@@ -15,7 +15,10 @@ X-Ray documents into a SQLite store; and our Runtime API server drives the real
 Then it prints the trace list and the tree of the first order's trace, which
 holds the deferred ``Init`` (with the SSM call made at import), the SendMessage
 call and the worker's processing with its DynamoDB call, and writes the same
-trace as an HTML timeline.
+trace as an HTML timeline; and it ends with the service map of every trace
+(client -> orders-api -> SSM and the orders queue -> orders-worker -> the
+orders table, the poison order as the fault rate of the queue's edge), printed
+and written as an HTML page.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ def run_demo(backend: str = "xray", out_dir: str = "out", examples: str | None =
     from .event_source import SQSEventSource
     from .run import wait_quiet
     from .runtime import LocalLambda
+    from .service_map import build_map, render_map_html, render_map_text
     from .store import TraceStore
     from .traces import assemble, summarize
     from .views import print_trace_table, show_trace
@@ -135,6 +139,11 @@ def run_demo(backend: str = "xray", out_dir: str = "out", examples: str | None =
         show_trace(first, html=str(html))
         problems = [p for doc in store.documents(roots[0]) for p in testing.check_document(doc)]
         trace = assemble(first)
+        service_map = build_map(assemble(store.documents(t)) for t in store.trace_ids(limit=100))
+        map_html = out / "demo-map.html"
+        _step(f"the service map of every trace (`tracing map --db {db} --html {map_html}`):")
+        print(render_map_text(service_map))
+        map_html.write_text(render_map_html(service_map, title="orders demo"), encoding="utf-8")
     names = {node.name for node in _walk(trace.roots)}
     complete = {"Init", "orders-worker", "dynamodb", "sqs"} <= names and not problems
     _step(
@@ -142,6 +151,7 @@ def run_demo(backend: str = "xray", out_dir: str = "out", examples: str | None =
         f"DynamoDB call in one trace; open {html} in a browser; took "
         f"{time.monotonic() - started:.1f} s"
     )
+    _step(f"the service map: open {map_html} in a browser (click a node to list its traces)")
     return 0 if complete else 1
 
 

@@ -199,6 +199,18 @@ def _row(trace: Trace, index: int, depth: int, node: Node) -> str:
     )
 
 
+def _trace_map(trace: Trace) -> str:
+    """This trace's own service map, drawn above the timeline (as X-Ray's trace view)."""
+    from .service_map import MAP_STYLE, build_map, map_svg
+
+    svg = map_svg(build_map([trace]), interactive=False)
+    return (
+        f'<section class="trace-map" aria-label="Service map of this trace">'
+        f"<style>.trace-map{{padding:8px 20px;overflow-x:auto;background:#fff;"
+        f"border-bottom:1px solid #d5dbdb}}{MAP_STYLE}</style>{svg}</section>"
+    )
+
+
 def render_html(trace: Trace, title: str | None = None) -> str:
     """The trace as one self-contained HTML page: a timeline like X-Ray's trace view.
 
@@ -254,6 +266,7 @@ def render_html(trace: Trace, title: str | None = None) -> str:
         data=_script_json({"trace_id": trace.trace_id, "nodes": nodes}),
         script=_SCRIPT,
         style=_STYLE,
+        service_map=_trace_map(trace),
     )
     # NOTE: a lone surrogate (valid in a Python str from "\ud800" in JSON) cannot be
     # written as UTF-8; the JSON block is ASCII, so this only touches markup text.
@@ -433,6 +446,7 @@ _PAGE = """<!DOCTYPE html>
 <span>Bold rows with a line above start a document (segment or independent subsegment)</span>
 </div>
 </header>
+{service_map}
 <main>
 <div class="timeline" role="grid" aria-label="Timeline" style="--grid:{grid}%">
 <div class="axis" role="row"><div class="cell">Name</div><div class="cell">Status</div>

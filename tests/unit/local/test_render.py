@@ -153,10 +153,14 @@ class Tags(HTMLParser):
 TEMPLATE_TAGS = {
     "html", "head", "meta", "title", "style", "body", "header", "h1", "h2", "h3", "div",
     "span", "b", "i", "main", "aside", "p", "script",
+    # the trace's own service map, above the timeline
+    "section", "svg", "path", "g", "rect", "text", "tspan",
 }  # fmt: skip
 TEMPLATE_ATTRIBUTES = {
     "lang", "charset", "http-equiv", "content", "name", "class", "style", "title", "role",
     "aria-label", "aria-live", "aria-selected", "id", "type", "data-i", "data-id", "tabindex",
+    "viewbox", "width", "height", "d", "data-edge", "data-node", "x", "y", "rx",
+    "text-anchor", "dy",
 }  # fmt: skip
 
 
@@ -179,9 +183,11 @@ def check_escaped(page: str) -> Tags:
     assert lowered.count("<script") == 2  # the JSON data block and our script
     assert lowered.count("</script") == 2
     assert lowered.count("<img") == 0
-    assert lowered.count("<svg") == 0
+    maps = lowered.count('<section class="trace-map"')
+    assert maps == 1
+    assert lowered.count("<svg") == lowered.count('<svg class="service-map"') <= 1  # ours only
     assert lowered.count("<iframe") == 0
-    assert lowered.count("<style") == 1
+    assert lowered.count("<style") == 1 + maps
     assert lowered.count("<!--") == 0
     tags = parse(page)
     assert set(tags.tags) <= TEMPLATE_TAGS

@@ -1,0 +1,116 @@
+"""The service map in a real headless Chromium: the demo's map, clicks, hostile names."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.unit.local import realistic_documents
+from tracing.local.render import render_html
+from tracing.local.service_map import build_map, render_map_html
+from tracing.local.traces import assemble
+
+from .conftest import Viewer
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT = ROOT / "docs" / "service-map.png"
+
+
+@pytest.fixture(scope="module")
+def demo_map(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """``tracing demo`` run as a user runs it: its printed map and its HTML map."""
+    out = tmp_path_factory.mktemp("demo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TRACING_", "_X_AMZN"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "tracing", "demo", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout, (out / "demo-map.html").read_text(encoding="utf-8")
+
+
+def test_the_demos_map_has_its_services_resources_and_the_poison_fault(
+    viewer: Viewer, demo_map: tuple[str, str]
+) -> None:
+    printed, html = demo_map
+    assert "Service map: 6 nodes, 5 edges" in printed
+    page = viewer.open(html, "map.html")
+    names = sorted(n.locator(".name").text_content() or "" for n in page.locator("g.node").all())
+    assert names == ["SSM", "client", "orders", "orders", "orders-api", "orders-worker"]
+    assert page.locator("g.node.function").count() == 2
+    assert page.locator("g.node.queue").count() == 1
+    assert page.locator("g.node.table").count() == 1
+    assert page.locator("g.node.client").count() == 1
+    assert page.locator("g.edge").count() == 5
+    [faulty] = page.locator("g.edge.fault").all()
+    assert "33% fault" in (faulty.text_content() or "")
+    assert "orders (SQS queue) -> orders-worker" in (faulty.locator("title").text_content() or "")
+    # Every box is drawn inside the picture, none on top of another.
+    boxes = [n.locator("rect").bounding_box() for n in page.locator("g.node").all()]
+    assert all(b is not None and b["width"] > 50 for b in boxes)
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert a is not None
+            assert b is not None
+            apart_x = a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
+            apart_y = a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"]
+            assert apart_x or apart_y
+    # Clicking a node lists the traces that reached it.
+    page.locator("g.node.function", has_text="orders-worker").click()
+    assert "orders-worker (Lambda function)" in page.locator("#details-title").inner_text()
+    assert page.locator("#details-body li").count() == 3  # one trace per queued order
+    page.locator("g.node.function", has_text="orders-api").press("Enter")
+    assert page.locator("#details-body li").count() == 4
+    viewer.assert_clean()
+
+
+def test_hostile_names_render_as_text_and_never_run(viewer: Viewer) -> None:
+    documents = realistic_documents(messages=1)
+    payload = "<img src=x onerror=window.__pwned=1>"
+    for document in documents:
+        if document.get("name") == "orders-worker":
+            document["name"] = payload
+    page = viewer.open(render_map_html(build_map([assemble(documents)]), title=payload))
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("img").count() == 0
+    assert payload in (page.locator("g.node", has_text="onerror").text_content() or "")
+    page.locator("g.node", has_text="onerror").click()
+    assert payload in page.locator("#details-title").inner_text()
+    assert page.evaluate("window.__pwned") is None
+    viewer.assert_clean()
+
+
+def test_show_html_draws_the_traces_own_map_above_the_timeline(viewer: Viewer) -> None:
+    page = viewer.open(render_html(assemble(realistic_documents(messages=2, poison_last=True))))
+    section = page.locator("section.trace-map")
+    assert section.locator("g.node").count() == 6  # client, api, SSM, queue, worker, table
+    assert section.locator("g.edge.fault").count() == 1
+    map_box, timeline = section.bounding_box(), page.locator(".timeline").bounding_box()
+    assert map_box is not None
+    assert timeline is not None
+    assert map_box["y"] + map_box["height"] <= timeline["y"]
+    viewer.assert_clean()
+
+
+def test_screenshot_of_the_demos_map(
+    viewer: Viewer, demo_map: tuple[str, str], tmp_path: Path
+) -> None:
+    """``TRACING_UPDATE_DOCS=1`` refreshes docs/service-map.png (never by default)."""
+    target = SCREENSHOT if os.environ.get("TRACING_UPDATE_DOCS") == "1" else tmp_path / "m.png"
+    page = viewer.open(demo_map[1], "map.html")
+    page.set_viewport_size({"width": 1400, "height": 520})
+    page.locator("g.node.function", has_text="orders-worker").click()
+    target.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(target), full_page=True)
+    assert target.stat().st_size < 300_000
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    viewer.assert_clean()

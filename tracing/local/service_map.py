@@ -1,0 +1,708 @@
+"""The service map: X-Ray's trace map, built from the stored traces.
+
+**Nodes** are what X-Ray's console draws: the *client* (requests that entered
+without a traced caller), each service or function (a segment, or a Lambda
+invocation named by its ``Service`` annotation), each AWS resource an ``aws``
+subsegment names (a queue by ``queue_url``, a table by ``table_name``, a bucket,
+a topic, a function called with ``Invoke``; other services by name, such as
+SSM), and each remote HTTP host (``namespace: "remote"``).
+
+**Edges** carry the calls between them: count, average and p95 latency (the
+callee's duration as the caller saw it), and the error (4xx), fault (5xx) and
+throttle (429) rates.
+
+**The SQS hop** is drawn as the console draws it, producer -> queue -> consumer:
+a ``SendMessage`` subsegment is an edge to the queue, and the consumer segment
+the library puts under it (annotated ``Queue``) is an edge from the queue to the
+consuming service, with that message's processing time and outcome; so a
+poison message shows as the fault rate of the queue -> worker edge. A batch
+invocation whose records are SQS messages adds no client edge: its messages are
+already counted on the queue's edge. ``Init`` is no request either: only its
+calls (the SSM read at import) count, for its function.
+
+**Layout.** A layered layout of our own (longest path from the sources, then a
+few barycentre sweeps to reduce crossings), computed in Python and drawn as
+inline SVG. The usual libraries do not fit a self-contained page: dagre is no
+longer maintained, and ELK's JavaScript bundle (about 1.5 MB) would have to be
+inlined into every page. Service maps are small (tens of nodes), where a
+layered layout is what both of them would draw anyway. The page fetches
+nothing (its Content-Security-Policy forbids every load); every name from trace
+data is escaped, and click data reaches the script as an escaped JSON block set
+with ``textContent`` only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .html_view import _script_json
+from .traces import Node, Trace
+
+__all__ = ["MapEdge", "MapNode", "ServiceMap", "build_map", "render_map_html", "render_map_text"]
+
+#: How AWS services are named on the map (by the subsegment's name, lowercased).
+_AWS_NAMES = {
+    "sqs": "SQS",
+    "dynamodb": "DynamoDB",
+    "ssm": "SSM",
+    "s3": "S3",
+    "sns": "SNS",
+    "lambda": "Lambda",
+    "sts": "STS",
+    "kms": "KMS",
+    "secretsmanager": "Secrets Manager",
+    "secrets manager": "Secrets Manager",
+    "events": "EventBridge",
+    "kinesis": "Kinesis",
+    "states": "Step Functions",
+}
+
+
+#: The resource an AWS call is about: (aws block field, node type, how to name it).
+def _last(separator: str) -> Callable[[str], str]:
+    return lambda value: value.rstrip(separator).rsplit(separator, 1)[-1]
+
+
+_RESOURCES: tuple[tuple[str, str, Callable[[str], str]], ...] = (
+    ("queue_url", "queue", _last("/")),
+    ("table_name", "table", str),
+    ("bucket_name", "bucket", str),
+    ("topic_arn", "topic", _last(":")),
+)
+_TYPE_LABELS = {
+    "client": "Client",
+    "function": "Lambda function",
+    "service": "Service",
+    "queue": "SQS queue",
+    "table": "DynamoDB table",
+    "bucket": "S3 bucket",
+    "topic": "SNS topic",
+    "aws": "AWS service",
+    "remote": "Remote host",
+}
+_MAX_TRACES_PER_ITEM = 500  # trace ids listed for one node or edge
+_MAX_LABEL = 60  # characters of a name drawn on the map
+
+
+@dataclass
+class _Stats:
+    count: int = 0
+    errors: int = 0
+    faults: int = 0
+    throttles: int = 0
+    durations: list[float] = field(default_factory=list)
+    traces: list[str] = field(default_factory=list)
+
+    def add(self, node: Node, trace_id: str) -> None:
+        self.count += 1
+        self.errors += node.error
+        self.faults += node.fault
+        self.throttles += node.throttle
+        if node.duration is not None and math.isfinite(node.duration):
+            self.durations.append(max(0.0, node.duration) * 1000.0)
+        if trace_id not in self.traces and len(self.traces) < _MAX_TRACES_PER_ITEM:
+            self.traces.append(trace_id)
+
+    @property
+    def avg_ms(self) -> float | None:
+        return sum(self.durations) / len(self.durations) if self.durations else None
+
+    @property
+    def p95_ms(self) -> float | None:
+        if not self.durations:
+            return None
+        ordered = sorted(self.durations)
+        return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+
+    def rate(self, which: str) -> float:
+        return getattr(self, which) / self.count if self.count else 0.0
+
+
+@dataclass
+class MapNode:
+    """A node of the map: ``key`` is ``(type, name)``."""
+
+    key: tuple[str, str]
+    stats: _Stats = field(default_factory=_Stats)
+    #: A service seen running as a Lambda invocation.
+    function: bool = False
+
+    @property
+    def type(self) -> str:
+        return "function" if self.function else self.key[0]
+
+    @property
+    def name(self) -> str:
+        return self.key[1]
+
+    @property
+    def label(self) -> str:
+        return _TYPE_LABELS.get(self.type, self.type)
+
+
+@dataclass
+class MapEdge:
+    """Calls from ``source`` to ``target`` (node keys)."""
+
+    source: tuple[str, str]
+    target: tuple[str, str]
+    stats: _Stats = field(default_factory=_Stats)
+
+
+@dataclass
+class ServiceMap:
+    """Nodes and edges built from traces (see the module docstring for the rules)."""
+
+    nodes: dict[tuple[str, str], MapNode] = field(default_factory=dict)
+    edges: dict[tuple[tuple[str, str], tuple[str, str]], MapEdge] = field(default_factory=dict)
+    traces: int = 0
+
+    def node(self, key: tuple[str, str]) -> MapNode:
+        found = self.nodes.get(key)
+        if found is None:
+            found = self.nodes[key] = MapNode(key)
+        return found
+
+    def call(
+        self, source: tuple[str, str], target: tuple[str, str], node: Node, trace: str
+    ) -> None:
+        self.node(source)
+        self.node(target).stats.add(node, trace)
+        edge = self.edges.get((source, target))
+        if edge is None:
+            edge = self.edges[(source, target)] = MapEdge(source, target)
+        edge.stats.add(node, trace)
+
+    def add_trace(self, trace: Trace) -> None:
+        """Add one assembled trace's calls."""
+        self.traces += 1
+        functions = _functions_by_parent(trace)
+        stack: list[tuple[Node, tuple[str, str] | None, bool]] = [
+            (root, None, True) for root in trace.roots
+        ]
+        while stack:
+            node, owner, top = stack.pop()
+            here = owner
+            if top or node.kind == "segment":
+                here = self._entry(node, owner, top, functions, trace.trace_id)
+            elif node.entity.get("namespace") == "aws":
+                self.call(_owner(owner), _aws_node(node), node, trace.trace_id)
+            elif node.entity.get("namespace") == "remote" and not _has_segment(node):
+                self.call(_owner(owner), ("remote", node.name), node, trace.trace_id)
+            stack.extend((child, here, False) for child in reversed(node.children))
+
+    def _entry(
+        self,
+        node: Node,
+        owner: tuple[str, str] | None,
+        top: bool,
+        functions: dict[str, str],
+        trace_id: str,
+    ) -> tuple[str, str]:
+        """A document root or a nested segment: whose work it is, and who called it."""
+        service = node.annotations.get("Service")
+        if node.kind == "segment":
+            key = ("service", node.name)
+            if node.entity.get("origin") == "AWS::Lambda::Function":
+                self.node(key).function = True
+        else:  # a Lambda invocation (or its Init): the function's own segment is AWS's
+            if not (isinstance(service, str) and service):
+                service = functions.get(node.parent_id or "", "(unknown function)")
+            key = ("service", str(service))
+            self.node(key).function = True
+        queue = node.annotations.get("Queue")
+        if isinstance(queue, str) and queue:
+            self.call(("queue", queue), key, node, trace_id)  # a consumer segment
+        elif node.is_init or _is_batch(node):
+            self.node(key)  # no request: only its calls count
+        elif top or owner is None:
+            self.call(("client", "client"), key, node, trace_id)
+        elif owner != key:  # (Lambda's function segment under its service segment: one node)
+            self.call(owner, key, node, trace_id)  # a traced downstream service
+        return key
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (for the page's script, and for tests)."""
+        return {
+            "nodes": [_item(n, _stats(n.stats)) for n in self.nodes.values()],
+            "edges": [
+                {"source": list(e.source), "target": list(e.target), **_stats(e.stats)}
+                for e in self.edges.values()
+            ],
+            "traces": self.traces,
+        }
+
+
+def _owner(owner: tuple[str, str] | None) -> tuple[str, str]:
+    return owner if owner is not None else ("service", "(unknown function)")
+
+
+def _is_batch(node: Node) -> bool:
+    return bool(node.children) and all(c.name == "SQS message" for c in node.children)
+
+
+def _has_segment(node: Node) -> bool:
+    """A remote call whose callee is traced: the callee's segment is the node."""
+    return any(child.kind == "segment" for child in node.children)
+
+
+def _functions_by_parent(trace: Trace) -> dict[str, str]:
+    """Lambda's function segment id -> the function's service (for ``Init``)."""
+    found: dict[str, str] = {}
+    for root in trace.roots:
+        service = root.annotations.get("Service")
+        if root.parent_id and isinstance(service, str) and service:
+            found.setdefault(root.parent_id, service)
+    return found
+
+
+def _aws_node(node: Node) -> tuple[str, str]:
+    aws = node.entity.get("aws")
+    aws = aws if isinstance(aws, dict) else {}
+    service = node.name.strip().lower()
+    for field_name, kind, name_of in _RESOURCES:
+        value = aws.get(field_name)
+        if isinstance(value, str) and value:
+            return (kind, name_of(value)[:200] or value[:200])
+    function = aws.get("function_name")
+    if service == "lambda" and isinstance(function, str) and function:
+        return ("service", function.rsplit(":", 1)[-1][:200])  # another function
+    return ("aws", _AWS_NAMES.get(service, node.name))
+
+
+def _stats(stats: _Stats) -> dict[str, Any]:
+    return {
+        "count": stats.count,
+        "avg_ms": _round(stats.avg_ms),
+        "p95_ms": _round(stats.p95_ms),
+        "error_rate": round(stats.rate("errors"), 4),
+        "fault_rate": round(stats.rate("faults"), 4),
+        "throttle_rate": round(stats.rate("throttles"), 4),
+        "traces": list(stats.traces),
+    }
+
+
+def _item(node: MapNode, stats: dict[str, Any]) -> dict[str, Any]:
+    return {"type": node.type, "name": node.name, "label": node.label, **stats}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def build_map(traces: Iterable[Trace]) -> ServiceMap:
+    """The map of ``traces`` (assembled with :func:`tracing.local.traces.assemble`)."""
+    service_map = ServiceMap()
+    for trace in traces:
+        service_map.add_trace(trace)
+    return service_map
+
+
+# -- terminal ------------------------------------------------------------------------
+
+
+def _name(key: tuple[str, str], service_map: ServiceMap | None = None) -> str:
+    kind, name = key
+    if kind == "client":
+        return "client"
+    node = service_map.nodes.get(key) if service_map is not None else None
+    return f"{name} ({node.label if node is not None else _TYPE_LABELS.get(kind, kind)})"
+
+
+def _pct(rate: float) -> str:
+    return f"{rate * 100:.0f}%" if rate else "-"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def render_map_text(service_map: ServiceMap) -> str:
+    """A terminal summary: the nodes, then one line per edge with its figures."""
+    lines = [
+        f"Service map: {len(service_map.nodes)} nodes, {len(service_map.edges)} edges, "
+        f"from {service_map.traces} traces"
+    ]
+    if not service_map.edges:
+        lines.append("(no calls in these traces)")
+        return "\n".join(lines)
+    width = max(
+        len(f"{_name(e.source, service_map)} -> {_name(e.target, service_map)}")
+        for e in service_map.edges.values()
+    )
+    width = min(max(width, 10), 90)
+    lines.append(
+        f"{'edge':<{width}}  {'calls':>6}  {'avg ms':>8}  {'p95 ms':>8}  "
+        f"{'error':>6}  {'fault':>6}  {'throttle':>8}"
+    )
+    for edge in _ordered_edges(service_map):
+        title = f"{_name(edge.source, service_map)} -> {_name(edge.target, service_map)}"
+        if len(title) > width:
+            title = title[: width - 1] + "…"
+        stats = edge.stats
+        lines.append(
+            f"{title:<{width}}  {stats.count:>6}  {_ms(stats.avg_ms):>8}  {_ms(stats.p95_ms):>8}  "
+            f"{_pct(stats.rate('errors')):>6}  {_pct(stats.rate('faults')):>6}  "
+            f"{_pct(stats.rate('throttles')):>8}"
+        )
+    return "\n".join(_printable(line) for line in lines)
+
+
+def _printable(text: str) -> str:
+    # Names come from trace data: no terminal control sequences.
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _ordered_edges(service_map: ServiceMap) -> list[MapEdge]:
+    layers, _ = _layout(service_map)
+    return sorted(
+        service_map.edges.values(),
+        key=lambda e: (layers.get(e.source, 0), layers.get(e.target, 0), e.target[1]),
+    )
+
+
+# -- layout --------------------------------------------------------------------------
+
+_BOX_W, _BOX_H = 190, 64
+_GAP_X, _GAP_Y = 190, 56
+_MARGIN = 30
+
+
+def _layout(
+    service_map: ServiceMap,
+) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], tuple[float, float]]]:
+    """Layers (longest path from the sources) and box positions (top-left corners)."""
+    keys = list(service_map.nodes)
+    outgoing: dict[tuple[str, str], list[tuple[str, str]]] = {k: [] for k in keys}
+    incoming: dict[tuple[str, str], list[tuple[str, str]]] = {k: [] for k in keys}
+    for source, target in service_map.edges:
+        if source != target:
+            outgoing[source].append(target)
+            incoming[target].append(source)
+    # Break cycles: drop edges that go back to a node on the current DFS path.
+    forward: dict[tuple[str, str], list[tuple[str, str]]] = {k: [] for k in keys}
+    state: dict[tuple[str, str], int] = {}
+    starts = sorted(keys, key=lambda k: (k[0] != "client", bool(incoming[k]), k))
+    for start in starts:
+        if start in state:
+            continue
+        state[start] = 1
+        path = [(start, iter(outgoing[start]))]
+        while path:
+            current, children = path[-1]
+            child = next(children, None)
+            if child is None:
+                state[current] = 2
+                path.pop()
+            elif state.get(child) == 1:
+                continue  # a back edge
+            else:
+                forward[current].append(child)
+                if child not in state:
+                    state[child] = 1
+                    path.append((child, iter(outgoing[child])))
+    layer = {k: 0 for k in keys}
+    for _ in range(len(keys)):
+        changed = False
+        for source in keys:
+            for target in forward[source]:
+                if layer[target] < layer[source] + 1:
+                    layer[target] = layer[source] + 1
+                    changed = True
+        if not changed:
+            break
+    rows: dict[int, list[tuple[str, str]]] = {}
+    for key in keys:
+        rows.setdefault(layer[key], []).append(key)
+    for members in rows.values():
+        members.sort(key=lambda k: (k[0] != "client", k[1]))
+    # Barycentre sweeps: order each layer by the mean position of its neighbours.
+    for sweep in range(4):
+        order = range(1, len(rows)) if sweep % 2 == 0 else range(len(rows) - 2, -1, -1)
+        for index in order:
+            members = rows.get(index, [])
+            neighbour_rows = rows.get(index - 1 if sweep % 2 == 0 else index + 1, [])
+            position = {key: i for i, key in enumerate(neighbour_rows)}
+            links = incoming if sweep % 2 == 0 else outgoing
+            placed = {key: i for i, key in enumerate(members)}
+            weight: dict[tuple[str, str], tuple[float, int]] = {}
+            for key in members:
+                seen = [position[other] for other in links[key] if other in position]
+                weight[key] = (sum(seen) / len(seen) if seen else math.inf, placed[key])
+            members.sort(key=weight.__getitem__)
+    tallest = max((len(m) for m in rows.values()), default=1)
+    boxes: dict[tuple[str, str], tuple[float, float]] = {}
+    for index, members in rows.items():
+        offset = (tallest - len(members)) * (_BOX_H + _GAP_Y) / 2
+        for i, key in enumerate(members):
+            boxes[key] = (
+                _MARGIN + index * (_BOX_W + _GAP_X),
+                _MARGIN + offset + i * (_BOX_H + _GAP_Y),
+            )
+    return layer, boxes
+
+
+# -- HTML ----------------------------------------------------------------------------
+
+
+def _esc(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _MAX_LABEL else text[: _MAX_LABEL - 1] + "…"
+
+
+def _edge_class(stats: _Stats) -> str:
+    if stats.faults:
+        return "fault"
+    if stats.throttles:
+        return "throttle"
+    if stats.errors:
+        return "error"
+    return "ok"
+
+
+def _edge_lines(stats: _Stats) -> tuple[str, str]:
+    """Two short lines: calls and average; p95 and the failure rates."""
+    first = f"{stats.count} call{'s' if stats.count != 1 else ''}"
+    if stats.avg_ms is not None:
+        first += f" · avg {_ms(stats.avg_ms)} ms"
+    second = [f"p95 {_ms(stats.p95_ms)} ms"] if stats.p95_ms is not None else []
+    for which, word in (("faults", "fault"), ("errors", "error"), ("throttles", "throttle")):
+        if getattr(stats, which):
+            second.append(f"{_pct(stats.rate(which))} {word}")
+    return first, " · ".join(second)
+
+
+def _edge_label(stats: _Stats) -> str:
+    return " · ".join(part for part in _edge_lines(stats) if part)
+
+
+def map_svg(service_map: ServiceMap, interactive: bool = True) -> str:
+    """The map as an inline ``<svg>`` (also embedded above ``show --html``'s timeline)."""
+    _, boxes = _layout(service_map)
+    if not boxes:
+        return '<p class="map-empty">No calls to draw.</p>'
+    width = max(x for x, _ in boxes.values()) + _BOX_W + _MARGIN
+    height = max(y for _, y in boxes.values()) + _BOX_H + _MARGIN + 20
+    index = {key: i for i, key in enumerate(service_map.nodes)}
+    parts = [
+        f'<svg class="service-map" role="img" '
+        f'aria-label="Service map" viewBox="0 0 {width:.0f} {height:.0f}" '
+        f'width="{width:.0f}" height="{height:.0f}">',
+    ]
+    for number, edge in enumerate(service_map.edges.values()):
+        sx, sy = boxes[edge.source]
+        tx, ty = boxes[edge.target]
+        x1, y1 = sx + _BOX_W, sy + _BOX_H / 2
+        x2, y2 = tx, ty + _BOX_H / 2
+        if x2 <= x1:  # a back edge (a cycle): loop below the boxes
+            low = max(sy, ty) + _BOX_H + 34
+            d = (
+                f"M{x1:.1f},{y1:.1f} C{x1 + 60:.1f},{low:.1f} "
+                f"{x2 - 60:.1f},{low:.1f} {x2:.1f},{y2:.1f}"
+            )
+            lx, ly = (x1 + x2) / 2, low - 4
+        else:
+            bend = (x2 - x1) / 2
+            d = (
+                f"M{x1:.1f},{y1:.1f} C{x1 + bend:.1f},{y1:.1f} "
+                f"{x2 - bend:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
+            )
+            lx, ly = (x1 + x2) / 2, (y1 + y2) / 2 - 6
+        cls = _edge_class(edge.stats)
+        first, second = _edge_lines(edge.stats)
+        parts.append(
+            f'<g class="edge {cls}" data-edge="{number}">'
+            f"<title>{_esc(_name(edge.source, service_map))} -> "
+            f"{_esc(_name(edge.target, service_map))}: {_esc(_edge_label(edge.stats))}</title>"
+            f'<path d="{d}"/>'
+            # The arrowhead: every edge ends level, into the target's left side.
+            f'<path class="head" d="M{x2:.1f},{y2:.1f} L{x2 - 9:.1f},{y2 - 5:.1f} '
+            f'L{x2 - 9:.1f},{y2 + 5:.1f} z"/>'
+            f'<text x="{lx:.1f}" y="{ly - 8:.1f}" text-anchor="middle">'
+            f'<tspan x="{lx:.1f}">{_esc(first)}</tspan>'
+            f'<tspan x="{lx:.1f}" dy="13">{_esc(second)}</tspan></text></g>'
+        )
+    for key, node in service_map.nodes.items():
+        x, y = boxes[key]
+        stats = node.stats
+        cls = _edge_class(stats) if stats.count else "ok"
+        figure = (
+            f"{stats.count} · avg {_ms(stats.avg_ms)} ms" if stats.count else "source of requests"
+        )
+        focus = ' tabindex="0"' if interactive else ""
+        parts.append(
+            f'<g class="node {_esc(node.type)} {cls}" data-node="{index[key]}"{focus}>'
+            f"<title>{_esc(_name(key, service_map))}</title>"
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{_BOX_W}" height="{_BOX_H}" rx="10"/>'
+            f'<text class="kind" x="{x + 12:.1f}" y="{y + 18:.1f}">{_esc(node.label)}</text>'
+            f'<text class="name" x="{x + 12:.1f}" y="{y + 38:.1f}">'
+            f"{_esc(_short(node.name))}</text>"
+            f'<text class="figure" x="{x + 12:.1f}" y="{y + 55:.1f}">{_esc(figure)}</text></g>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+MAP_STYLE = """
+.service-map { font: 13px system-ui, sans-serif; display: block; max-width: 100%; height: auto; }
+.service-map .node rect { fill: #fff; stroke: #1d8102; stroke-width: 2; }
+.service-map .node.error rect { stroke: #ff9900; }
+.service-map .node.fault rect { stroke: #d13212; }
+.service-map .node.throttle rect { stroke: #8c4fff; }
+.service-map .node.client rect { fill: #f2f3f3; stroke: #687078; }
+.service-map .node { cursor: pointer; }
+.service-map .node:focus { outline: none; }
+.service-map .node:focus rect, .service-map .node.selected rect { stroke-width: 4; }
+.service-map .kind { fill: #545b64; font-size: 11px; text-transform: uppercase; }
+.service-map .name { fill: #16191f; font-weight: 600; font-size: 15px; }
+.service-map .figure { fill: #545b64; }
+.service-map .edge path { fill: none; stroke: #687078; stroke-width: 1.6; }
+.service-map .edge path.head { fill: #687078; stroke: none; }
+.service-map .edge.fault path.head { fill: #d13212; }
+.service-map .edge.error path.head { fill: #ff9900; }
+.service-map .edge.throttle path.head { fill: #8c4fff; }
+.service-map .edge.error path { stroke: #ff9900; }
+.service-map .edge.fault path { stroke: #d13212; stroke-width: 2.4; }
+.service-map .edge.throttle path { stroke: #8c4fff; }
+.service-map .edge text { fill: #16191f; font-size: 13px; paint-order: stroke;
+  stroke: #fff; stroke-width: 3px; }
+.service-map .edge.fault text { fill: #d13212; }
+"""
+
+_STYLE = (
+    """
+body { margin: 0; font: 14px system-ui, sans-serif; color: #16191f; background: #fafafa; }
+header { padding: 14px 20px; background: #232f3e; color: #fff; }
+header h1 { margin: 0; font-size: 18px; }
+header .facts { margin-top: 4px; color: #d5dbdb; }
+main { display: flex; gap: 16px; padding: 16px 20px; align-items: flex-start; }
+.canvas { background: #fff; border: 1px solid #d5dbdb; border-radius: 8px; padding: 8px;
+  overflow: auto; flex: 1; }
+aside { width: 300px; background: #fff; border: 1px solid #d5dbdb; border-radius: 8px;
+  padding: 12px; }
+aside h2 { margin: 0 0 8px; font-size: 15px; word-break: break-all; }
+aside ul { padding-left: 18px; margin: 6px 0; }
+aside li { font-family: ui-monospace, monospace; font-size: 12px; word-break: break-all; }
+.hint { color: #545b64; }
+table.edges { border-collapse: collapse; margin: 0 20px 20px; background: #fff; }
+table.edges th, table.edges td { border: 1px solid #d5dbdb; padding: 4px 8px; text-align: right; }
+table.edges td:first-child, table.edges th:first-child { text-align: left; }
+"""
+    + MAP_STYLE
+)
+
+_SCRIPT = """
+(function () {
+  "use strict";
+  var data = JSON.parse(document.getElementById("map-data").textContent);
+  var title = document.getElementById("details-title");
+  var body = document.getElementById("details-body");
+  function text(tag, value) {
+    var node = document.createElement(tag);
+    node.textContent = String(value);
+    return node;
+  }
+  function select(index) {
+    var item = data.nodes[index];
+    document.querySelectorAll(".node.selected").forEach(function (n) {
+      n.classList.remove("selected");
+    });
+    var box = document.querySelector('.node[data-node="' + index + '"]');
+    if (box) { box.classList.add("selected"); }
+    title.textContent = item.name + " (" + item.label + ")";
+    body.textContent = "";
+    body.appendChild(text("p", item.count + " request(s) received; fault " +
+      Math.round(item.fault_rate * 100) + "%, error " + Math.round(item.error_rate * 100) + "%"));
+    body.appendChild(text("p", item.traces.length + " trace(s):"));
+    var list = document.createElement("ul");
+    list.className = "traces";
+    item.traces.forEach(function (id) { list.appendChild(text("li", id)); });
+    body.appendChild(list);
+    if (item.traces.length) {
+      body.appendChild(text("p", "Show one with: tracing show <trace id> --html trace.html"));
+    }
+  }
+  document.querySelectorAll(".node").forEach(function (box) {
+    var index = Number(box.getAttribute("data-node"));
+    box.addEventListener("click", function () { select(index); });
+    box.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" || event.key === " ") { event.preventDefault(); select(index); }
+    });
+  });
+})();
+"""
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
+<meta name="referrer" content="no-referrer">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{style}</style>
+</head>
+<body>
+<header><h1>{title}</h1>
+<div class="facts">{facts}</div></header>
+<main>
+<div class="canvas">{svg}</div>
+<aside id="details" aria-live="polite"><h2 id="details-title">Traces</h2>
+<div id="details-body"><p class="hint">Click a node to list the traces that reached it.</p>
+</div></aside>
+</main>
+{table}
+<script type="application/json" id="map-data">{data}</script>
+<script>{script}</script>
+</body>
+</html>
+"""
+
+
+def _edge_table(service_map: ServiceMap) -> str:
+    rows = [
+        "<tr><th>edge</th><th>calls</th><th>avg ms</th><th>p95 ms</th><th>error</th>"
+        "<th>fault</th><th>throttle</th></tr>"
+    ]
+    for edge in _ordered_edges(service_map):
+        stats = edge.stats
+        rows.append(
+            f'<tr class="{_edge_class(stats)}"><td>{_esc(_name(edge.source, service_map))} → '
+            f"{_esc(_name(edge.target, service_map))}</td><td>{stats.count}</td>"
+            f"<td>{_ms(stats.avg_ms)}</td>"
+            f"<td>{_ms(stats.p95_ms)}</td><td>{_pct(stats.rate('errors'))}</td>"
+            f"<td>{_pct(stats.rate('faults'))}</td><td>{_pct(stats.rate('throttles'))}</td></tr>"
+        )
+    return f'<table class="edges">{"".join(rows)}</table>'
+
+
+def render_map_html(service_map: ServiceMap, title: str = "Service map", facts: str = "") -> str:
+    """The map as one self-contained page: click a node to list its traces."""
+    script_hash = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
+    csp = (
+        "default-src 'none'; style-src 'unsafe-inline'; "
+        f"script-src 'sha256-{script_hash}'; img-src 'none'; base-uri 'none'; form-action 'none'"
+    )
+    summary = (
+        f"{len(service_map.nodes)} nodes, {len(service_map.edges)} edges, "
+        f"from {service_map.traces} traces"
+    )
+    return _PAGE.format(
+        csp=csp,
+        title=_esc(title),
+        facts=_esc(f"{summary}{' · ' + facts if facts else ''}"),
+        style=_STYLE,
+        svg=map_svg(service_map),
+        table=_edge_table(service_map),
+        data=_script_json(service_map.to_dict()),
+        script=_SCRIPT,
+    )
