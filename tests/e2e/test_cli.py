@@ -164,6 +164,13 @@ def test_daemon_traces_and_show(
     assert root in listed.stdout
     assert "orders-api" in listed.stdout
 
+    service_map = tmp_path / "map.html"
+    mapped = _tracing("map", "--db", str(db), "--since", "1h", "--html", str(service_map))
+    assert mapped.returncode == 0, mapped.stderr
+    assert "Service map:" in mapped.stdout
+    assert "client -> orders-api" in mapped.stdout
+    assert "<img src=x" not in service_map.read_text()
+
     html = tmp_path / "trace.html"
     shown = _tracing("show", root, "--db", str(db), "--html", str(html))
     assert shown.returncode == 0, shown.stderr

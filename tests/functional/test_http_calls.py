@@ -278,3 +278,28 @@ def test_patch_http_off_records_and_injects_nothing(
     _run(monkeypatch, lambda: requests.get(f"{server}/ok", timeout=1))
     assert _remote(daemon.wait_for(2)[-1]) == []
     assert _Handler.seen == [("/ok", None)]
+
+
+@pytest.mark.parametrize("exporter", ["xray-udp", "otlp-udp"])
+def test_the_call_is_a_remote_host_on_the_service_map(
+    backend: str,
+    exporter: str,
+    server: str,
+    daemon: testing.DaemonListener,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tracing.local.otlp import request_documents
+    from tracing.local.service_map import build_map
+    from tracing.local.traces import assemble
+
+    tracing.configure(service="checkout", exporter=exporter)
+    _run(monkeypatch, lambda: requests.get(f"{server}/missing", timeout=1))
+    daemon.sync()
+    if exporter == "xray-udp":
+        documents = daemon.documents
+    else:  # what X-Ray stores of the OTLP spans (the local collector's mapping)
+        documents = [doc for _, body in daemon.otlp for doc in request_documents(body)]
+    service_map = build_map([assemble(documents)])
+    edges = {(e.source[1], e.target): e.stats for e in service_map.edges.values()}
+    stats = edges[("checkout", ("remote", "127.0.0.1"))]
+    assert (stats.count, stats.rate("errors")) == (1, 1.0)  # the 404

@@ -40,6 +40,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from .html_view import _script_json
 from .traces import Node, Trace
@@ -194,7 +195,7 @@ class ServiceMap:
             elif node.entity.get("namespace") == "aws":
                 self.call(_owner(owner), _aws_node(node), node, trace.trace_id)
             elif node.entity.get("namespace") == "remote" and not _has_segment(node):
-                self.call(_owner(owner), ("remote", node.name), node, trace.trace_id)
+                self.call(_owner(owner), ("remote", _remote_name(node)), node, trace.trace_id)
             stack.extend((child, here, False) for child in reversed(node.children))
 
     def _entry(
@@ -260,6 +261,21 @@ def _functions_by_parent(trace: Trace) -> dict[str, str]:
         if root.parent_id and isinstance(service, str) and service:
             found.setdefault(root.parent_id, service)
     return found
+
+
+def _remote_name(node: Node) -> str:
+    """A remote host: from the recorded URL (OTel names HTTP spans by their method)."""
+    http = node.entity.get("http")
+    request = http.get("request") if isinstance(http, dict) else None
+    url = request.get("url") if isinstance(request, dict) else None
+    if isinstance(url, str) and url:
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            host = None
+        if host:
+            return host[:200]
+    return node.name
 
 
 def _aws_node(node: Node) -> tuple[str, str]:

@@ -83,6 +83,14 @@ def test_http_hosts_are_nodes_and_a_traced_callee_replaces_its_host() -> None:
                 "error": True,
                 "throttle": True,
             },
+            {  # as OTel's HTTP instrumentations name a span: by its method
+                "name": "GET",
+                "id": "b000000000000004",
+                "start_time": 1_800_000_000.0,
+                "end_time": 1_800_000_000.1,
+                "namespace": "remote",
+                "http": {"request": {"method": "GET", "url": "https://rates.example.com/eur"}},
+            },
             {
                 "name": "stock.internal",
                 "id": "b000000000000002",
@@ -108,6 +116,7 @@ def test_http_hosts_are_nodes_and_a_traced_callee_replaces_its_host() -> None:
     assert set(edges) == {
         ("client", "checkout"),
         ("checkout", "payments.example.com"),
+        ("checkout", "rates.example.com"),
         ("checkout", "stock"),  # traced: the service, not its host
         ("checkout", "mailer"),
     }
