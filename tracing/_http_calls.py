@@ -104,10 +104,15 @@ def _begin(method: str, url: str, library: str) -> _Call | None:
         parent.adopt(span)
         call.span = span
         call.token = STACK.set((*STACK.get(), span))
-        call.library = runtime.backend.enter(span)
-    header = outgoing_header()  # the call's own span as Parent, when recorded
-    if header is not None:
-        call.header = header.to_string()
+    try:
+        if call.span is not None:
+            call.library = runtime.backend.enter(call.span)
+        header = outgoing_header()  # the call's own span as Parent, when recorded
+        if header is not None:
+            call.header = header.to_string()
+    except Exception:
+        _abandon(call)  # the span ends and the context is restored before giving up
+        raise
     return call
 
 

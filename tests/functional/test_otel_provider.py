@@ -89,18 +89,23 @@ def test_provider_exporter_needs_the_otel_backend() -> None:
         tracing.configure(exporter="provider")
 
 
+@pytest.mark.parametrize("variant", ["xray", "xray-lambda"])
 def test_the_applications_xray_propagator_keeps_lineage(
-    monkeypatch: pytest.MonkeyPatch, daemon: testing.DaemonListener
+    monkeypatch: pytest.MonkeyPatch, daemon: testing.DaemonListener, variant: str
 ) -> None:
     from opentelemetry import propagate
-    from opentelemetry.propagators.aws import AwsXRayPropagator
+    from opentelemetry.propagators.aws.aws_xray_propagator import (
+        AwsXRayLambdaPropagator,
+        AwsXRayPropagator,
+    )
     from opentelemetry.propagators.composite import CompositePropagator
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+    aws = AwsXRayPropagator() if variant == "xray" else AwsXRayLambdaPropagator()
     monkeypatch.setattr(
         propagate,
         "_HTTP_TEXT_FORMAT",
-        CompositePropagator([AwsXRayPropagator(), TraceContextTextMapPropagator()]),
+        CompositePropagator([aws, TraceContextTextMapPropagator()]),
     )
     provider, _ = _provider()
     tracing.configure(backend="otel", tracer_provider=provider)

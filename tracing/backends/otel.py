@@ -304,6 +304,11 @@ def _botocore_instrumented() -> bool:
         return False
 
 
+def _is_aws_xray(propagator: Any) -> bool:
+    """AWS's X-Ray propagator, or a subclass (``AwsXRayLambdaPropagator``, ``xray-lambda``)."""
+    return any(cls.__name__ == "AwsXRayPropagator" for cls in type(propagator).__mro__)
+
+
 def replace_xray_propagator() -> None:
     """In the application's composite propagator, ours instead of AWS's X-Ray one.
 
@@ -319,10 +324,7 @@ def replace_xray_propagator() -> None:
     members = getattr(textmap, "_propagators", None)
     if not isinstance(members, (list, tuple)):
         return
-    swapped = [
-        XRayTracePropagator() if type(member).__name__ == "AwsXRayPropagator" else member
-        for member in members
-    ]
+    swapped = [XRayTracePropagator() if _is_aws_xray(member) else member for member in members]
     if any(new is not old for new, old in zip(swapped, members, strict=True)):
         from opentelemetry.propagators.composite import CompositePropagator
 

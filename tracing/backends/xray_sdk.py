@@ -322,6 +322,32 @@ def _fold(entity: Any, span: Span, children: bool) -> None:
             span.add_child(child.span if isinstance(child, _SdkChild) else SdkEntity(child))
 
 
+def _redirect(subsegment: Any, invocation: Span) -> None:
+    """Make an SDK invocation subsegment write into ``invocation`` instead.
+
+    Powertools' ``capture_lambda_handler`` keeps the subsegment object and writes
+    to it directly (``ColdStart``, ``Service``, the response or error metadata,
+    the exception); those writes land on the invocation. Its own ``ColdStart``
+    and ``Service`` never replace the invocation's; the exception is recorded by
+    ``tracing.handler`` itself.
+    """
+    subsegment.parent_id = invocation.id
+
+    def put_annotation(key: str, value: Any) -> None:
+        if key not in (invocation.annotations or {}):
+            invocation.annotate(key, value)
+
+    def put_metadata(key: str, value: Any, namespace: str = "default") -> None:
+        invocation.put_metadata(key, value, namespace)
+
+    def add_exception(exception: BaseException, stack: Any = None, remote: bool = False) -> None:
+        return None
+
+    subsegment.put_annotation = put_annotation
+    subsegment.put_metadata = put_metadata
+    subsegment.add_exception = add_exception
+
+
 def absorb_outer(invocation: Span) -> None:
     """``tracing.handler`` begins an invocation: fold in an SDK subsegment opened
     around it for the same invocation (Powertools' ``capture_lambda_handler``
@@ -435,8 +461,14 @@ class BridgeContext(Context):  # type: ignore[misc]
             # current (the SDK's end_subsegment then finds nothing to end).
             return
         into = _invocation_twin(parent, subsegment)
+        if isinstance(into, Span):
+            # One invocation, not two: what it is given goes to the invocation,
+            # which stays the current span (so work under it keeps the
+            # invocation's scope, budget, trace header and timeout snapshot).
+            _redirect(subsegment, into)
+            return
         if into is not None:
-            # One invocation, not two: not attached, folded in when it ends.
+            # Around tracing.handler, before the invocation began: folded in then.
             subsegment.parent_id = parent.id if parent is not None else None
             STACK.set((*STACK.get(), SdkSpan(subsegment, None, into)))
             return

@@ -105,8 +105,10 @@ class _Stats:
         self.errors += node.error
         self.faults += node.fault
         self.throttles += node.throttle
-        if node.duration is not None and math.isfinite(node.duration):
-            self.durations.append(max(0.0, node.duration) * 1000.0)
+        if node.duration is not None:
+            milliseconds = max(0.0, node.duration) * 1000.0
+            if math.isfinite(milliseconds):  # (huge times overflow when scaled)
+                self.durations.append(milliseconds)
         if trace_id not in self.traces and len(self.traces) < _MAX_TRACES_PER_ITEM:
             self.traces.append(trace_id)
 

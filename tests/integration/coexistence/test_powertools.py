@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tracing import testing
-from tracing._header import new_id, new_trace_id
+from tracing._header import new_id, new_trace_id, parse
 from tracing.local.aws import LocalAWS
 
 from ..conftest import LaunchFn
@@ -37,7 +37,8 @@ def test_one_invocation_and_one_span_per_aws_call(
     for order in ("o-1", "o-2"):
         root = new_trace_id()
         result = function.invoke(
-            {"order": order}, trace_header=f"Root={root};Parent={new_id()};Sampled=1"
+            {"order": order},
+            trace_header=f"Root={root};Parent={new_id()};Sampled=1;Lineage=a87bd80c:1",
         )
         assert result.ok, (result.error, function.logs[-2000:])
         assert result.payload == {"placed": order}
@@ -65,4 +66,17 @@ def test_one_invocation_and_one_span_per_aws_call(
         assert doc["annotations"]["order"] == order
         if handler == "handler":  # written after the handler returns: in time only inside
             assert f"{handler} response" in doc["metadata"]["orders"]
+    # The message carries the trace on: its call as Parent, Lineage kept.
+    sends = {
+        d["trace_id"]: next(e for e in _entities(d) if e.get("namespace") == "aws")
+        for d in invocations
+    }
+    messages = testing.receive_messages(aws.client("sqs"), url, 2)
+    assert len(messages) == 2
+    for message in messages:
+        header = message["Attributes"]["AWSTraceHeader"]
+        parsed = parse(header)
+        assert parsed is not None
+        assert parsed.parent == sends[parsed.root]["id"]
+        assert header.endswith(";Lineage=a87bd80c:1")
     assert "Traceback" not in function.logs
