@@ -303,3 +303,17 @@ def test_the_call_is_a_remote_host_on_the_service_map(
     edges = {(e.source[1], e.target): e.stats for e in service_map.edges.values()}
     stats = edges[("checkout", ("remote", "127.0.0.1"))]
     assert (stats.count, stats.rate("errors")) == (1, 1.0)  # the 404
+
+
+def test_aws_xray_sdks_httplib_patch_never_records_a_second_copy(
+    server: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aws_xray_sdk.core import patch
+
+    monkeypatch.setenv("TRACING_BACKEND", "xray")
+    _Handler.seen.clear()
+    tracing.configure()
+    patch(["httplib"])  # what Powertools' Tracer() applies, among others
+    _run(monkeypatch, lambda: urllib3.PoolManager().request("GET", f"{server}/ok", retries=False))
+    invocation = daemon.wait_for(2)[-1]
+    assert [e["name"] for e in testing.iter_entities(invocation)] == ["## handler", "127.0.0.1"]

@@ -453,12 +453,13 @@ class BridgeContext(Context):  # type: ignore[misc]
         parent = current_node()
         if (
             isinstance(parent, Span)
-            and parent.namespace == AWS_NAMESPACE
-            and getattr(subsegment, "namespace", None) == AWS_NAMESPACE
+            and parent.namespace in (AWS_NAMESPACE, "remote")
+            and getattr(subsegment, "namespace", None) in (AWS_NAMESPACE, "remote")
         ):
-            # The SDK's botocore patch, applied by the application, inside the call
-            # the core is already recording: a second copy. Not attached, not made
-            # current (the SDK's end_subsegment then finds nothing to end).
+            # The SDK's botocore or httplib patch (Powertools applies patch_all()),
+            # inside a call the core is already recording: a second copy. Not
+            # attached, not made current (the SDK's end_subsegment then finds
+            # nothing to end).
             return
         into = _invocation_twin(parent, subsegment)
         if isinstance(into, Span):
