@@ -13,13 +13,15 @@ from tracing.local.aws import LocalAWS
 # Variables a test may set that would leak into the next one.
 _PREFIXES = ("TRACING_", "AWS_LAMBDA_", "_X_AMZN_", "AWS_XRAY_")
 _NAMES = ("LAMBDA_TASK_ROOT", "_HANDLER")
+#: The test run's own switches, not the library's settings: kept.
+_RUN_SWITCHES = frozenset({"TRACING_UPDATE_DOCS"})
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Start each test unconfigured, outside Lambda, with dummy AWS credentials."""
     for name in list(os.environ):
-        if name.startswith(_PREFIXES) or name in _NAMES:
+        if (name.startswith(_PREFIXES) or name in _NAMES) and name not in _RUN_SWITCHES:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
