@@ -165,6 +165,7 @@ class ServiceMap:
     nodes: dict[tuple[str, str], MapNode] = field(default_factory=dict)
     edges: dict[tuple[tuple[str, str], tuple[str, str]], MapEdge] = field(default_factory=dict)
     traces: int = 0
+    _invoked: set[str] = field(default_factory=set, repr=False)
 
     def node(self, key: tuple[str, str]) -> MapNode:
         found = self.nodes.get(key)
@@ -186,6 +187,16 @@ class ServiceMap:
         """Add one assembled trace's calls."""
         self.traces += 1
         functions = _functions_by_parent(trace)
+        # Functions this trace invokes: their invocations are the callee of that
+        # Invoke edge, not requests from a client (Lambda's own segments, which
+        # link the two, are not in a local store).
+        self._invoked = {
+            key[1]
+            for _, node in trace.walk()
+            if node.entity.get("namespace") == "aws"
+            for key in (_aws_node(node),)
+            if key[0] == "service"
+        }
         stack: list[tuple[Node, tuple[str, str] | None, bool]] = [
             (root, None, True) for root in trace.roots
         ]
@@ -224,6 +235,8 @@ class ServiceMap:
             self.call(("queue", queue), key, node, trace_id)  # a consumer segment
         elif node.is_init or _is_batch(node):
             self.node(key)  # no request: only its calls count
+        elif top and node.kind == "subsegment" and key[1] in self._invoked:
+            self.node(key)  # invoked by a function of this trace: that edge counts it
         elif top or owner is None:
             self.call(("client", "client"), key, node, trace_id)
         elif owner != key:  # (Lambda's function segment under its service segment: one node)

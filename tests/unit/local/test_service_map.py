@@ -188,3 +188,34 @@ def test_a_cycle_is_laid_out_without_looping_forever() -> None:
     assert {("client", "a"), ("a", "b"), ("b", "a")} <= set(edges)
     page = render_map_html(build_map([assemble([a, b, a_again])]))
     assert page.count('<g class="edge ') == 3
+
+
+def test_an_invoked_functions_invocation_is_no_client_request() -> None:
+    caller = _segment(
+        "api",
+        "a00000000000000b",
+        subsegments=[
+            {
+                "name": "lambda",
+                "id": "b00000000000000b",
+                "start_time": 1_800_000_000.0,
+                "end_time": 1_800_000_000.1,
+                "namespace": "aws",
+                "aws": {"operation": "Invoke", "function_name": "mailer"},
+            }
+        ],
+    )
+    # The invoked function's invocation: its parent (Lambda's own segment for it)
+    # is not stored locally, so it is a root of the trace.
+    invocation = {
+        "name": "## handler",
+        "id": "c00000000000000b",
+        "type": "subsegment",
+        "parent_id": "d00000000000000b",
+        "trace_id": caller["trace_id"],
+        "start_time": 1_800_000_000.01,
+        "end_time": 1_800_000_000.09,
+        "annotations": {"Service": "mailer", "ColdStart": False},
+    }
+    edges = _edges([[caller, invocation]])
+    assert set(edges) == {("client", "api"), ("api", "mailer")}
