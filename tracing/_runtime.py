@@ -125,6 +125,12 @@ class Runtime:
         """
         # Cleared before the claim: a handler that loses the claim to us then
         # always finds the send in progress (wait_for_guard).
+        if not scope.sampled:
+            # Recorded only for send_unsampled: the timeout path writes documents,
+            # which would go out flagged sampled. Left unclaimed, the scope is still
+            # sent, correctly flagged, if the handler returns before the deadline.
+            log.debug("tracing: unsampled invocation near its deadline; no timeout sent")
+            return
         sent = self.guard_sent = threading.Event()
         try:
             if scope.claim():

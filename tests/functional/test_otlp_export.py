@@ -368,6 +368,43 @@ def test_unsampled_invocations_go_out_as_t1u_only_when_asked(
     )
 
 
+def test_a_slow_unsampled_invocation_is_never_sent_flagged_sampled(
+    daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracing.configure(exporter="otlp-udp", send_unsampled=True, deadline_margin_ms=100)
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> str:
+        with tracing.span("slow call"):
+            time.sleep(0.3)  # past the guard's moment (100 ms before the 300 ms deadline)
+        return "late"
+
+    header = f"Root={new_trace_id()};Parent={new_id()};Sampled=0"
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", header)
+    assert handler({}, testing.FakeContext(timeout_ms=300)) == "late"
+    daemon.sync()
+    assert [sampled for sampled, _ in daemon.otlp] == [False]  # T1U once, by the handler
+    names = sorted(s.name for s in daemon.otlp_spans(sampled=False))
+    assert names == ["## handler", "slow call"]
+
+
+def test_otlp_http_sends_unsampled_spans_when_asked(
+    collector: list[tuple[dict[str, str], bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracing.configure(exporter="otlp", send_unsampled=True)
+    handler = tracing.handler(lambda event, context: None)
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={new_trace_id()};Parent={new_id()};Sampled=0")
+    handler({}, testing.FakeContext())
+    spans = [
+        span
+        for _, body in collector
+        for resource in ExportTraceServiceRequest.FromString(body).resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+    assert [(s.name, s.flags & 0x1) for s in spans] == [("## _lambda_", 0)]
+
+
 def test_send_unsampled_needs_an_otlp_exporter() -> None:
     with pytest.raises(ValueError, match="OTLP exporter"):
         tracing.configure(send_unsampled=True)

@@ -131,9 +131,8 @@ class OTLPHTTPEmitter(OTLPBase):
     # -- buffering -------------------------------------------------------------------
 
     def send_scope(self, scope: Scope) -> None:
-        """Buffer one finished scope's spans (unsampled ones are not exported)."""
-        if not scope.sampled:
-            return
+        """Buffer one finished scope's spans (an unsampled scope, recorded only with
+        ``send_unsampled``, goes with its spans flagged not sampled)."""
         for attempt in range(3):
             try:
                 self._buffer(scope_spans(scope, links=self.links))
