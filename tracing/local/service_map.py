@@ -33,8 +33,6 @@ with ``textContent`` only.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
 import math
 from collections.abc import Callable, Iterable
@@ -42,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .html_view import _script_json
+from .html_view import _script_json, page_csp
 from .traces import Node, Trace
 
 __all__ = ["MapEdge", "MapNode", "ServiceMap", "build_map", "render_map_html", "render_map_text"]
@@ -718,17 +716,12 @@ def _edge_table(service_map: ServiceMap) -> str:
 
 def render_map_html(service_map: ServiceMap, title: str = "Service map", facts: str = "") -> str:
     """The map as one self-contained page: click a node to list its traces."""
-    script_hash = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
-    csp = (
-        "default-src 'none'; style-src 'unsafe-inline'; "
-        f"script-src 'sha256-{script_hash}'; img-src 'none'; base-uri 'none'; form-action 'none'"
-    )
     summary = (
         f"{len(service_map.nodes)} nodes, {len(service_map.edges)} edges, "
         f"from {service_map.traces} traces"
     )
     return _PAGE.format(
-        csp=csp,
+        csp=page_csp(_SCRIPT),
         title=_esc(title),
         facts=_esc(f"{summary}{' · ' + facts if facts else ''}"),
         style=_STYLE,
