@@ -21,6 +21,7 @@ import pytest
 
 import tracing
 from tracing._header import new_id, new_trace_id, parse
+from tracing._span import clean_name
 
 from .conftest import SERVICE, Runner
 
@@ -364,3 +365,34 @@ def test_span_keyword_annotations_follow_the_value_rules(run: Runner, value: Any
         annotations = result.child("kw")["annotations"]
         assert annotations["fine"] == "yes"
         assert annotations.get("value") in (None, "1152921504606846976", "NaN")
+
+
+def test_span_capture_options_record_the_response_and_hide_error_text(run: Runner) -> None:
+    @tracing.span(capture_response=True)
+    def price(order: str) -> dict[str, Any]:
+        return {"order": order, "password": "hunter2"}
+
+    @tracing.span("charge", capture_error=False)
+    def charge() -> None:
+        raise ValueError("card 4111 declined")
+
+    def body() -> str:
+        price("o-1")
+        try:
+            charge()
+        except ValueError:
+            return "declined"
+        return "charged"
+
+    result = run(body)
+    assert result.value() == "declined"
+    if not result.recording:
+        assert result.documents == []
+        return
+    priced = result.child(clean_name(price.__qualname__))
+    assert priced["metadata"][SERVICE]["response"] == {"order": "o-1", "password": "***"}
+    charged = result.child("charge")
+    assert charged["fault"] is True
+    [exception] = charged["cause"]["exceptions"]
+    assert (exception["type"], exception["message"]) == ("ValueError", "")
+    assert "stack" not in exception
