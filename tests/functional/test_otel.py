@@ -372,3 +372,164 @@ def test_the_invocation_seen_through_otel_follows_otel_semantics(
     assert invocation["cause"]["exceptions"][0]["type"] == "KeyError"
     assert invocation["metadata"]["default"] == {"faas.trigger": "http"}
     assert "faas_trigger" not in invocation["annotations"]
+
+
+# -- OTel's propagation API beside AWS's X-Ray propagators ---------------------------
+
+_LINEAGE = "Lineage=a87bd80c:1"
+
+
+def _span_context(context: Any) -> Any:
+    return trace.get_current_span(context).get_span_context()
+
+
+def _provider_for(provider: str) -> dict[str, Any]:
+    """``own``: the backend makes its provider; ``beside``: the application's (ADOT's)."""
+    if provider == "own":
+        return {}
+    from opentelemetry.sdk.trace import TracerProvider
+
+    return {"tracer_provider": TracerProvider()}
+
+
+@pytest.fixture
+def global_textmap(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """OTel's propagation module; its global textmap is put back after the test."""
+    from opentelemetry import propagate
+
+    monkeypatch.setattr(propagate, "_HTTP_TEXT_FORMAT", propagate.get_global_textmap())
+    return propagate
+
+
+@pytest.mark.parametrize("provider", ["own", "beside"])
+def test_the_swapped_xray_lambda_propagator_extracts_as_aws_does(
+    daemon: testing.DaemonListener,
+    monkeypatch: pytest.MonkeyPatch,
+    global_textmap: Any,
+    provider: str,
+) -> None:
+    """``OTEL_PROPAGATORS=tracecontext,xray-lambda`` (ADOT's layer): the swap keeps
+    Lineage on inject, and extraction stays AWS's, ``_X_AMZN_TRACE_ID`` fallback
+    included."""
+    from opentelemetry.context import Context
+    from opentelemetry.propagators.aws.aws_xray_propagator import AwsXRayLambdaPropagator
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    propagate = global_textmap
+    # What OTel loads for that variable (its entry points), set before configure().
+    aws = CompositePropagator([TraceContextTextMapPropagator(), AwsXRayLambdaPropagator()])
+    propagate.set_global_textmap(aws)
+    tracing.configure(backend="otel", **_provider_for(provider))
+    assert propagate.get_global_textmap() is not aws  # swapped
+
+    lambda_root, lambda_parent = new_trace_id(), new_id()
+    monkeypatch.setenv(
+        "_X_AMZN_TRACE_ID", f"Root={lambda_root};Parent={lambda_parent};Sampled=1;{_LINEAGE}"
+    )
+    other_root, other_parent = new_trace_id(), new_id()
+    carriers: list[dict[str, str]] = [
+        {},
+        {"X-Amzn-Trace-Id": f"Root={other_root};Parent={other_parent};Sampled=1"},
+        {"traceparent": f"00-{other_root[2:10]}{other_root[11:]}-{other_parent}-01"},
+        {"X-Amzn-Trace-Id": "garbage"},
+    ]
+    for carrier in carriers:
+        expected = _span_context(aws.extract(carrier, Context()))
+        assert _span_context(propagate.extract(carrier, Context())) == expected, carrier
+    # The plain call, where nothing is current (a new thread): Lambda's own context.
+    extracted: list[Any] = []
+    thread = threading.Thread(target=lambda: extracted.append(propagate.extract({})))
+    thread.start()
+    thread.join()
+    lambda_context = _span_context(extracted[0])
+    assert lambda_context.is_valid
+    assert (f"{lambda_context.trace_id:032x}", f"{lambda_context.span_id:016x}") == (
+        lambda_root[2:10] + lambda_root[11:],
+        lambda_parent,
+    )
+
+    carrier: dict[str, str] = {}
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        propagate.inject(carrier)
+
+    root, _ = _invoke(monkeypatch, handler)
+    assert carrier["X-Amzn-Trace-Id"].startswith(f"Root={root};")
+
+
+@pytest.mark.parametrize("provider", ["own", "beside"])
+@pytest.mark.parametrize("when", ["before", "after", "bound", "in the handler", "lambda"])
+def test_an_xray_propagator_the_application_sets_keeps_lineage(
+    daemon: testing.DaemonListener,
+    monkeypatch: pytest.MonkeyPatch,
+    global_textmap: Any,
+    caplog: pytest.LogCaptureFixture,
+    provider: str,
+    when: str,
+) -> None:
+    """``set_global_textmap(AwsXRayPropagator())``, at any time, by any reference."""
+    from opentelemetry.propagators.aws.aws_xray_propagator import (
+        AwsXRayLambdaPropagator,
+        AwsXRayPropagator,
+    )
+
+    propagate = global_textmap
+    # `from opentelemetry.propagate import set_global_textmap` at the top of a module.
+    bound_set = propagate.set_global_textmap
+    aws: Any = AwsXRayLambdaPropagator() if when == "lambda" else AwsXRayPropagator()
+    if when == "before":
+        propagate.set_global_textmap(aws)
+    tracing.configure(backend="otel", **_provider_for(provider))
+    if when in ("after", "lambda"):
+        propagate.set_global_textmap(aws)
+    elif when == "bound":
+        bound_set(aws)
+    carriers: list[dict[str, str]] = []
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        if when == "in the handler":
+            propagate.set_global_textmap(aws)
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        carriers.append(carrier)
+
+    for _ in range(2):
+        root, parent = new_trace_id(), new_id()
+        monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={root};Parent={parent};Sampled=1;{_LINEAGE}")
+        with caplog.at_level(logging.WARNING):
+            handler({}, testing.FakeContext())
+        header = carriers[-1]["X-Amzn-Trace-Id"]
+        assert header.startswith(f"Root={root};Parent=")
+        assert header.endswith(f";Sampled=1;{_LINEAGE}")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_textmap_that_cannot_be_looked_into_is_logged_once(
+    monkeypatch: pytest.MonkeyPatch, global_textmap: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from opentelemetry.propagators.composite import CompositePropagator
+
+    propagate = global_textmap
+    own_get, own_set = propagate.get_global_textmap, propagate.set_global_textmap
+
+    class Opaque(CompositePropagator):
+        """A composite from some future SDK: members kept in another shape."""
+
+        def __init__(self) -> None:
+            super().__init__([])
+            self._propagators = iter(())  # type: ignore[assignment]
+
+    tracing.configure(backend="otel")
+    with caplog.at_level(logging.WARNING, logger="tracing"):
+        for _ in range(2):
+            propagate.set_global_textmap(Opaque())
+            propagate.inject({})
+    [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.name == "tracing.backends.otel"
+    assert "Lineage" in record.getMessage()
+    assert record.args  # lazy %-formatting
+    tracing.testing.reset()  # OTel's own functions are put back
+    assert (propagate.get_global_textmap, propagate.set_global_textmap) == (own_get, own_set)

@@ -53,6 +53,7 @@ from .otel_bridge import (
 
 if TYPE_CHECKING:
     from . import ForeignSpan
+    from .otel_propagator import TextmapWatch
 
 __all__ = ["CoreSpanProxy", "OTelBackend"]
 
@@ -85,6 +86,7 @@ class OTelBackend:
         self._context_variable = _context_variable()
         self._init_token: object | None = None
         self._textmap_hook: ImportHook | None = None
+        self._textmap_watch: TextmapWatch | None = None
         #: True once aws-xray-sdk is connected (Powertools' Tracer uses it).
         self.sdk = False
         self._sdk_hook: ImportHook | None = None
@@ -169,7 +171,7 @@ class OTelBackend:
             )
         self._textmap_hook = when_imported(
             "opentelemetry.propagate",
-            replace_xray_propagator,
+            self._watch_textmap,
             "calls made through OTel's propagation API may drop the Lineage key",
         )
 
@@ -184,9 +186,23 @@ class OTelBackend:
         # imports it: an instrumentation, or user code calling propagate.inject.
         self._textmap_hook = when_imported(
             "opentelemetry.propagate",
-            install_textmap,
+            self._own_textmap,
             "calls made through OTel's propagation API carry no X-Ray trace header",
         )
+
+    def _own_textmap(self) -> None:
+        install_textmap()
+        self._watch_textmap()
+
+    def _watch_textmap(self) -> None:
+        """AWS's X-Ray propagator swapped for ours in OTel's global textmap, now and later."""
+        from opentelemetry import propagate
+
+        from .otel_propagator import TextmapWatch
+
+        if self._textmap_watch is None:
+            self._textmap_watch = TextmapWatch(propagate)
+            self._textmap_watch.install()
 
     def close(self) -> None:
         """Leave the OTel context as it was before ``install`` (tests, reconfiguration)."""
@@ -197,6 +213,9 @@ class OTelBackend:
             if hook is not None:
                 hook.remove()
         self._textmap_hook = self._sdk_hook = None
+        watch, self._textmap_watch = self._textmap_watch, None
+        if watch is not None:
+            watch.remove()
 
     def flush(self, timeout_s: float) -> bool:
         try:
@@ -304,47 +323,22 @@ def _botocore_instrumented() -> bool:
         return False
 
 
-def _is_aws_xray(propagator: Any) -> bool:
-    """AWS's X-Ray propagator, or a subclass (``AwsXRayLambdaPropagator``, ``xray-lambda``)."""
-    return any(cls.__name__ == "AwsXRayPropagator" for cls in type(propagator).__mro__)
-
-
-def replace_xray_propagator() -> None:
-    """In the application's composite propagator, ours instead of AWS's X-Ray one.
-
-    ``opentelemetry-propagator-aws-xray`` (which ADOT's layer configures) writes
-    ``Root``/``Parent``/``Sampled`` only: Lambda's ``Lineage`` is dropped, which
-    defeats its recursive-loop detection. The rest of the composite is kept.
-    """
-    from opentelemetry import propagate
-
-    from .otel_propagator import XRayTracePropagator
-
-    textmap = propagate.get_global_textmap()
-    members = getattr(textmap, "_propagators", None)
-    if not isinstance(members, (list, tuple)):
-        return
-    swapped = [XRayTracePropagator() if _is_aws_xray(member) else member for member in members]
-    if any(new is not old for new, old in zip(swapped, members, strict=True)):
-        from opentelemetry.propagators.composite import CompositePropagator
-
-        propagate.set_global_textmap(CompositePropagator(swapped))
-
-
 def install_textmap() -> None:
     """X-Ray's header by the library's propagation rule (Lineage kept), and W3C's.
 
-    Both are silent where the rule passes nothing on (during init).
+    Both are silent where the rule passes nothing on (during init). An AWS X-Ray
+    propagator already set (``OTEL_PROPAGATORS=xray-lambda``) keeps extracting.
     """
     from opentelemetry import propagate
     from opentelemetry.propagators.composite import CompositePropagator
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    from .otel_propagator import GatedPropagator, XRayTracePropagator
+    from .otel_propagator import GatedPropagator, XRayTracePropagator, find_aws_xray
 
+    aws = find_aws_xray(propagate.get_global_textmap())
     propagate.set_global_textmap(
         CompositePropagator(
-            [XRayTracePropagator(), GatedPropagator(TraceContextTextMapPropagator())]
+            [XRayTracePropagator(aws), GatedPropagator(TraceContextTextMapPropagator())]
         )
     )
 
