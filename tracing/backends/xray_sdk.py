@@ -87,6 +87,22 @@ class _Untraced(DummySegment):  # type: ignore[misc]  # the SDK ships no types
 _UNTRACED = _Untraced("untraced")
 
 
+def _namespace(namespace: Any) -> Any:
+    """The metadata namespace an SDK caller means: ``""`` is the service's.
+
+    Powertools namespaces its metadata by service (``Tracer(service="orders")``
+    writes under ``orders``); a ``Tracer()`` without one (the README's snippet)
+    writes under ``""``, which aws-xray-sdk keeps and the core refuses (an empty
+    namespace is invalid), so its ``handler response`` was lost. It lands under
+    the service the invocation is annotated with (``Service``), in our spans and
+    in the SDK's own subsegments alike.
+    """
+    if namespace != "":
+        return namespace
+    runtime = get_runtime()
+    return runtime.settings.service if runtime is not None else "default"
+
+
 class SpanView(Segment):  # type: ignore[misc]
     """An aws-xray-sdk ``Segment`` face on one of our spans.
 
@@ -145,7 +161,7 @@ class SpanView(Segment):  # type: ignore[misc]
         self.span.annotate(key, value)
 
     def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
-        self.span.put_metadata(key, value, namespace)
+        self.span.put_metadata(key, value, _namespace(namespace))
 
     def put_http_meta(self, key: str, value: Any) -> None:
         if self.span.http is None:
@@ -285,6 +301,12 @@ def _sdk_dict(data: dict[str, Any]) -> dict[str, Any]:
     data.pop("parent_segment", None)
     if data.get("in_progress") is False:
         del data["in_progress"]
+    metadata = data.get("metadata")
+    if isinstance(metadata, dict) and "" in metadata:
+        unnamed = metadata.pop("")
+        named = metadata.setdefault(_namespace(""), {})
+        if isinstance(unnamed, dict) and isinstance(named, dict):
+            named.update(unnamed)
     if data.get("namespace") == "aws" and data.get("fault") and data.get("error"):
         # The SDK's botocore patch (when the application applies it and it wraps
         # ours) marks every failed call a fault; a 4xx answer is the caller's
@@ -316,7 +338,7 @@ def _fold(entity: Any, span: Span, children: bool) -> None:
             span.annotate(key, value)
     for namespace, values in (getattr(entity, "metadata", None) or {}).items():
         for key, value in (values or {}).items():
-            span.put_metadata(key, value, namespace)
+            span.put_metadata(key, value, _namespace(namespace))
     if children:
         for child in list(getattr(entity, "subsegments", None) or ()):
             span.add_child(child.span if isinstance(child, _SdkChild) else SdkEntity(child))
@@ -338,7 +360,7 @@ def _redirect(subsegment: Any, invocation: Span) -> None:
             invocation.annotate(key, value)
 
     def put_metadata(key: str, value: Any, namespace: str = "default") -> None:
-        invocation.put_metadata(key, value, namespace)
+        invocation.put_metadata(key, value, _namespace(namespace))
 
     def add_exception(exception: BaseException, stack: Any = None, remote: bool = False) -> None:
         return None

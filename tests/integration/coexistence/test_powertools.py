@@ -80,3 +80,37 @@ def test_one_invocation_and_one_span_per_aws_call(
         assert parsed.parent == sends[parsed.root]["id"]
         assert header.endswith(";Lineage=a87bd80c:1")
     assert "Traceback" not in function.logs
+
+
+def test_the_readme_snippet_without_a_service_keeps_powertools_metadata(
+    launch: LaunchFn, daemon: testing.DaemonListener
+) -> None:
+    """``Tracer()`` names no service: Powertools writes its metadata in an empty
+    namespace; it lands under the service tracing annotates, on both backends."""
+    function = launch("powertools_readme_app.handler")
+    roots = []
+    for order in ("o-1", "o-2"):
+        root = new_trace_id()
+        result = function.invoke(
+            {"order": order}, trace_header=f"Root={root};Parent={new_id()};Sampled=1"
+        )
+        assert result.ok, (result.error, function.logs[-2000:])
+        assert result.payload == {"placed": order}
+        roots.append(root)
+    docs = daemon.settle()
+    for doc in docs:
+        assert testing.check_document(doc) == [], doc
+    invocations = [d for d in docs if d["name"] == "## handler"]
+    assert [d["trace_id"] for d in invocations] == roots
+    for doc, order in zip(invocations, ("o-1", "o-2"), strict=True):
+        service = doc["annotations"]["Service"]
+        assert service == "traced-app"  # AWS_LAMBDA_FUNCTION_NAME
+        assert doc["metadata"][service]["handler response"] == {"placed": order}
+        [place] = [e for e in _entities(doc) if e["name"] == "## powertools_readme_app.place_order"]
+        assert place["metadata"] == {
+            service: {
+                "order": {"order": order},
+                "powertools_readme_app.place_order response": {"placed": order},
+            }
+        }
+    assert "Traceback" not in function.logs
