@@ -13,6 +13,29 @@ later of: the end of the last span recorded during init, and the moment
 ``@tracing.handler`` wrapped the handler (module import normally ends right
 after). It is never stretched to the first invocation's start, which under
 provisioned concurrency can be minutes later.
+
+Which trace gets it? **A request's trace shows what the request waited for.**
+
+* **On-demand** (``AWS_LAMBDA_INITIALIZATION_TYPE=on-demand``, or unset): the
+  first request waited for init, so Init is a subsegment of that request's trace
+  (``trace_id`` = its Root, ``parent_id`` = its Parent).
+* **Provisioned concurrency** (``provisioned-concurrency``): init ran ahead of
+  any request, maybe hours before the first one, which did not wait for it.
+  Init is sent as a trace of its own: a new trace id stamped with init's own
+  start, a segment named after the service holding the ``Init`` subsegment,
+  with init's real timestamps; the first invocation is annotated
+  ``InitTraceId`` with that id (and linked to it, for the OTLP exporters). This
+  is what ``init_trace="always"`` does, reused.
+* **Sampling.** Init follows the ``init_trace`` setting in every case. With
+  ``"sampled"`` (the default) it is sent only when the first invocation is
+  sampled, under provisioned concurrency too: an unsampled first request sends
+  nothing, and calls made during init pass no trace on (whether Init will be
+  sent is not known yet). ``"always"`` sends it as its own trace whatever the
+  first invocation's decision (and init's calls pass that trace on);
+  ``"off"`` never sends it.
+* **SnapStart** keeps its own rules (``_snapstart.py``): the snapshot's init is
+  summarised, and what the first request after a restore waited for, the
+  ``Restore`` window, is in that request's trace.
 """
 
 from __future__ import annotations
@@ -29,6 +52,9 @@ from ._span import Span
 __all__ = ["InitPhase"]
 
 log = logging.getLogger("tracing.init")
+
+#: ``AWS_LAMBDA_INITIALIZATION_TYPE`` when init ran ahead of any request.
+PROVISIONED_CONCURRENCY = "provisioned-concurrency"
 
 
 class InitPhase:
@@ -125,10 +151,9 @@ class InitPhase:
             root._set_annotation("InitType", self.init_type)
             if self.notes:
                 root.put_json("snapshot_init", self.notes, "tracing")
-            if self.mode != "always" and sampled and header is not None and header.parent:
-                emit(self.scope.document(trace_id=header.root, parent_id=header.parent))
-                return None
-            if self.mode == "always":
+            if self.mode == "always" or (sampled and self.init_type == PROVISIONED_CONCURRENCY):
+                # Provisioned concurrency: no request waited for this init (see the
+                # module doc); it must not stretch the first request's trace.
                 trace_id = self.scope.trace_id or new_trace_id(root.start_time)
                 init = self.scope.document()
                 for key in ("trace_id", "parent_id", "type"):  # nested, not top-level
@@ -146,6 +171,9 @@ class InitPhase:
                     }
                 )
                 return trace_id
+            if sampled and header is not None and header.parent:
+                emit(self.scope.document(trace_id=header.root, parent_id=header.parent))
+                return None
             log.debug("tracing: first invocation not sampled; Init not emitted")
             return None
         finally:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._configure import ensure_configured
 from ._header import TraceHeader, new_trace_id, parse
+from ._init_phase import PROVISIONED_CONCURRENCY
 from ._runtime import Runtime
 from ._scope import STACK, Scope
 from ._span import NOOP, SERVER, NoopSpan, Span, clean_name
@@ -137,9 +138,11 @@ class _Invocations:
         self.environ = os.environ
         # Under provisioned concurrency the environment was initialised ahead of
         # any request: no request waited for it, so no invocation is a cold start
-        # (Powertools reports the same, and filters on ColdStart must agree).
+        # (Powertools reports the same, and filters on ColdStart must agree), and
+        # Init is a trace of its own that the first invocation names
+        # (InitTraceId; the rule is in _init_phase.py).
         self.cold_start = (
-            os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") != "provisioned-concurrency"
+            os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") != PROVISIONED_CONCURRENCY
         )
         # The warm invocation's annotations, encoded once: most invocations end
         # with exactly these (checked at the end, by identity, before use).

@@ -153,8 +153,9 @@ def test_deadline_hit_still_sends_the_trace(
 def test_provisioned_concurrency_is_not_a_cold_start(
     aws: Any, daemon: testing.DaemonListener, backend: str
 ) -> None:
-    """As Powertools reports it: initialised ahead of any request, so no ColdStart;
-    Init still lands in the first trace, and is not stretched to the request."""
+    """As Powertools reports it: initialised ahead of any request, so no ColdStart.
+    No request waited for Init: it is a trace of its own, which the first
+    invocation names (InitTraceId), with init's own timestamps."""
     from tracing.local.runtime import LocalLambda
 
     from .conftest import FIXTURES
@@ -173,9 +174,11 @@ def test_provisioned_concurrency_is_not_a_cold_start(
         assert function.invoke({}, trace_header=header).ok
         assert function.invoke({}, trace_header=_header()[2]).ok
         documents = _checked(daemon.wait_for(3))
-    init = next(d for d in documents if d["name"] == "Init")
+    [segment] = [d for d in documents if d["name"] == "traced-app"]
+    [init] = [s for s in segment["subsegments"] if s["name"] == "Init"]
     first, second = [d for d in documents if d["name"] == "## handler"]
-    assert init["trace_id"] == root
+    assert [d for d in documents if d["trace_id"] == root] == [first]
+    assert first["annotations"]["InitTraceId"] == segment["trace_id"]
     assert init["annotations"] == {"ColdStart": True, "InitType": "provisioned-concurrency"}
     assert first["start_time"] - init["end_time"] > 0.4  # not stretched
     assert first["annotations"]["ColdStart"] is False
