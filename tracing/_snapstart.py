@@ -4,13 +4,17 @@ With ``AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`` Lambda runs the init phase
 once, when a version is published, snapshots the microVM, and later restores
 *many* execution environments from that one snapshot. Three consequences:
 
-* **Ids.** The ``random`` module's state is in the snapshot, so every restored
+* **Ids.** The id generator's state is in the snapshot, so every restored
   environment would draw the same "random" trace and entity ids (X-Ray merges or
-  drops entities that share an id). After each restore the module is reseeded
-  from the OS's entropy, in an after-restore hook that ``configure()`` registers
-  with ``snapshot_restore_py`` (AWS's "Handling uniqueness with Lambda
-  SnapStart" asks exactly this of code that makes ids). The global ``random`` is
-  reseeded, not a private one: OTel's id generators draw from it too.
+  drops entities that share an id). After each restore it is reseeded from the
+  OS's entropy, in an after-restore hook that ``configure()`` registers with
+  ``snapshot_restore_py`` (AWS's "Handling uniqueness with Lambda SnapStart"
+  asks exactly this of code that makes ids). It is the library's own generator
+  (``_header.ID_RANDOM``; the otel backend's OTel ids come from it too): the
+  global ``random`` is left as the snapshot holds it, so an application that
+  seeded it on purpose keeps its sequence. (An OTel provider that is not the
+  library's, with its own id generator, draws from the global ``random``; that
+  application reseeds it after a restore itself, as AWS's guidance says.)
 * **No stale timestamps.** The snapshot-time init ran maybe days before the
   request that restores it, which did not wait for it. It is not put in any
   trace; a summary of it (when it started, its duration and span count) goes
@@ -27,10 +31,10 @@ once, when a version is published, snapshots the microVM, and later restores
 from __future__ import annotations
 
 import logging
-import random
 import time
 from typing import Any
 
+from ._header import reseed_ids
 from ._init_phase import InitPhase
 from ._runtime import Runtime
 
@@ -67,7 +71,7 @@ def _before_snapshot(runtime: Runtime) -> None:
 def _after_restore(runtime: Runtime, hooks: Any) -> None:
     # NOTE: first, and whatever else fails: ids drawn from here on must not repeat
     # those of the other environments restored from the same snapshot.
-    random.seed()
+    reseed_ids()
     try:
         snapshot = runtime.init
         settings = runtime.settings

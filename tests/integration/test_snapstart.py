@@ -7,6 +7,7 @@ copy the PRNG state of the snapshot, as a microVM restore does (see
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ COPIES = 4
 
 
 def _restore(
-    aws: LocalAWS, daemon: testing.DaemonListener, backend: str, **env: str
+    aws: LocalAWS, daemon: testing.DaemonListener, backend: str, copies: int = COPIES, **env: str
 ) -> tuple[LocalLambda, list[Any]]:
     function = LocalLambda(
         "snapstart_app.handler",
@@ -35,7 +36,7 @@ def _restore(
         xray_daemon_address=daemon.address,
     )
     function.start()
-    return function, function.restore(COPIES)
+    return function, function.restore(copies)
 
 
 def test_restored_copies_have_unique_ids_and_a_restore_entity(
@@ -83,7 +84,42 @@ def test_without_tracing_the_copies_share_the_snapshots_random_state(
     """The control: the simulation is faithful, so the uniqueness above is tracing's."""
     function, copies = _restore(aws, daemon, backend, TRACING_DISABLED="1")
     try:
-        draws = {copy.invoke({}).payload["draw"] for copy in copies}
+        payloads = [copy.invoke({}).payload for copy in copies]
     finally:
         function.stop()
-    assert len(draws) == 1
+    assert len({p["pid"] for p in payloads}) == COPIES
+    assert len({p["draw"] for p in payloads}) == 1
+    # The library's own generator too: nothing reseeds it without tracing's hook.
+    assert len({p["id"] for p in payloads}) == 1
+
+
+def test_a_restore_leaves_the_applications_seeded_random_alone(
+    aws: LocalAWS, daemon: testing.DaemonListener, backend: str
+) -> None:
+    """An application that seeds ``random`` keeps its sequence in every restored
+    copy; only the library's own generator is reseeded, so its ids differ."""
+    seed = 20260101
+    function, copies = _restore(aws, daemon, backend, copies=2, APP_SEED=str(seed))
+    try:
+        payloads = [
+            [
+                copy.invoke({}, trace_header=f"Root={new_trace_id()};Parent={new_id()};Sampled=1")
+                for _ in range(2)
+            ]
+            for copy in copies
+        ]
+        documents = daemon.sync()
+    finally:
+        function.stop()
+    for results in payloads:
+        assert all(result.ok for result in results), [r.error for r in results]
+    expected = random.Random(seed)
+    sequence = [expected.getrandbits(64) for _ in range(2)]
+    for results in payloads:
+        assert [result.payload["draw"] for result in results] == sequence
+    ids = [result.payload["id"] for results in payloads for result in results]
+    assert len(set(ids)) == len(ids)
+    entity_ids = [e["id"] for d in documents for e in testing.iter_entities(d)]
+    assert len(entity_ids) == len(set(entity_ids))
+    if backend == "otel":  # OTel's span ids come from the library's generator too
+        assert sum(e["name"] == "otel work" for d in documents for e in testing.iter_entities(d))

@@ -1,18 +1,23 @@
 from __future__ import annotations
 
+import os
+import random
 import string
+import warnings
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracing._header import (
+    ID_RANDOM,
     MAX_HEADER_LENGTH,
     TraceHeader,
     from_traceparent,
     new_id,
     new_trace_id,
     parse,
+    reseed_ids,
     to_traceparent,
 )
 
@@ -157,3 +162,60 @@ def test_fuzz_traceparent_never_raises(value: str) -> None:
     header = from_traceparent(value)
     if header is not None:
         assert to_traceparent(header) == value.strip()
+
+
+def test_ids_come_from_the_librarys_own_generator_not_the_global_random() -> None:
+    """Seeding (or reseeding) ``random`` does not touch ids, and reseeding ids does
+    not touch ``random``: an application that seeds ``random`` keeps its sequence."""
+    state = random.getstate()
+    try:
+        random.seed(7)
+        first = [new_id(), new_trace_id(0)]
+        random.seed(7)
+        assert [new_id(), new_trace_id(0)] != first
+        random.seed(7)
+        reseed_ids()
+        new_id()
+        assert random.getrandbits(64) == random.Random(7).getrandbits(64)
+    finally:
+        random.setstate(state)
+
+
+def test_reseeding_gives_another_sequence() -> None:
+    state = ID_RANDOM.getstate()
+    try:
+        before = [new_id() for _ in range(3)]
+        ID_RANDOM.setstate(state)
+        assert [new_id() for _ in range(3)] == before  # the same state, the same ids
+        ID_RANDOM.setstate(state)
+        reseed_ids()
+        assert [new_id() for _ in range(3)] != before
+    finally:
+        ID_RANDOM.setstate(state)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_forked_child_draws_other_ids_than_its_parent() -> None:
+    state = ID_RANDOM.getstate()
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork() in a process with threads; this child
+        # only draws an id and writes it.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.write(write, new_id().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        child = os.read(read, 64).decode()
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    parent = new_id()  # drawn from the state the child was forked with
+    ID_RANDOM.setstate(state)
+    assert new_id() == parent
+    assert len(child) == 16
+    assert child != parent

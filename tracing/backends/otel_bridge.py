@@ -22,7 +22,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -40,7 +39,7 @@ from opentelemetry.trace import (
 )
 
 from .._entity import entity_dict
-from .._header import new_id, new_trace_id
+from .._header import ID_RANDOM, new_id, new_trace_id
 from .._runtime import Runtime, get_runtime
 from .._scope import STACK, Scope
 from .._span import Span, exception_cause
@@ -108,15 +107,19 @@ class XRayIdGenerator(IdGenerator):
     X-Ray rejects a trace whose first 32 bits are not a time within the last 30
     days; OTel's default generator is fully random. The same rule as
     ``opentelemetry-sdk-extension-aws``'s generator, without its import (cold
-    start) or its dependency. ``random`` is reseeded after a SnapStart restore
-    (``_snapstart.py``), so restored copies never repeat ids.
+    start) or its dependency. Bits come from the library's own id generator,
+    reseeded after a SnapStart restore (``_snapstart.py``), so restored copies
+    never repeat ids and the application's ``random`` is left alone.
     """
 
+    def __init__(self) -> None:
+        self._bits = ID_RANDOM.getrandbits
+
     def generate_span_id(self) -> int:
-        return getrandbits(64) or 1
+        return self._bits(64) or 1
 
     def generate_trace_id(self) -> int:
-        return (int(time.time()) << 96) | getrandbits(96)
+        return (int(time.time()) << 96) | self._bits(96)
 
 
 class CoreSpanProxy(NonRecordingSpan):

@@ -7,11 +7,11 @@ module's init and the before-snapshot hooks, then calls
 when the test asks for a restore, with a JSON body naming the Runtime API
 address of each copy to restore (an extension of the local API only; the real
 one sends no body). For each address the process forks; the child puts back the
-PRNG state it had at the snapshot (a microVM snapshot keeps it, while ``fork``
-reseeds ``random`` in the child), points awslambdaric at its own Runtime API and
-goes on as a restored environment: after-restore hooks, then invocations. The
-snapshot process itself waits for its copies. With no address, it restores in
-place.
+PRNG states it had at the snapshot, ``random``'s and the library's id generator's
+(a microVM snapshot keeps them, while ``fork`` reseeds both in the child), points
+awslambdaric at its own Runtime API and goes on as a restored environment:
+after-restore hooks, then invocations. The snapshot process itself waits for its
+copies. With no address, it restores in place.
 """
 
 from __future__ import annotations
@@ -90,6 +90,8 @@ def main(argv: list[str]) -> None:
     from awslambdaric import lambda_runtime_client as client_module
     from awslambdaric.__main__ import main as awslambdaric_main
 
+    from .._header import ID_RANDOM
+
     original = client_module.BaseLambdaRuntimeClient.restore_next
 
     def restore_next(self: Any) -> None:
@@ -97,11 +99,13 @@ def main(argv: list[str]) -> None:
         if not addresses:
             return  # restored in place
         snapshot_state = random.getstate()
+        ids_state = ID_RANDOM.getstate()
         children = []
         for address in addresses:
             pid = os.fork()
             if pid == 0:  # a restored copy
                 random.setstate(snapshot_state)
+                ID_RANDOM.setstate(ids_state)
                 os.environ["AWS_LAMBDA_RUNTIME_API"] = address
                 self.lambda_runtime_address = address
                 # The native client keeps the address it was created with: the copy
