@@ -7,6 +7,10 @@ STAMP := $(VENV)/.installed
 # the coexistence tests (run through it by awslambdaric) and the benchmarks.
 ADOT_VENV := .venv-adot
 ADOT_STAMP := $(ADOT_VENV)/.installed
+# aioboto3's aiobotocore pins an older botocore than the main venv's boto3: the
+# async AWS client tests run their function on a venv of its own.
+AIO_VENV := .venv-aio
+AIO_STAMP := $(AIO_VENV)/.installed
 
 .PHONY: demo test test-pythons lint typecheck unit bench fuzz clean example-package
 
@@ -23,6 +27,11 @@ $(ADOT_STAMP): requirements/adot.txt
 	$(ADOT_VENV)/bin/python -m pip install --quiet -r requirements/adot.txt
 	touch $(ADOT_STAMP)
 
+$(AIO_STAMP): requirements/aio.txt
+	test -x $(AIO_VENV)/bin/python || $(PYTHON) -m venv $(AIO_VENV)
+	$(AIO_VENV)/bin/python -m pip install --quiet -r requirements/aio.txt
+	touch $(AIO_STAMP)
+
 ## demo: run the example functions in the local Lambda runtime and show their traces
 ##       (make demo BACKEND=otel for the OpenTelemetry backend)
 BACKEND ?= xray
@@ -30,7 +39,7 @@ demo: $(STAMP)
 	$(BIN)/tracing demo --backend $(BACKEND)
 
 ## test: lint, type-check and run the whole test suite
-test: lint typecheck $(ADOT_STAMP)
+test: lint typecheck $(ADOT_STAMP) $(AIO_STAMP)
 	$(BIN)/python -m pytest -q
 
 ## test-pythons: the unit and contract suites and one awslambdaric test under every
@@ -67,4 +76,4 @@ example-package: $(STAMP)
 	done
 
 clean:
-	rm -rf $(VENV) .venv-adot .venv-pythons .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-adot .venv-aio .venv-pythons .mypy_cache .ruff_cache .pytest_cache

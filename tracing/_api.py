@@ -9,6 +9,7 @@ from contextvars import Token, copy_context
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._late import ended, open_span
 from ._runtime import current_node, get_runtime
 from ._scope import STACK
 from ._span import NOOP, Span, SpanFace, clean_name
@@ -35,12 +36,9 @@ def _open_child(name: str) -> Span:
     parent = current_node()
     if parent is None or not parent.recording:
         return NOOP
-    scope = parent.scope
-    if scope is not None and (scope.done or not scope.admit()):
-        return NOOP  # already sent (a thread outliving its invocation), or over budget
-    child = Span(name, scope)
-    parent.adopt(child)
-    return child
+    # Over budget: NOOP. After its document was sent (a thread outliving its
+    # invocation): a late document of the same trace.
+    return open_span(parent, name) or NOOP
 
 
 class span:  # noqa: N801 - lower case: it reads as a function at call sites
@@ -206,6 +204,7 @@ class span:  # noqa: N801 - lower case: it reads as a function at call sites
                 detail = runtime is None or runtime.settings.capture_error
             child.fail(exc, detail=detail)
         child.finish()
+        ended(child)
 
     # -- decorator -------------------------------------------------------------
 
@@ -457,19 +456,26 @@ def flush(timeout_s: float = 2.0) -> bool:
 
 
 def in_current_trace(fn: F) -> F:
-    """Bind ``fn`` to the current trace, for work handed to another thread.
+    """Bind ``fn`` to the current trace, for work handed over in a way not followed.
 
-    A new thread starts with an empty ``contextvars`` context, so spans it opens
-    belong to no invocation and are not recorded (nothing can leak into the wrong
-    trace). Wrap the callable where the work is submitted to keep it in the
-    invocation's trace::
+    Tasks submitted to a ``concurrent.futures`` executor (so ``pool.map``,
+    ``loop.run_in_executor`` and boto3's managed transfers) and threads started
+    during a unit of work already run in a copy of its context (``_handoff.py``):
+    they need nothing. Wrap the callable where the work is handed over in other
+    ways: to ``multiprocessing.pool.ThreadPool``, to a thread started earlier
+    (a worker of your own fed through a queue), or to a callback registered
+    with a library that runs it on its own threads::
 
-        with ThreadPoolExecutor() as pool:
-            pool.map(tracing.in_current_trace(fetch), urls)
+        pool = ThreadPool(4)  # made at import: its threads belong to no invocation
+
+        @tracing.handler
+        def handler(event, context):
+            return pool.map(tracing.in_current_trace(fetch), event["urls"])
 
     Each call runs in a *copy* of the submitting context (as asyncio does for
-    tasks), so threads cannot disturb each other's or the handler's nesting. Spans
-    that end after the invocation was sent are not sent.
+    tasks), so threads cannot disturb each other's or the handler's nesting. Work
+    that ends after its invocation was sent is sent late, into that invocation's
+    trace (see ``_late.py``).
     """
     context = copy_context()
 

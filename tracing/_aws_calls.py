@@ -28,14 +28,15 @@ wraps the other, only the outer one records (see ``backends/xray.py``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ._late import ended, open_span
 from ._runtime import current_node, get_runtime
 from ._scope import STACK
 from ._span import CLIENT, Span, exception_cause
 
-__all__ = ["AWS_NAMESPACE", "record_call"]
+__all__ = ["AWS_NAMESPACE", "record_async_call", "record_call"]
 
 log = logging.getLogger("tracing.aws")
 
@@ -72,23 +73,55 @@ def record_call(client: Any, operation: str, params: Any, call: Callable[[], Any
     The ``around`` hook of ``_boto_hooks``. Returns what ``call()`` returns and
     raises what it raises.
     """
+    begun = _begin(client, operation, params)
+    if begun is None:
+        return call()
+    try:
+        result = call()
+    except BaseException as exc:
+        _close(*begun, exc, None)
+        raise
+    _close(*begun, None, result)
+    return result
+
+
+async def record_async_call(
+    client: Any, operation: str, params: Any, call: Callable[[], Awaitable[Any]]
+) -> Any:
+    """:func:`record_call` for aiobotocore's coroutine ``_make_api_call`` (aioboto3).
+
+    The span is current in the awaiting task's context only: calls gathered
+    concurrently each nest under the span that was current where they started.
+    """
+    begun = _begin(client, operation, params)
+    if begun is None:
+        return await call()
+    try:
+        result = await call()
+    except BaseException as exc:
+        _close(*begun, exc, None)
+        raise
+    _close(*begun, None, result)
+    return result
+
+
+def _begin(client: Any, operation: str, params: Any) -> tuple[Span, Any, object] | None:
+    """Open the call's span and make it current; ``None`` when it is not recorded."""
     try:
         span = _open(client, operation, params)
     except Exception:
         log.debug("tracing: could not record an AWS call", exc_info=True)
-        span = None
+        return None
     if span is None:
-        return call()
+        return None
     runtime = get_runtime()
     token = STACK.set((*STACK.get(), span))
-    library = runtime.backend.enter(span) if runtime is not None else None
     try:
-        result = call()
-    except BaseException as exc:
-        _close(span, token, library, exc, None)
-        raise
-    _close(span, token, library, None, result)
-    return result
+        library = runtime.backend.enter(span) if runtime is not None else None
+    except Exception:
+        log.debug("tracing: could not make an AWS call current", exc_info=True)
+        library = None
+    return span, token, library
 
 
 def _open(client: Any, operation: str, params: Any) -> Span | None:
@@ -99,11 +132,10 @@ def _open(client: Any, operation: str, params: Any) -> Span | None:
         return None  # a call made while another is in flight (a credential refresh...)
     if getattr(parent, "namespace", None) == AWS_NAMESPACE:
         return None  # aws-xray-sdk's own patch is already recording this call
-    scope = parent.scope
-    if scope is not None and (scope.done or not scope.admit()):
-        return None
     meta = client.meta
-    span = Span(meta.service_model.endpoint_prefix, scope)
+    span = open_span(parent, meta.service_model.endpoint_prefix)
+    if span is None:
+        return None
     span.kind = CLIENT
     span.namespace = AWS_NAMESPACE
     aws: dict[str, Any] = {"operation": operation, "region": meta.region_name}
@@ -113,7 +145,6 @@ def _open(client: Any, operation: str, params: Any) -> Span | None:
             if isinstance(value, str):
                 aws[field] = value[:2048]
     span.aws = aws
-    parent.adopt(span)
     return span
 
 
@@ -144,6 +175,7 @@ def _close(span: Span, token: Any, library: object, exc: BaseException | None, r
         if exc is not None:
             _failure(span, exc, status, response)
         span.finish()
+        ended(span)
     except Exception:
         log.debug("tracing: could not describe an AWS call", exc_info=True)
 

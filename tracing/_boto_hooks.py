@@ -9,6 +9,9 @@ then run inside botocore's own ``_make_api_call``, after any tracer wrapped arou
 it (ours, or aws-xray-sdk's botocore patch) has opened the call's subsegment, so
 the ``Parent`` they pass on is that subsegment, whatever the wrapping order.
 
+aiobotocore (and so aioboto3) gets the same, around its coroutine
+``_make_api_call``, patched when the application imports it.
+
 The ``X-Amzn-Trace-Id`` HTTP header of every call follows the propagation rule
 (``_propagation.py``). botocore itself copies ``_X_AMZN_TRACE_ID`` into that
 header in Lambda (``add_recursion_detection_header``, a ``before-call`` handler
@@ -52,6 +55,7 @@ _AROUND: list[Around | None] = [None]
 
 
 _HOOK: list[ImportHook | None] = [None]
+_AIO_HOOK: list[ImportHook | None] = [None]
 
 
 def install(record_calls: bool) -> None:
@@ -72,6 +76,12 @@ def install(record_calls: bool) -> None:
     if _HOOK[0] is None or _HOOK[0] not in sys.meta_path:
         _HOOK[0] = when_imported(
             "botocore.client", _wrap_clients, "AWS calls are not recorded and carry no trace header"
+        )
+    if _AIO_HOOK[0] is None or _AIO_HOOK[0] not in sys.meta_path:
+        _AIO_HOOK[0] = when_imported(
+            "aiobotocore.client",
+            _wrap_aio_clients,
+            "aiobotocore (aioboto3) calls are not recorded and carry no trace header",
         )
 
 
@@ -102,6 +112,43 @@ def _wrap_clients() -> None:
 
     setattr(_make_api_call, _MARK, True)
     BaseClient._make_api_call = _make_api_call  # type: ignore[attr-defined]
+
+
+def _wrap_aio_clients() -> None:
+    """aiobotocore's client (aioboto3's too): the same hooks, around a coroutine.
+
+    ``AioBaseClient`` overrides ``_make_api_call`` with a coroutine, so the
+    wrapper of botocore's never runs for it. Its event emitter awaits handlers
+    that return awaitables and calls plain ones as botocore does, so the same
+    ``before-call``/``before-send`` handlers and SQS carriers serve it.
+    """
+    from aiobotocore.client import AioBaseClient
+
+    current = AioBaseClient._make_api_call
+    if getattr(current, _MARK, False):
+        return
+
+    @functools.wraps(current)
+    async def _make_api_call(self: Any, operation_name: str, api_params: Any) -> Any:
+        if _MARK not in self.__dict__:
+            try:
+                _register(self)
+            except Exception:  # never break the user's call
+                log.debug("tracing: could not hook an aiobotocore client", exc_info=True)
+        token = _SENT.set(None)
+        try:
+            if _AROUND[0] is None:
+                return await current(self, operation_name, api_params)
+            from ._aws_calls import record_async_call
+
+            return await record_async_call(
+                self, operation_name, api_params, lambda: current(self, operation_name, api_params)
+            )
+        finally:
+            _SENT.reset(token)
+
+    setattr(_make_api_call, _MARK, True)
+    AioBaseClient._make_api_call = _make_api_call
 
 
 def _register(client: Any) -> None:

@@ -160,6 +160,12 @@ def _install_hooks(record_aws_calls: bool) -> None:
     # (``_http_calls``) is imported until the application imports the library.
     when_imported("urllib3", _patch_urllib3, "its HTTP calls are not recorded")
     when_imported("httpx", _patch_httpx, "its HTTP calls are not recorded")
+    try:
+        from . import _handoff
+
+        _handoff.install()  # work handed to threads and pools keeps its trace
+    except Exception:
+        log.exception("tracing: work handed to threads will not be followed into its trace")
 
 
 def _patch_urllib3() -> None:

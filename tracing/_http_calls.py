@@ -43,6 +43,7 @@ from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ._late import ended, open_span
 from ._propagation import outgoing_header
 from ._runtime import current_node, get_runtime
 from ._scope import STACK
@@ -94,16 +95,15 @@ def _begin(method: str, url: str, library: str) -> _Call | None:
     if runtime.backend.name == "otel" and _otel_applied(library):
         return None  # OTel's instrumentation records (and propagates) this call
     call = _Call()
-    scope = parent.scope
-    if parent.recording and (scope is None or (not scope.done and scope.admit())):
+    if parent.recording:
         host, recorded = _parts(url, runtime.settings.http_query)
-        span = Span(host, scope)
-        span.kind = CLIENT
-        span.namespace = REMOTE_NAMESPACE
-        span.http = {"request": {"method": str(method).upper(), "url": recorded}}
-        parent.adopt(span)
-        call.span = span
-        call.token = STACK.set((*STACK.get(), span))
+        span = open_span(parent, host)
+        if span is not None:
+            span.kind = CLIENT
+            span.namespace = REMOTE_NAMESPACE
+            span.http = {"request": {"method": str(method).upper(), "url": recorded}}
+            call.span = span
+            call.token = STACK.set((*STACK.get(), span))
     try:
         if call.span is not None:
             call.library = runtime.backend.enter(call.span)
@@ -145,6 +145,7 @@ def _end(call: _Call, status: int | None, length: Any, exc: BaseException | None
             span.fault = True
             span.cause = exception_cause(exc)
         span.finish()
+        ended(span)
     except Exception:
         log.debug("tracing: could not describe an HTTP call", exc_info=True)
 

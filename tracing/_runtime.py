@@ -96,6 +96,9 @@ class Runtime:
         #: :meth:`wait_for_guard`); None until the guard first fires.
         self.guard_sent: threading.Event | None = None
         self.errors_logged: set[str] = set()
+        #: Late documents sent, and late spans dropped over budget (``_late.py``).
+        self.late_sent = 0
+        self.late_dropped = 0
 
     def emit(self, document: dict[str, Any]) -> None:
         """Send one top-level document. Never raises (a failure is logged once)."""
@@ -134,6 +137,7 @@ class Runtime:
         sent = self.guard_sent = threading.Event()
         try:
             if scope.claim():
+                scope.sealed = True
                 self._send_timeout(scope)
         finally:
             sent.set()
@@ -200,6 +204,12 @@ class Runtime:
         emitter = self.emitter
         if emitter.buffered:
             emitter.flush()
+
+    def note_once(self, level: int, key: str, message: str, *args: object) -> None:
+        """Log ``message`` at ``level`` the first time ``key`` happens, then at debug."""
+        first = key not in self.errors_logged
+        self.errors_logged.add(key)
+        log.log(level if first else logging.DEBUG, message, *args)
 
     def log_once(self, key: str, message: str, *args: object) -> None:
         """Log the exception being handled: a warning the first time, then debug.

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     #: What can be current: one of our spans, or an open span of the backend's library.
     Node: TypeAlias = Span | ForeignSpan
 
-__all__ = ["STACK", "Scope", "seal_open"]
+__all__ = ["STACK", "LateScope", "Scope", "seal_open"]
 
 STACK: ContextVar[tuple[Node, ...]] = ContextVar("tracing_stack", default=())
 
@@ -61,10 +61,14 @@ class Scope:
         "placeholder",
         "root",
         "sampled",
+        "sealed",
         "segment",
         "spans",
         "trace_id",
     )
+
+    #: True for a :class:`LateScope`: work sent after the document it belongs to.
+    late = False
 
     def __init__(
         self,
@@ -86,6 +90,8 @@ class Scope:
         self.placeholder = placeholder
         self.spans = 0
         self.dropped = 0
+        #: Sent by the deadline guard as a timeout: its story ends there.
+        self.sealed = False
         # Pass-through header keys (Lineage...) of the trace this scope continues.
         self.extra: tuple[tuple[str, str], ...] = ()
         self._token = [True]
@@ -117,6 +123,16 @@ class Scope:
         """True once someone claimed the emission."""
         return not self._token
 
+    @property
+    def takes_late_work(self) -> bool:
+        """Whether work after the send goes late into this trace (``_late.py``).
+
+        Not for a placeholder trace (init, re-stamped when sent), an unsampled
+        one, or a document the deadline guard sent as a timeout: that document
+        is what the timeout interrupted, and Lambda ends the process next.
+        """
+        return self.sampled and not self.placeholder and not self.sealed and bool(self.trace_id)
+
     def document(self, trace_id: str | None = None, parent_id: str | None = None) -> dict[str, Any]:
         """Build the top-level document, optionally re-stamped into another trace."""
         doc = entity_dict(self.root)
@@ -147,6 +163,34 @@ class Scope:
         if not self.segment:
             trace += ',"type":"subsegment"'
         return (body[:-1] + trace + "}").encode()
+
+
+class LateScope(Scope):
+    """Work that started or ended after its own document was sent (``_late.py``).
+
+    An independent subsegment of the same trace, under the entity that handed the
+    work over; its spans count against the budget of the document it came from,
+    so a thread that keeps working long after its invocation cannot grow without
+    bound.
+
+    Args:
+        root: The late span.
+        origin: The scope whose document was already sent.
+        parent_id: The id of the entity ``root`` belongs under.
+    """
+
+    __slots__ = ("origin",)
+
+    late = True
+
+    def __init__(self, root: Span, origin: Scope, parent_id: str) -> None:
+        super().__init__(root, origin.trace_id, parent_id, limit=origin.limit)
+        self.extra = origin.extra
+        #: The budget holder: the first document, even for late work of late work.
+        self.origin: Scope = origin.origin if isinstance(origin, LateScope) else origin
+
+    def admit(self) -> bool:
+        return self.origin.admit()
 
 
 def seal_open(entity: dict[str, Any], now: float | None = None) -> int:

@@ -453,9 +453,10 @@ def test_span_decorator_and_metadata(
 
 
 @pytest.mark.usefixtures("any_backend")
-def test_threads_join_the_trace_only_through_in_current_trace(
+def test_threads_join_the_trace_plain_or_through_in_current_trace(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Pool tasks follow the invocation (``_handoff.py``); in_current_trace still works."""
     from concurrent.futures import ThreadPoolExecutor
 
     tracing.configure()
@@ -473,7 +474,12 @@ def test_threads_join_the_trace_only_through_in_current_trace(
 
     assert _invoke(monkeypatch, handler, _header()[2]) == [0, 2, 4, 6]
     invocation = _valid(daemon.wait_for(2))[-1]
-    assert sorted(c["name"] for c in invocation["subsegments"]) == ["work 2", "work 3"]
+    assert sorted(c["name"] for c in invocation["subsegments"]) == [
+        "work 0",
+        "work 1",
+        "work 2",
+        "work 3",
+    ]
 
 
 def test_the_invocations_own_annotations_can_be_changed(

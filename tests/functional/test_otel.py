@@ -306,12 +306,12 @@ def test_nesting_without_otels_context_variable(
     assert _names(invocation) == ["## handler", [["a", [["b", [["c", [["d", []]]]]]]]]]
 
 
-def test_plain_threads_record_nothing_and_otel_context_carries_the_invocation(
+def test_pool_tasks_record_under_the_invocation_and_unrelated_threads_record_nothing(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A plain thread's OTel root span belongs to no invocation: not recorded, in
-    any invocation; a thread handed the OTel context (OTel's own way) records
-    under the invocation."""
+    """A task submitted in an invocation records under it (``_handoff.py``), as does
+    a thread handed the OTel context (OTel's own way); a thread started outside
+    any invocation belongs to none: its OTel root span is not recorded."""
     from concurrent.futures import ThreadPoolExecutor
 
     from opentelemetry import context as otel_context
@@ -331,23 +331,39 @@ def test_plain_threads_record_nothing_and_otel_context_carries_the_invocation(
         finally:
             otel_context.detach(token)
 
+    go, done = threading.Event(), threading.Event()
+
+    def unrelated() -> None:
+        go.wait(5)
+        plain("unrelated")
+        done.set()
+
+    background = threading.Thread(target=unrelated)  # before any invocation
+    background.start()
+
     @tracing.handler
     def handler(event: Any, context: Any) -> None:
         with ThreadPoolExecutor(2) as pool:
             pool.submit(plain, "plain").result()
             with tracing.span("work"):
                 pool.submit(carried, otel_context.get_current()).result()
+        go.set()
+        done.wait(5)  # the unrelated thread works while the invocation runs
 
     for sampled in ("1", "0"):
         root, parent = new_trace_id(), new_id()
         monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={root};Parent={parent};Sampled={sampled}")
         handler({}, testing.FakeContext())
+    background.join(5)
     docs = daemon.sync()
     names = [e["name"] for d in docs for e in testing.iter_entities(d)]
-    assert "plain" not in names
-    assert "plain inner" not in names
+    assert "unrelated" not in names
+    assert "unrelated inner" not in names
     [invocation] = [d for d in docs if d["name"] == "## handler"]  # the sampled one
-    assert _names(invocation) == ["## handler", [["work", []], ["carried", []]]]
+    assert _names(invocation) == [
+        "## handler",
+        [["plain", [["plain inner", []]]], ["work", [["carried", []]]]],
+    ]
 
 
 def test_the_invocation_seen_through_otel_follows_otel_semantics(

@@ -5,8 +5,9 @@
   starts through the OTel API. Its span context says what the core decided: sampled for
   recorded work, *not sampled* for an unsampled invocation (its own trace id and
   parent, so OTel propagators pass ``Sampled=0`` on and a parent-based sampler
-  records nothing), and not sampled either once the core span's document was
-  sent (nothing can join it any more).
+  records nothing), and not sampled either for the init window once Init was
+  sent. Work under a core span whose document was sent already (a thread that
+  outlived its invocation) is recorded and sent late (``_late.py``).
 * :class:`BridgeProcessor`, a span processor: every OTel span that ends is
   converted to an X-Ray entity (``otel_xray.py``) and nested under its parent, a
   core span or a still-open OTel span (held until that one ends), so OTel spans
@@ -40,6 +41,7 @@ from opentelemetry.trace import (
 
 from .._entity import entity_dict
 from .._header import ID_RANDOM, new_id, new_trace_id
+from .._late import over_budget
 from .._runtime import Runtime, get_runtime
 from .._scope import STACK, Scope
 from .._span import Span, exception_cause
@@ -177,9 +179,10 @@ class CoreSpanProxy(NonRecordingSpan):
             context = _context_of(core)
             self._cache = (core, context)
         scope = core.scope
-        if scope is not None and scope.done and context.trace_flags.sampled:
-            # Already sent: spans started now could never be sent (a thread that
-            # outlived its invocation, the closed init window). Record none.
+        if scope is not None and scope.done and scope.placeholder and context.trace_flags.sampled:
+            # The closed init window: its trace id was a placeholder, re-stamped
+            # when Init was sent; spans started now have no trace. Record none.
+            # (A sent invocation's spans are sent late into its trace: _late.py.)
             return SpanContext(context.trace_id, context.span_id, False, _NOT_SAMPLED)
         return context
 
@@ -351,7 +354,8 @@ class BridgeProcessor(SpanProcessor):
         self._pending_count = 0
         self._open: dict[int, Any] = {}
         self._scope_of: dict[int, Scope | None] = {}
-        self._late: set[int] = set()
+        #: Spans recorded with nowhere to go (see on_start), discarded when they end.
+        self._discard: set[int] = set()
         #: Metadata OTel attributes cannot hold (objects, other namespaces),
         #: merged into the entity when its span ends.
         self._metadata: dict[int, dict[str, dict[str, Any]]] = {}
@@ -400,10 +404,21 @@ class BridgeProcessor(SpanProcessor):
             core = parent.core if isinstance(parent, CoreSpanProxy) else None
             if core is not None:
                 scope = core.scope
-                if not core.recording or scope is None or scope.done:
-                    # Recorded only because a user's sampler ignores its parent, or
-                    # started after its document was sent: it has nowhere to go.
-                    self._late_add(span_id)
+                if not core.recording or scope is None:
+                    # Recorded only because a user's sampler ignores its parent.
+                    self._discard_add(span_id)
+                    return
+                if scope.done:
+                    # Started after its document was sent (a thread outliving its
+                    # invocation): sent late, on its own, under the core span, with
+                    # its OTel children nested (see _late.py). Within the budget.
+                    if not scope.takes_late_work:
+                        self._discard_add(span_id)
+                    elif not scope.admit():
+                        self._discard_add(span_id)
+                        over_budget(scope)
+                    elif len(self._open) < MAX_PENDING:
+                        self._open[span_id] = span
                     return
             if len(self._open) >= MAX_PENDING:
                 self.dropped += 1  # not tracked: it will end as an independent document
@@ -431,33 +446,41 @@ class BridgeProcessor(SpanProcessor):
             kids = self._pending.pop(span_id, None)
             if kids:
                 self._pending_count -= len(kids)
-            self._late_add(span_id)
+            self._discard_add(span_id)
 
-    def _late_add(self, span_id: int) -> None:
-        self._late.add(span_id)
-        while len(self._late) > MAX_PENDING:
-            self._late.pop()
+    def _discard_add(self, span_id: int) -> None:
+        self._discard.add(span_id)
+        while len(self._discard) > MAX_PENDING:
+            self._discard.pop()
 
     def forget(self, scope: Scope) -> None:
-        """Drop the bookkeeping of spans still open under ``scope`` (it was just sent).
+        """Unpin ``scope`` (it was just sent) from the spans still open under it.
 
-        A span the application never ends must not pin its invocation's spans in
-        memory. If it does end later, it has nowhere to go and is not sent.
+        Such a span was not in the document (an OTel span joins its parent when it
+        ends). When it ends it is sent late, on its own, under its parent, with
+        what ended under it meanwhile (``_late.py``); until then only the OTel
+        span and its ended children are held (at most :data:`MAX_PENDING`), never
+        the sent tree: a span the application never ends must not pin its
+        invocation in memory.
         """
         if not self._scope_of:  # the usual case: nothing left open
             return
+        late = scope.takes_late_work
         with self._lock:
             stale = [sid for sid, owner in self._scope_of.items() if owner is scope]
             for sid in stale:
                 del self._scope_of[sid]
-                self._open.pop(sid, None)
                 self._core_parent.pop(sid, None)
+                if late:
+                    continue
+                # Sent as a timeout (or not to be sent): what is open now is over.
+                self._open.pop(sid, None)
                 self._otel_parent.pop(sid, None)
                 self._metadata.pop(sid, None)
                 kids = self._pending.pop(sid, None)
                 if kids:
                     self._pending_count -= len(kids)
-                self._late_add(sid)
+                self._discard_add(sid)
 
     def on_end(self, span: ReadableSpan) -> None:
         if self._stale():
@@ -471,8 +494,8 @@ class BridgeProcessor(SpanProcessor):
         assert span.context is not None
         span_id = span.context.span_id
         with self._lock:
-            if span_id in self._late:  # its invocation was already sent
-                self._late.discard(span_id)
+            if span_id in self._discard:
+                self._discard.discard(span_id)
                 return
             self._open.pop(span_id, None)
             self._scope_of.pop(span_id, None)

@@ -453,6 +453,25 @@ def _invocation_twin(parent: Node | None, subsegment: Any) -> Any:
     return None
 
 
+def _send_late(entity: Any, scope: Scope, parent: Node) -> None:
+    """An SDK subsegment that ended after its document was sent: sent on its own.
+
+    Under one of our spans (an SDK parent sends its children itself), into the
+    same trace, as independent subsegment (see ``_late.py``): a thread that
+    outlived its invocation, or a subsegment opened before the send and ended
+    after it (the document held it in progress).
+    """
+    runtime = get_runtime()
+    if runtime is None or not isinstance(parent, Span):
+        return
+    if not scope.takes_late_work:
+        return
+    document = SdkEntity(entity).to_dict()
+    document.update(trace_id=scope.trace_id, parent_id=parent.id, type="subsegment")
+    runtime.emit(document)
+    runtime.late_sent += 1
+
+
 class BridgeContext(Context):  # type: ignore[misc]
     """The recorder ``Context`` that stores SDK entities on our span stack."""
 
@@ -509,6 +528,8 @@ class BridgeContext(Context):  # type: ignore[misc]
         STACK.set(stack[:-1])
         if isinstance(top.into, Span):
             _fold(top.entity, top.into, children=True)
+        elif top.scope is not None and top.scope.done and len(stack) > 1:
+            _send_late(top.entity, top.scope, stack[-2])
         return True
 
     def get_trace_entity(self) -> Any:
