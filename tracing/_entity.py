@@ -66,6 +66,30 @@ def _clean_values(data: dict[str, Any]) -> None:
     metadata = data.get("metadata")
     if metadata:
         data["metadata"] = _metadata(metadata)
+    _scrub_secrets(data)
+
+
+def _scrub_secrets(data: dict[str, Any]) -> None:
+    """The URL rule (``_scrub.py``) on a library's URL and error messages, in place.
+
+    aws-xray-sdk strips the query from the URLs it records, not credentials, and
+    writes exception messages (where HTTP clients put the URL) as they are.
+    """
+    http = data.get("http")
+    request = http.get("request") if isinstance(http, dict) else None
+    url = request.get("url") if isinstance(request, dict) else None
+    if isinstance(url, str) and ("?" in url or "@" in url or "#" in url):
+        from ._scrub import scrub_url
+
+        request["url"] = scrub_url(url)  # type: ignore[index]
+    cause = data.get("cause")
+    if isinstance(cause, dict):
+        for exception in cause.get("exceptions") or ():
+            message = exception.get("message") if isinstance(exception, dict) else None
+            if isinstance(message, str) and ("?" in message or "@" in message):
+                from ._scrub import scrub_text
+
+                exception["message"] = scrub_text(message)
 
 
 def _metadata(metadata: Any) -> dict[str, Any]:

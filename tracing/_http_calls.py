@@ -38,10 +38,10 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from contextvars import ContextVar
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ._late import ended, open_span
 from ._propagation import outgoing_header
@@ -150,8 +150,8 @@ def _end(call: _Call, status: int | None, length: Any, exc: BaseException | None
         log.debug("tracing: could not describe an HTTP call", exc_info=True)
 
 
-def _injected(call: _Call, headers: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """``headers`` with the trace header added, or ``None`` to leave them as they are."""
+def _injected(call: _Call, headers: Mapping[str, Any] | None) -> MutableMapping[str, Any] | None:
+    """A copy of ``headers`` with the trace header, or ``None`` to leave them as they are."""
     value = call.header
     if value is None:
         return None
@@ -164,9 +164,28 @@ def _injected(call: _Call, headers: Mapping[str, Any] | None) -> dict[str, Any] 
     if call.span is not None and call.span.http is not None:
         call.span.http["request"]["traced"] = True
     _OURS.set(value)
-    if found:
-        existing = {key: item for key, item in existing.items() if key not in found}
-    return {**existing, HEADER: value}
+    updated = _copy(existing)
+    for key in found:
+        del updated[key]
+    updated[HEADER] = value
+    return updated
+
+
+def _copy(headers: Mapping[str, Any]) -> MutableMapping[str, Any]:
+    """A copy of ``headers`` of the same type, repeated fields kept.
+
+    urllib3's ``HTTPHeaderDict`` holds a field sent several times (two
+    ``X-Forwarded-For`` lines) as one key: a plain ``dict`` of it would merge
+    them into one line. Its own ``copy()`` (and that of requests'
+    ``CaseInsensitiveDict``, or a dict) keeps them; the caller's object is never
+    changed.
+    """
+    copy = getattr(headers, "copy", None)
+    if callable(copy):
+        duplicate = copy()
+        if isinstance(duplicate, MutableMapping):
+            return duplicate
+    return dict(headers)
 
 
 #: url -> (subsegment name, recorded URL): a function calls the same few URLs.
@@ -181,12 +200,11 @@ def _parts(url: str, query: bool) -> tuple[str, str]:
     found = _PARTS.get(key)
     if found is not None:
         return found
+    from ._scrub import scrub_url  # on a new URL only: not at cold start
+
     try:
-        parts = urlsplit(url)
-        host = clean_name(parts.hostname or "unknown host")
-        netloc = parts.netloc.rpartition("@")[2]
-        kept = parts.query if query else ""
-        found = (host, urlunsplit((parts.scheme, netloc, parts.path, kept, ""))[:2048])
+        host = clean_name(urlsplit(url).hostname or "unknown host")
+        found = (host, scrub_url(url, query)[:2048])
     except ValueError:
         found = ("unknown host", "")
     if len(_PARTS) >= _MAX_PARTS:

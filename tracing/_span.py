@@ -442,6 +442,11 @@ def exception_cause(exc: BaseException, *, full: bool = False) -> dict[str, Any]
         "type": type(exc).__name__,
         "message": message[:MAX_MESSAGE],
     }
+    if "?" in message or "@" in message:
+        # HTTP clients write the URL they failed on, query and all: scrubbed.
+        from ._scrub import scrub_text
+
+        exception["message"] = scrub_text(exception["message"])
     if isinstance(first, str) and not full:
         exception["cause"] = first
         return {"working_directory": _cwd(), "exceptions": [exception]}

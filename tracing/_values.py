@@ -281,6 +281,10 @@ def _convert(
     converted = _library_value(value)
     if converted is not _UNKNOWN:
         return json_value(converted)
+    if isinstance(value, BaseException):  # Powertools' "<method> error" metadata
+        from ._scrub import scrub_text
+
+        return scrub_text(_repr(value))
     return _repr(value)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,10 +32,13 @@ pytestmark = pytest.mark.usefixtures("in_lambda")
 
 class _Handler(BaseHTTPRequestHandler):
     seen: ClassVar[list[tuple[str, str | None]]] = []
+    #: Every header line received, as sent (name, value), per request.
+    lines: ClassVar[list[list[tuple[str, str]]]] = []
 
     def do_GET(self) -> None:
         path = self.path.split("?")[0]
         self.seen.append((path, self.headers.get("X-Amzn-Trace-Id")))
+        self.lines.append(list(self.headers.items()))
         if path == "/slow":
             time.sleep(1.0)
         if path == "/redirect":
@@ -71,6 +75,7 @@ def server() -> Iterator[str]:
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("TRACING_BACKEND", request.param)
     _Handler.seen.clear()
+    _Handler.lines.clear()
     return str(request.param)
 
 
@@ -317,3 +322,73 @@ def test_aws_xray_sdks_httplib_patch_never_records_a_second_copy(
     _run(monkeypatch, lambda: urllib3.PoolManager().request("GET", f"{server}/ok", retries=False))
     invocation = daemon.wait_for(2)[-1]
     assert [e["name"] for e in testing.iter_entities(invocation)] == ["## handler", "127.0.0.1"]
+
+
+def _forwarded(lines: list[tuple[str, str]]) -> list[str]:
+    return [value for name, value in lines if name.lower() == "x-forwarded-for"]
+
+
+@pytest.mark.parametrize("kind", ["HTTPHeaderDict", "requests"])
+def test_headers_keep_their_type_and_repeated_fields(
+    kind: str,
+    backend: str,
+    server: str,
+    daemon: testing.DaemonListener,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two X-Forwarded-For lines stay two lines, as they are sent untraced."""
+    tracing.configure()
+
+    def send() -> None:
+        if kind == "HTTPHeaderDict":
+            headers = urllib3.HTTPHeaderDict()
+            headers.add("X-Forwarded-For", "10.0.0.1")
+            headers.add("X-Forwarded-For", "10.0.0.2")
+            before = list(headers.items())
+            urllib3.PoolManager().request("GET", f"{server}/ok", headers=headers, retries=False)
+            assert list(headers.items()) == before  # the caller's headers are not changed
+        else:
+            with requests.Session() as session:
+                session.headers["X-Forwarded-For"] = "10.0.0.1"
+                session.get(f"{server}/ok", timeout=1)
+
+    send()  # untraced: outside any invocation
+    _run(monkeypatch, send)
+    untraced, traced = _Handler.lines
+    assert _forwarded(traced) == _forwarded(untraced) != []
+    assert [name for name, _ in traced if name.lower() != "x-amzn-trace-id"] == [
+        name for name, _ in untraced if name.lower() != "x-amzn-trace-id"
+    ]
+    assert parse(dict(traced)["X-Amzn-Trace-Id"]) is not None
+    [remote] = _remote(daemon.wait_for(2)[-1])
+    assert remote["http"]["request"]["traced"] is True
+
+
+SECRET_URL = "http://alice:hunter2@127.0.0.1:9/charge?token=abc123&card=4242#frag"
+
+
+def _no_secret(docs: list[dict[str, Any]]) -> None:
+    text = json.dumps(docs)
+    for secret in ("hunter2", "alice", "abc123", "4242", "token=", "frag"):
+        assert secret not in text, (secret, text)
+
+
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_no_query_or_credentials_reach_a_document_from_a_failed_call(
+    client: str, backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The URL, the call's cause and the handler's cause: scrubbed by one rule."""
+    tracing.configure()
+
+    def body() -> None:
+        CLIENTS[client](SECRET_URL)  # port 9 (discard): refused
+
+    with pytest.raises(Exception, match=r"(?i)refused|connect|retries"):
+        _run(monkeypatch, body)
+    docs = daemon.wait_for(2)
+    [remote] = [r for doc in docs for r in _remote(doc)]
+    assert remote["http"]["request"]["url"] == "http://127.0.0.1:9/charge"
+    assert remote["fault"] is True
+    [invocation] = [doc for doc in docs if doc["name"] == "## handler"]
+    assert invocation["cause"]["exceptions"]
+    _no_secret(docs)

@@ -29,6 +29,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
+from .._scrub import scrub_text, scrub_url
 from .._span import MAX_ANNOTATIONS, clean_name
 from .._values import annotation_key, annotation_value, json_value
 
@@ -94,7 +95,7 @@ def _cause(span: ReadableSpan) -> dict[str, Any] | None:
                 # OTel writes the qualified name (module.Class); X-Ray documents
                 # carry the class name, as the core and aws-xray-sdk write it.
                 "type": str(attributes.get("exception.type", "Exception")).rpartition(".")[2],
-                "message": str(attributes.get("exception.message", ""))[:4000],
+                "message": scrub_text(str(attributes.get("exception.message", ""))[:4000]),
                 "stack": list(reversed(stack)),
             }
         )
@@ -146,6 +147,8 @@ def span_entity(span: ReadableSpan) -> dict[str, Any]:
     status_code = attributes.get("http.response.status_code", attributes.get("http.status_code"))
     method = attributes.get("http.request.method", attributes.get("http.method"))
     url = attributes.get("url.full", attributes.get("http.url"))
+    if isinstance(url, str):
+        url = scrub_url(url)  # the query, and credentials, as the core records URLs
     if status_code is not None or method is not None:
         http: dict[str, Any] = {}
         if method is not None or url is not None:
