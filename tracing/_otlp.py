@@ -13,7 +13,7 @@ package. What becomes of the core's spans is in ``_otlp_spans.py``.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ._values import dumps
@@ -31,10 +31,15 @@ __all__ = [
     "cached_annotations",
     "encode_request",
     "event_message",
+    "fit_spans",
     "key_value",
     "link_message",
+    "otel_value",
+    "pack_batches",
     "pack_requests",
     "resource",
+    "scope_fields",
+    "scoped",
     "shrink_span",
     "span_flags",
     "span_message",
@@ -95,16 +100,18 @@ def _text(value: str) -> bytes:
 
 
 def any_value(value: Any) -> bytes:
-    """An ``AnyValue`` message body for a JSON-like value."""
+    """An ``AnyValue`` message body for a value of the core (mappings as JSON text).
+
+    The core's metadata is JSON already (the value rules), and X-Ray reads its
+    OTLP attributes back into metadata: a mapping goes as its JSON text.
+    """
     kind = type(value)
     if kind is str:
         return _field(b"\x0a", _text(value))
     if kind is bool:
         return b"\x10\x01" if value else b"\x10\x00"
     if kind is int:
-        if -(1 << 63) <= value < (1 << 63):
-            return b"\x18" + _varint(value & _MASK64)
-        return _field(b"\x0a", str(value).encode())
+        return _int(value)
     if kind is float:
         return b"\x21" + _double(value)
     if kind is list or kind is tuple:
@@ -113,17 +120,95 @@ def any_value(value: Any) -> bytes:
     if value is None:
         return b""
     if kind is dict:
+        return _json_text(value)
+    return _other(value, False)
+
+
+def otel_value(value: Any) -> bytes:
+    """An ``AnyValue`` for an OpenTelemetry attribute value, as OTel's encoder writes it.
+
+    The rules of ``opentelemetry-exporter-otlp-proto-common`` (``_encode_value``):
+    ``bool``, then ``str``, ``int``, ``float`` and ``bytes`` (subclasses by their
+    base's value: ``HTTPStatus.NOT_FOUND`` is the int 404, a ``str`` Enum member
+    its string), sequences as arrays, mappings as key-value lists. Only where
+    OTel's encoder would fail, and drop the attribute, is something else written:
+    an int outside int64 as its decimal text, a lone surrogate as ``?``, any
+    other object as its ``str()``.
+    """
+    kind = type(value)
+    if kind is str:
+        return _field(b"\x0a", _text(value))
+    if kind is bool:
+        return b"\x10\x01" if value else b"\x10\x00"
+    if kind is int:
+        return _int(value)
+    if kind is float:
+        return b"\x21" + _double(value)
+    if kind is tuple or kind is list:
+        values = b"".join(_field(b"\x0a", otel_value(item)) for item in value)
+        return _field(b"\x2a", values)
+    if value is None:
+        return b""
+    return _other(value, True)
+
+
+def _int(value: int) -> bytes:
+    if -(1 << 63) <= value < (1 << 63):
+        return b"\x18" + _varint(value & _MASK64)
+    return _field(b"\x0a", str(value).encode())  # outside int64: kept, as text
+
+
+def _json_text(value: Any) -> bytes:
+    try:
         return _field(b"\x0a", _text(dumps(value)))
-    return _field(b"\x0a", _text(str(value)))
+    except (TypeError, ValueError, RecursionError):
+        return _field(b"\x0a", _text(_str(value)))
 
 
-def key_value(key: str, value: Any) -> bytes:
-    """A ``KeyValue`` message body."""
-    return _field(b"\x0a", _text(key)) + _field(b"\x12", any_value(value))
+def _str(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
 
 
-def attribute(key: str, value: Any) -> bytes:
-    """A ``KeyValue`` framed as field 9 of a ``Span``."""
+def _other(value: Any, otel: bool) -> bytes:
+    """Anything but the exact built-in types: subclasses, bytes, other containers.
+
+    OTel's order: an ``isinstance`` test per type, so an ``IntEnum`` member is an
+    int and a ``str`` Enum member a string (their base's value, never their
+    ``str()``, which names the member).
+    """
+    if isinstance(value, bool):
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, str):
+        return _field(b"\x0a", _text(str.__str__(value)))
+    if isinstance(value, int):
+        return _int(int.__int__(value))
+    if isinstance(value, float):
+        return b"\x21" + _double(value)
+    if isinstance(value, bytes):
+        return _field(b"\x3a", value)
+    encode = otel_value if otel else any_value
+    if isinstance(value, Sequence):
+        return _field(b"\x2a", b"".join(_field(b"\x0a", encode(item)) for item in value))
+    if isinstance(value, Mapping):
+        if not otel:
+            return _json_text(dict(value))
+        pairs = b"".join(
+            _field(b"\x0a", key_value(_str(k), v, otel_value)) for k, v in value.items()
+        )
+        return _field(b"\x32", pairs)
+    return _field(b"\x0a", _text(_str(value)))
+
+
+def key_value(key: str, value: Any, encode: Callable[[Any], bytes] = any_value) -> bytes:
+    """A ``KeyValue`` message body (``encode``: :func:`any_value` or :func:`otel_value`)."""
+    return _field(b"\x0a", _text(key)) + _field(b"\x12", encode(value))
+
+
+def attribute(key: str, value: Any, encode: Callable[[Any], bytes] = any_value) -> bytes:
+    """A ``KeyValue`` framed as field 9 of a ``Span`` (``encode`` as for :func:`key_value`)."""
     encoded_key = _KEYS.get(key)
     if encoded_key is None:
         encoded_key = _field(b"\x0a", _text(key))
@@ -134,7 +219,7 @@ def attribute(key: str, value: Any) -> bytes:
         n = len(raw)
         encoded = b"\x0a" + (_BYTE[n] if n < 0x80 else _varint(n)) + raw
     else:
-        encoded = any_value(value)
+        encoded = encode(value)
     n = len(encoded)
     body = encoded_key + b"\x12" + (_BYTE[n] if n < 0x80 else _varint(n)) + encoded
     n = len(body)
@@ -222,14 +307,22 @@ def span_message(
     return b"".join(parts)
 
 
-def event_message(name: str, time_ns: int, attributes: Iterable[tuple[str, Any]]) -> bytes:
-    """One ``Event`` framed as field 11 of a ``Span``."""
+def event_message(
+    name: str,
+    time_ns: int,
+    attributes: Iterable[tuple[str, Any]],
+    dropped: int = 0,
+    encode: Callable[[Any], bytes] = any_value,
+) -> bytes:
+    """One ``Event`` framed as field 11 of a ``Span`` (``dropped``: its dropped attributes)."""
     body = (
         b"\x09"
         + _fixed64(time_ns)
         + _field(b"\x12", _text(name))
-        + b"".join(_field(b"\x1a", key_value(k, v)) for k, v in attributes)
+        + b"".join(_field(b"\x1a", key_value(k, v, encode)) for k, v in attributes)
     )
+    if dropped:
+        body += b"\x20" + _varint(dropped & 0xFFFFFFFF)
     return _field(b"\x5a", body)
 
 
@@ -239,12 +332,16 @@ def link_message(
     attributes: Iterable[tuple[str, Any]] = (),
     flags: int = SAMPLED | _HAS_IS_REMOTE | IS_REMOTE,
     trace_state: str = "",
+    dropped: int = 0,
+    encode: Callable[[Any], bytes] = any_value,
 ) -> bytes:
-    """One ``Link`` framed as field 13 of a ``Span``."""
+    """One ``Link`` framed as field 13 of a ``Span`` (``dropped``: its dropped attributes)."""
     body = [b"\x0a\x10", trace_id, b"\x12\x08", span_id]
     if trace_state:
         body.append(_field(b"\x1a", _text(trace_state)))
-    body.extend(_field(b"\x22", key_value(k, v)) for k, v in attributes)
+    body.extend(_field(b"\x22", key_value(k, v, encode)) for k, v in attributes)
+    if dropped:
+        body += (b"\x28", _varint(dropped & 0xFFFFFFFF))
     body += (b"\x35", flags.to_bytes(4, "little"))
     return _field(b"\x6a", b"".join(body))
 
@@ -259,25 +356,87 @@ def resource(attributes: Mapping[str, Any]) -> bytes:
     return b"".join(_field(b"\x0a", key_value(k, v)) for k, v in attributes.items())
 
 
+class _ScopedSpan(bytes):
+    """A ``Span`` body that belongs to an instrumentation scope other than ``tracing``.
+
+    Span bodies travel as plain ``bytes`` lists from the writers to the
+    emitters; the few written under the application's own scope carry it along
+    in :attr:`scope` (the ``ScopeSpans`` fields that name it, from
+    :func:`scope_fields`), and :meth:`Request.encode` groups them by it. The
+    core's own spans stay plain ``bytes``: nothing is added on their path.
+    """
+
+    scope: bytes
+
+
+def scoped(body: bytes, scope: bytes | None) -> bytes:
+    """``body`` marked as a span of the scope written by :func:`scope_fields`."""
+    if scope is None:
+        return body
+    span = _ScopedSpan(body)
+    span.scope = scope
+    return span
+
+
+def _scope_of(span: bytes) -> bytes | None:
+    return None if type(span) is bytes else getattr(span, "scope", None)
+
+
+#: Largest scope written whole: a bigger one (absurd) loses its attributes, then
+#: has its texts cut, so that it can never make a span unsendable.
+_MAX_SCOPE = 4096
+
+
+def scope_fields(
+    name: str,
+    version: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    schema_url: str | None = None,
+) -> bytes:
+    """The fields of a ``ScopeSpans`` that name its scope (``scope``, ``schema_url``)."""
+    texts = [name or "", version or "", schema_url or ""]
+    pairs = b"".join(
+        _field(b"\x1a", key_value(str(k), v, otel_value)) for k, v in (attributes or {}).items()
+    )
+    if sum(map(len, texts)) + len(pairs) > _MAX_SCOPE:
+        pairs = b""
+        texts = [_cut(text, _MAX_SCOPE // 4) for text in texts]
+    name, version, schema_url = texts
+    body = (_field(b"\x0a", _text(name)) if name else b"") + (
+        _field(b"\x12", _text(version)) if version else b""
+    )
+    out = _field(b"\x0a", body + pairs)
+    if schema_url:
+        out += _field(b"\x1a", _text(schema_url))
+    return out
+
+
 def encode_request(resource_body: bytes, scope_name: str, spans: Iterable[bytes]) -> bytes:
     """An ``ExportTraceServiceRequest`` holding ``spans`` (Span message bodies)."""
     return Request(resource_body, scope_name).encode(spans)
 
 
 class Request:
-    """Writes requests for one resource and instrumentation scope (framing cached)."""
+    """Writes requests for one resource (framing cached).
+
+    Spans go in one ``ScopeSpans`` per instrumentation scope: the core's under
+    ``scope_name`` (``tracing``), the application's OTel spans (marked by
+    :func:`scoped`) under their own.
+    """
 
     __slots__ = ("_framing", "_resource", "_scope", "overhead")
 
     def __init__(self, resource_body: bytes, scope_name: str) -> None:
         self._framing: dict[int, bytes] = {}
         self._resource = _field(b"\x0a", resource_body)
-        self._scope = _field(b"\x0a", _field(b"\x0a", _text(scope_name)))
+        self._scope = scope_fields(scope_name)
         self.overhead = len(self.encode(()))
 
     def encode_one(self, span: bytes) -> bytes:
         """A request holding one span: its framing depends only on the span's size,
         so it is written once per size (an invocation's span is mostly the same)."""
+        if type(span) is not bytes:
+            return self.encode([span])
         prefix = self._framing.get(len(span))
         if prefix is None:
             prefix = self.encode([span])[: -len(span)]
@@ -288,34 +447,87 @@ class Request:
     def encode(self, spans: Iterable[bytes]) -> bytes:
         """An ``ExportTraceServiceRequest`` holding ``spans`` (Span message bodies)."""
         parts = [self._scope]
+        others: dict[bytes, list[bytes]] | None = None
         for span in spans:
             n = len(span)
+            if type(span) is not bytes:
+                scope = getattr(span, "scope", None)
+                if scope is not None and scope != self._scope:
+                    if others is None:
+                        others = {}
+                    group = others.get(scope)
+                    if group is None:
+                        group = others[scope] = [scope]
+                    group += (b"\x12", _varint(n), span)
+                    continue
             parts += (b"\x12", _BYTE[n] if n < 0x80 else _varint(n), span)
-        scope_spans = b"".join(parts)
-        n = len(scope_spans)
-        resource_spans = (
-            self._resource + b"\x12" + (_BYTE[n] if n < 0x80 else _varint(n)) + scope_spans
-        )
+        resource_spans = self._resource
+        if len(parts) > 1 or not others:
+            scope_spans = b"".join(parts)
+            n = len(scope_spans)
+            resource_spans += b"\x12" + (_BYTE[n] if n < 0x80 else _varint(n)) + scope_spans
+        if others:
+            for group in others.values():
+                scope_spans = b"".join(group)
+                resource_spans += b"\x12" + _varint(len(scope_spans)) + scope_spans
         n = len(resource_spans)
         return b"\x0a" + (_BYTE[n] if n < 0x80 else _varint(n)) + resource_spans
 
 
-def pack_requests(request: Request, spans: list[bytes], limit: int) -> Iterator[bytes]:
-    """Requests of at most ``limit`` bytes holding every span, in order.
+#: What a request may grow by beyond ``Request.overhead``: its nested lengths'
+#: varints (three, of up to four bytes more each for a few MiB).
+_SLACK = 16
+#: Framing of one span in a ``ScopeSpans``, and of a ``ScopeSpans`` in a request
+#: (a tag and a length of at most five bytes).
+_FRAME = 6
 
-    A span that cannot fit alone is yielded alone all the same: the caller
-    shrinks it first, so nothing is silently dropped here.
+
+def _scope_cost(scope: bytes | None) -> int:
+    return 0 if scope is None else len(scope) + _FRAME
+
+
+def fit_spans(request: Request, spans: list[bytes], limit: int) -> list[bytes]:
+    """``spans``, each shrunk (:func:`shrink_span`) to fit alone a request of ``limit`` bytes."""
+    room = limit - request.overhead - _SLACK - _FRAME
+    out = spans
+    for i, span in enumerate(spans):
+        if len(span) > room - _scope_cost(_scope_of(span)):
+            if out is spans:
+                out = list(spans)
+            out[i] = shrink_span(span, room - _scope_cost(_scope_of(span)))
+    return out
+
+
+def pack_batches(request: Request, spans: list[bytes], limit: int) -> Iterator[list[bytes]]:
+    """``spans`` cut into consecutive batches whose requests are at most ``limit`` bytes.
+
+    A span too big to fit alone (see :func:`fit_spans`) is a batch alone all the
+    same: nothing is silently dropped here.
     """
     batch: list[bytes] = []
-    size = request.overhead + 8  # three nested lengths may each grow by a byte or two
+    seen: set[bytes] = set()
+    size = request.overhead + _SLACK
     for span in spans:
-        cost = len(span) + 6
-        if batch and size + cost > limit:
-            yield request.encode(batch)
-            batch, size = [], request.overhead + 8
+        scope = _scope_of(span)
+        cost = len(span) + _FRAME
+        extra = _scope_cost(scope) if scope is not None and scope not in seen else 0
+        if batch and size + cost + extra > limit:
+            yield batch
+            batch, size = [], request.overhead + _SLACK
+            seen.clear()
+            extra = _scope_cost(scope)
+        if scope is not None:
+            seen.add(scope)
         batch.append(span)
-        size += cost
+        size += cost + extra
     if batch:
+        yield batch
+
+
+def pack_requests(request: Request, spans: list[bytes], limit: int) -> Iterator[bytes]:
+    """Requests of at most ``limit`` bytes holding every span, in order (see
+    :func:`pack_batches`)."""
+    for batch in pack_batches(request, spans, limit):
         yield request.encode(batch)
 
 
@@ -353,67 +565,168 @@ def _top_fields(body: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
+def _payload(field: bytes) -> bytes:
+    """The payload of a whole length-delimited field (tag, length, payload)."""
+    _, pos = _read_varint(field, 0)
+    length, pos = _read_varint(field, pos)
+    return field[pos : pos + length]
+
+
 def _attribute_key(field: bytes) -> str:
     """The key of a framed ``KeyValue`` (field 9 of a ``Span``)."""
-    _, pos = _read_varint(field, 1)  # skip the tag byte and the KeyValue's length
-    if field[pos] != 0x0A:
+    body = _payload(field)
+    if not body or body[0] != 0x0A:
         return ""
-    length, pos = _read_varint(field, pos + 1)
-    return field[pos : pos + length].decode("utf-8", "replace")
+    length, pos = _read_varint(body, 1)
+    return body[pos : pos + length].decode("utf-8", "replace")
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, on a character boundary."""
+    raw = _text(text)
+    if len(raw) <= limit:
+        return text
+    return raw[: max(0, limit)].decode("utf-8", "ignore")
+
+
+#: Span fields of a fixed, small size, kept as they are: trace_id, span_id,
+#: parent_span_id, kind, start and end times, flags.
+_IDENTITY = (1, 2, 4, 6, 7, 8, 16)
+#: Longest name, status description or trace state of a shrunk span (bytes)
+#: when the three together leave no room: X-Ray cuts names at 200 characters,
+#: and W3C trace state at 512.
+_MAX_TEXT = 4096
+#: Room kept for the dropped counts (three varints) and the status code.
+_COUNTS_ROOM = 3 * 6 + 8
+#: Largest ``tracing.truncated`` note (its JSON), and a dropped key's length in it.
+_MAX_NOTE = 1024
+_NOTE_KEY = 64
+_NOTE_KEY_NAME = "tracing.truncated"
+#: Framing of the note attribute around its JSON (tags, lengths, the key).
+_NOTE_FRAMING = 2 * 5 + 4 + len(_NOTE_KEY_NAME) + 2
+
+
+def _note(base: dict[str, Any], keys: list[str], limit: int) -> str:
+    """The truncation note: ``base`` and as many dropped keys as ``limit`` allows."""
+    note = dict(base)
+    text = str(dumps(note))
+    if keys:
+        listed: list[str] = []
+        for key in keys:
+            listed.append(key if len(key) <= _NOTE_KEY else key[:_NOTE_KEY] + "...")
+            candidate = dumps({**note, "attributes": listed})
+            if len(candidate) > limit:
+                listed.pop()
+                break
+            text = str(candidate)
+    return text
 
 
 def shrink_span(body: bytes, limit: int) -> bytes:
     """A ``Span`` body made to fit ``limit`` bytes: nothing of its identity lost.
 
-    The largest attributes go first, then events and links; what was dropped is
-    noted in a ``tracing.truncated`` attribute (keys and sizes) and in the span's
-    ``dropped_*_count`` fields.
+    Its ids, parent, kind, times, flags and status code stay. While the name,
+    status description and trace state leave room, they stay too; when they alone
+    do not fit, each is cut to a share of it (the trace state, which cannot be
+    cut, is dropped). Then the largest attributes go first, then the largest
+    events, then the largest links, until it fits. What was dropped is noted in
+    a ``tracing.truncated`` attribute (the span's size, the dropped keys, counts,
+    the original lengths of what was cut; at most 1 KB), and added to the span's
+    own ``dropped_*_count`` fields. The result is at most ``limit`` bytes for
+    any ``limit`` of 1 KB or more. A span of another instrumentation scope keeps
+    it (:func:`scoped`).
     """
     if len(body) <= limit:
         return body
+    out = _shrink(body, limit)
+    return scoped(out, _scope_of(body))
+
+
+def _shrink(body: bytes, limit: int) -> bytes:
     fields = _top_fields(body)
-    kept = [f for f in fields if f[0] not in (9, 10, 11, 12, 13, 14)]
-    attributes = [f[1] for f in fields if f[0] == 9]
-    events = [f[1] for f in fields if f[0] == 11]
-    links = [f[1] for f in fields if f[0] == 13]
+    fixed: dict[int, bytes] = {}
+    name = trace_state = message = ""
+    code = 0
+    counts = [0, 0, 0]
+    attributes: list[bytes] = []
+    events: list[bytes] = []
+    links: list[bytes] = []
+    for number, field in fields:
+        if number in _IDENTITY:
+            fixed[number] = field
+        elif number == 5:
+            name = _payload(field).decode("utf-8", "replace")
+        elif number == 3:
+            trace_state = _payload(field).decode("utf-8", "replace")
+        elif number == 9:
+            if _attribute_key(field) != _NOTE_KEY_NAME:  # an earlier shrink's note
+                attributes.append(field)
+        elif number == 11:
+            events.append(field)
+        elif number == 13:
+            links.append(field)
+        elif number in (10, 12, 14):
+            counts[(number - 10) // 2] += _read_varint(field, 1)[0]
+        elif number == 15:
+            status_fields = dict(_top_fields(_payload(field)))
+            if 2 in status_fields:
+                message = _payload(status_fields[2]).decode("utf-8", "replace")
+            if 3 in status_fields:
+                code = _read_varint(status_fields[3], 1)[0] & 0x7F
+    note: dict[str, Any] = {"bytes": len(body)}
+    note_room = min(_MAX_NOTE, max(128, limit // 8))
+    room = limit - sum(map(len, fixed.values())) - _COUNTS_ROOM - note_room - _NOTE_FRAMING
+
+    # 1. The texts, whole unless they alone leave no room.
+    texts = {"name": name, "status": message, "trace_state": trace_state}
+    sizes = {key: len(_text(value)) + 6 for key, value in texts.items() if value}
+    if sum(sizes.values()) > room:
+        share = max(0, min(_MAX_TEXT, room // 3 - 6))
+        for key, size in sizes.items():
+            if size - 6 > share:
+                note[key] = size - 6  # its length in bytes, before the cut
+                texts[key] = "" if key == "trace_state" else _cut(texts[key], share)
+    name, message, trace_state = texts["name"], texts["status"], texts["trace_state"]
+    room -= sum(len(_text(value)) + 6 for value in texts.values() if value)
+
+    # 2. Attributes, events, links: the largest first, until the rest fits.
     dropped_keys: list[str] = []
-    budget = limit - sum(len(f[1]) for f in kept) - 200  # the note and the counts
-    # Largest first: annotations (small scalars, and their key list) stay.
-    keep_attributes: list[bytes] = []
-    size = sum(len(a) for a in attributes) + sum(len(e) for e in events) + sum(map(len, links))
-    for field in sorted(attributes, key=len, reverse=True):
-        if size <= budget:
-            keep_attributes.append(field)
-            continue
-        size -= len(field)
-        dropped_keys.append(_attribute_key(field))
-    dropped_events = 0
-    while events and size > budget:
-        size -= len(events.pop())
-        dropped_events += 1
-    dropped_links = 0
-    while links and size > budget:
-        size -= len(links.pop())
-        dropped_links += 1
-    note = dumps(
-        {
-            "bytes": len(body),
-            "attributes": dropped_keys[:20],
-            "events": dropped_events,
-            "links": dropped_links,
-        }
-    )
-    keep = set(map(id, keep_attributes))
-    parts = [f[1] for f in kept if f[0] < 9]
-    parts += [a for a in attributes if id(a) in keep]
-    parts.append(attribute("tracing.truncated", note))
-    if dropped_keys:
-        parts += (b"\x50", _varint(len(dropped_keys)))
-    parts += events
-    if dropped_events:
-        parts += (b"\x60", _varint(dropped_events))
-    parts += links
-    if dropped_links:
-        parts += (b"\x70", _varint(dropped_links))
-    parts += [f[1] for f in kept if f[0] > 14]
-    return b"".join(parts)
+    kept: list[list[bytes]] = []
+    size = sum(map(len, attributes)) + sum(map(len, events)) + sum(map(len, links))
+    for which, items in enumerate((attributes, events, links)):
+        gone: set[int] = set()
+        for i in sorted(range(len(items)), key=lambda i: len(items[i]), reverse=True):
+            if size <= room:
+                break
+            size -= len(items[i])
+            gone.add(i)
+            if which == 0:
+                dropped_keys.append(_attribute_key(items[i]))
+        counts[which] += len(gone)
+        kept.append([item for i, item in enumerate(items) if i not in gone])
+        if gone and which:
+            note["events" if which == 1 else "links"] = len(gone)
+
+    note_attribute = attribute(_NOTE_KEY_NAME, _note(note, dropped_keys, note_room))
+    head = [fixed.get(1, b""), fixed.get(2, b"")]
+    if trace_state:
+        head.append(_field(b"\x1a", _text(trace_state)))
+    head += (fixed.get(4, b""), _field(b"\x2a", _text(name)), fixed.get(6, b""))
+    head += (fixed.get(7, b""), fixed.get(8, b""))
+    tail = []
+    for i, tag in enumerate((b"\x50", b"\x60", b"\x70")):
+        if i:
+            tail += kept[i]
+        if counts[i]:
+            tail += (tag, _varint(counts[i] & 0xFFFFFFFF))
+    if code or message:
+        status = (_field(b"\x12", _text(message)) if message else b"") + (
+            b"\x18" + _varint(code) if code else b""
+        )
+        tail.append(_field(b"\x7a", status))
+    tail.append(fixed.get(16, b""))
+    out = b"".join([*head, *kept[0], note_attribute, *tail])
+    if len(out) > limit:  # only below the documented 1 KB: the identity, code and note
+        out = b"".join([fixed.get(n, b"") for n in (1, 2, 4, 6, 7, 8)]) + note_attribute
+        out += (b"\x7a\x02\x18" + _BYTE[code] if code else b"") + fixed.get(16, b"")
+    return out

@@ -344,7 +344,7 @@ def entity_spans(
         node, parent_bytes, node_flags = stack.pop()
         write = getattr(node, "otlp_spans", None)
         if write is not None:
-            out.extend(write(trace, parent_bytes, flags, now))
+            out.extend(write(trace, parent_bytes, node_flags, now))  # the top one: remote
             continue
         try:
             own = bytes.fromhex(str(node["id"]))

@@ -123,3 +123,29 @@ def test_the_applications_xray_propagator_keeps_lineage(
     assert carrier["X-Amzn-Trace-Id"].startswith(f"Root={root};Parent=")
     assert carrier["X-Amzn-Trace-Id"].endswith(";Sampled=1;Lineage=a87bd80c:1")
     assert "traceparent" in carrier  # the rest of the composite is kept
+
+
+def test_provider_exporter_gets_each_span_under_its_own_scope_with_its_attributes(
+    daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider, exporter = _provider()
+    tracing.configure(backend="otel", tracer_provider=provider, exporter="provider")
+    tracer = provider.get_tracer("my.lib", "9.9", "https://opentelemetry.io/schemas/1.21.0")
+    attributes = {"payload": b"\x00\xff", "limits": {"cpu": 2, "tags": ("a", "b")}, "n": 404}
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        with tracer.start_as_current_span("user work", attributes=attributes) as span:
+            span.add_event("priced", {"raw": b"\x01"})
+
+    _invoke(monkeypatch, handler)
+    by_name = {s.name: s for s in exporter.get_finished_spans()}
+    scope = by_name["user work"].instrumentation_scope
+    assert (scope.name, scope.version, scope.schema_url) == (
+        "my.lib",
+        "9.9",
+        "https://opentelemetry.io/schemas/1.21.0",
+    )
+    assert by_name["## handler"].instrumentation_scope.name == "tracing"
+    assert dict(by_name["user work"].attributes or {}) == attributes
+    assert dict(by_name["user work"].events[0].attributes or {}) == {"raw": b"\x01"}

@@ -10,8 +10,11 @@ mapping (``tracing.local.otlp``), must give the same trees.
 from __future__ import annotations
 
 import contextlib
+import enum
 import gzip
+import http
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -20,13 +23,16 @@ from typing import Any
 
 import boto3
 import pytest
+from google.protobuf.json_format import MessageToDict
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 import tracing
 from tracing import testing
 from tracing._header import new_id, new_trace_id
 from tracing._runtime import get_runtime
-from tracing.backends.otlp_udp import MAX_REQUEST
+from tracing.backends.otlp_udp import MAX_DATAGRAM, MAX_REQUEST
 from tracing.backends.xray_udp import UDPEmitter
 from tracing.local.aws import LocalAWS
 from tracing.local.otlp import request_documents
@@ -34,6 +40,9 @@ from tracing.local.otlp import request_documents
 from .._emitters import Both
 
 pytestmark = pytest.mark.usefixtures("in_lambda")
+
+#: ``make fuzz`` multiplies the generated cases (TRACING_FUZZ_SCALE).
+FUZZ_SCALE = int(os.environ.get("TRACING_FUZZ_SCALE", "1"))
 
 
 def _entities(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -268,9 +277,16 @@ def test_otlp_http_carries_the_real_spans_with_events_links_headers_and_gzip(
         }
         assert resource["service.name"] == "orders"
         assert resource["cloud.platform"] == "aws_lambda"
-        for span in request.resource_spans[0].scope_spans[0].spans:
-            spans[span.name] = span
-    warm, publish, init = spans["warm cache"], spans["publish"], spans["Init"]
+        for scope_spans in request.resource_spans[0].scope_spans:
+            for span in scope_spans.spans:
+                spans[span.name] = (scope_spans.scope.name, span)
+    assert {name: scope for name, (scope, _) in spans.items()} == {
+        "Init": "tracing",  # the library's own spans
+        "## handler": "tracing",
+        "warm cache": "user",  # the application's, under the tracer that made them
+        "publish": "user",
+    }
+    warm, publish, init = (spans[name][1] for name in ("warm cache", "publish", "Init"))
     assert [(e.name, e.attributes[0].value.int_value) for e in warm.events] == [("filled", 3)]
     assert warm.parent_span_id == init.span_id  # made at import: under Init, in the first trace
     assert warm.trace_id.hex() == root[2:10] + root[11:]
@@ -408,3 +424,213 @@ def test_otlp_http_sends_unsampled_spans_when_asked(
 def test_send_unsampled_needs_an_otlp_exporter() -> None:
     with pytest.raises(ValueError, match="OTLP exporter"):
         tracing.configure(send_unsampled=True)
+
+
+# -- the application's OTel spans, as OpenTelemetry's own encoder writes them ---------
+
+
+class Tier(str, enum.Enum):
+    GOLD = "gold"
+
+
+def _by_scope(bodies: list[bytes]) -> dict[str, dict[str, Any]]:
+    """Span name -> (its scope as a dict, the span) over every request."""
+    out: dict[str, Any] = {}
+    for body in bodies:
+        for resource_spans in ExportTraceServiceRequest.FromString(body).resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                scope = MessageToDict(scope_spans.scope, preserving_proto_field_name=True)
+                for span in scope_spans.spans:
+                    out[span.name] = ({**scope, "schema_url": scope_spans.schema_url}, span)
+    return out
+
+
+def _comparable(span: Any) -> dict[str, Any]:
+    fields = MessageToDict(span, preserving_proto_field_name=True)
+    fields["flags"] = span.flags & ~0xFF  # ours carry the sampled bit too (deliberate)
+    for link in fields.get("links", []):
+        link["flags"] = int(link["flags"]) & ~0xFF
+        link.pop("trace_state", None)  # OTel Python's encoder leaves it out (deliberate)
+    if not fields.get("status"):
+        fields.pop("status", None)  # UNSET: OTel writes an empty Status, we write none
+    return fields
+
+
+@pytest.mark.parametrize("exporter", ["otlp-udp", "otlp"])
+def test_the_users_otel_span_is_written_as_opentelemetrys_encoder_writes_it(
+    exporter: str,
+    daemon: testing.DaemonListener,
+    collector: list[tuple[dict[str, str], bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider = TracerProvider(
+        span_limits=SpanLimits(max_event_attributes=1, max_link_attributes=1, max_events=1)
+    )
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracing.configure(backend="otel", exporter=exporter, tracer_provider=provider)
+    tracer = provider.get_tracer("my.lib", "9.9", "https://opentelemetry.io/schemas/1.21.0")
+    other = trace.SpanContext(0x5759E988BD862E3FE1BE46A994272793, 0xAB, True)
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        with tracer.start_as_current_span(
+            "charge",
+            attributes={
+                "payload": b"\x00\xff",
+                "limits": {"cpu": 2, "tags": ["a", "b"], "raw": b"\x01"},
+                "http.response.status_code": http.HTTPStatus.NOT_FOUND,
+                "tier": Tier.GOLD,
+                "ok": True,
+            },
+            links=[trace.Link(other, {"why": "fan-in", "payload": b"\x02", "n": 3})],
+        ) as span:
+            span.add_event("first")  # the oldest, over max_events: counted as dropped
+            span.add_event("retry", {"attempt": 2, "blob": b"\x03", "extra": "x"})
+
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={new_trace_id()};Parent={new_id()};Sampled=1")
+    handler({}, testing.FakeContext())
+    daemon.sync()
+    bodies = (
+        [body for _, body in daemon.otlp] if exporter == "otlp-udp" else [b for _, b in collector]
+    )
+    ours = _by_scope(bodies)
+    [theirs_scope] = encode_spans(memory.get_finished_spans()).resource_spans[0].scope_spans
+    [theirs] = theirs_scope.spans
+    scope, charge = ours["charge"]
+    assert scope == {
+        "name": "my.lib",
+        "version": "9.9",
+        "schema_url": "https://opentelemetry.io/schemas/1.21.0",
+    }
+    assert ours["## handler"][0]["name"] == "tracing"  # the library's own, in its own scope
+    assert _comparable(charge) == _comparable(theirs)
+    attributes = {a.key: a.value for a in charge.attributes}
+    assert attributes["payload"].bytes_value == b"\x00\xff"
+    assert attributes["http.response.status_code"].int_value == 404
+    assert attributes["tier"].string_value == "gold"
+    assert [kv.key for kv in attributes["limits"].kvlist_value.values] == ["cpu", "tags", "raw"]
+    assert charge.dropped_events_count == 1
+    assert [(e.name, e.dropped_attributes_count) for e in charge.events] == [("retry", 2)]
+    assert charge.links[0].dropped_attributes_count == 2
+
+
+# -- nothing lost, whatever the size -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "key_length", "value_length"),
+    [
+        ("a 100 KB status", 0, 0),
+        ("300-character keys", 300, 1000),
+        ("150-character keys", 150, 800),
+    ],
+)
+def test_an_oversize_otel_span_arrives_in_a_datagram_within_the_limit(
+    case: str,
+    key_length: int,
+    value_length: int,
+    daemon: testing.DaemonListener,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry import trace
+
+    tracing.configure(backend="otel", exporter="otlp-udp")
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        with trace.get_tracer("my.lib").start_as_current_span("big") as span:
+            if not key_length:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, "x" * 100_000))
+            for i in range(60 if key_length else 0):
+                span.set_attribute(f"{i:03}" + "k" * (key_length - 3), "v" * value_length)
+
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={new_trace_id()};Parent={new_id()};Sampled=1")
+    handler({}, testing.FakeContext())
+    daemon.sync()
+    runtime = get_runtime()
+    assert runtime is not None
+    assert runtime.emitter.failed == 0
+    assert daemon.garbage == []
+    assert max(len(datagram) for datagram in daemon.datagrams) <= MAX_DATAGRAM == 64_000
+    [big] = [span for span in daemon.otlp_spans() if span.name == "big"]
+    attributes = {a.key: a.value.string_value for a in big.attributes}
+    note = json.loads(attributes["tracing.truncated"])
+    if key_length:
+        assert big.dropped_attributes_count == 60 - (len(attributes) - 1)
+        assert len(note["attributes"]) >= 1
+    else:
+        assert big.status.code == 2
+        assert big.status.message == "x" * len(big.status.message)
+        assert note["status"] == 100_000
+
+
+def _fuzz_span(index: int, name: str, status: str, attributes: list[tuple[str, str]]) -> bytes:
+    from tracing import _otlp
+
+    return _otlp.span_message(
+        bytes(16),
+        index.to_bytes(8, "big"),
+        None,
+        name,
+        1,
+        1,
+        2,
+        b"".join(_otlp.attribute(k, v) for k, v in attributes),
+        status=_otlp.STATUS_ERROR if status else _otlp.STATUS_UNSET,
+        status_message=status,
+    )
+
+
+_sizes = st.one_of(st.integers(0, 40), st.integers(0, 100_000))
+_texts = st.builds(lambda n, c: c * n, _sizes, st.sampled_from(["a", "é", "✓", "\U0001f600"]))
+
+
+@settings(
+    max_examples=40 * FUZZ_SCALE,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+)
+@given(
+    spans=st.lists(
+        st.tuples(_texts, _texts, st.lists(st.tuples(_texts, _texts), max_size=30)),
+        min_size=1,
+        max_size=6,
+    ),
+    scoped=st.booleans(),
+)
+def test_every_otlp_datagram_fits_and_every_span_arrives(
+    spans: list[tuple[str, str, list[tuple[str, str]]]],
+    scoped: bool,
+    daemon: testing.DaemonListener,
+) -> None:
+    from tracing import _otlp
+    from tracing.backends.otlp_udp import OTLPUDPEmitter
+
+    emitter = OTLPUDPEmitter(daemon.address, {"service.name": "fuzz"})
+    scope = _otlp.scope_fields("my.lib", "1.0") if scoped else None
+    bodies = [
+        _otlp.scoped(_fuzz_span(i + 1, *spec), scope if i % 2 else None)
+        for i, spec in enumerate(spans)
+    ]
+    daemon.sync()
+    already = len(daemon.datagrams)
+    emitter._send(bodies, True)
+    daemon.sync()
+    emitter.close()
+    assert emitter.failed == 0
+    assert all(len(datagram) <= MAX_DATAGRAM for datagram in daemon.datagrams[already:])
+    received = [
+        span.span_id
+        for _, body in daemon.otlp[-(len(daemon.datagrams) - already) :]
+        for resource_spans in ExportTraceServiceRequest.FromString(body).resource_spans
+        for scope_spans in resource_spans.scope_spans
+        for span in scope_spans.spans
+    ]
+    assert sorted(received) == [(i + 1).to_bytes(8, "big") for i in range(len(spans))]

@@ -2,12 +2,24 @@
 
 When the otel backend exports OTLP (``exporter="otlp-udp"`` or ``"otlp"``), the
 spans the application made through the OTel API are written from the SDK's own
-``ReadableSpan``: name, kind, status and its description, every attribute with
-its type, events (not only exceptions), links with their attributes, the trace
-state and the dropped counts. Only two things change, as they do in the X-Ray
+``ReadableSpan``, as OpenTelemetry's own OTLP encoder writes them (the tests
+compare the two on generated spans): name, kind, status and its description,
+every attribute with its type (bytes, arrays, nested mappings, int and str
+subclasses by their base's value), events (not only exceptions), links with
+their attributes, the dropped counts of the span, its events and links, and its
+instrumentation scope (name, version, attributes, schema URL), under which the
+request groups it. Only two things change, as they do in the X-Ray
 documents: the trace id and the parent of a span made during init (re-stamped
 into the first invocation's trace, under ``Init``), and the parent of a span
 whose parent was one of the core's spans (written under that span).
+
+Deliberate differences from OpenTelemetry's encoder: ``flags`` (of the span
+and of its links) carry the W3C sampled bit besides the parent's remoteness, as
+the OTLP proto defines them (X-Ray's ``T1S``/``T1U`` and unsampled spans rely on
+it; OTel Python writes the remoteness bits only); a link's trace state is
+written (OTel Python leaves ``Link.trace_state`` out); an integer outside int64
+is written as its text where OTel's encoder drops the attribute; and a scope of
+more than 4 KB (``_otlp.scope_fields``) is cut.
 
 Metadata that ``tracing.current_span().put_metadata`` attached to an OTel span
 (OTel attributes cannot hold it) becomes attributes, as on core spans. A span
@@ -26,6 +38,9 @@ from .._otlp import (
     attribute,
     event_message,
     link_message,
+    otel_value,
+    scope_fields,
+    scoped,
     span_message,
 )
 from .._otlp_spans import tree_spans
@@ -50,14 +65,39 @@ def _attributes(span: Any, metadata: Any, timeout: bool) -> bytes:
         listed = attributes.get(ANNOTATIONS_ATTRIBUTE)
         listed = list(listed) if isinstance(listed, (list, tuple)) else []
         attributes[ANNOTATIONS_ATTRIBUTE] = [*listed, "Timeout"]
-    encoded = b"".join(attribute(key, value) for key, value in attributes.items())
+    encoded = b"".join(attribute(key, value, otel_value) for key, value in attributes.items())
     for namespace, values in (metadata or {}).items():
         prefix = "" if namespace == "default" else f"{namespace}."
         for key, value in values.items():
             label = prefix + str(key)
             if label in attributes:
                 label = f"{namespace}.{key}"  # never shadow the span's own attribute
-            encoded += attribute(label, value)
+            encoded += attribute(label, value)  # metadata: as on core spans
+    return encoded
+
+
+#: Encoded scopes by the id of the SDK's ``InstrumentationScope`` (kept alive in
+#: the entry, so the id cannot be reused); a tracer's scope is one object.
+_SCOPES: dict[int, tuple[Any, bytes]] = {}
+_MAX_SCOPES = 256
+
+
+def _scope(span: Any) -> bytes | None:
+    scope = getattr(span, "instrumentation_scope", None)
+    if scope is None:
+        return None
+    cached = _SCOPES.get(id(scope))
+    if cached is not None and cached[0] is scope:
+        return cached[1]
+    encoded = scope_fields(
+        str(scope.name or ""),
+        scope.version,
+        getattr(scope, "attributes", None),
+        getattr(scope, "schema_url", None),
+    )
+    if len(_SCOPES) >= _MAX_SCOPES:
+        _SCOPES.pop(next(iter(_SCOPES), 0), None)
+    _SCOPES[id(scope)] = (scope, encoded)
     return encoded
 
 
@@ -72,7 +112,13 @@ def _one(node: Any, trace: bytes, parent: bytes | None, flags: int, now: float |
     status = span.status
     code = STATUS_ERROR if timeout else int(status.status_code.value)
     events = b"".join(
-        event_message(event.name, event.timestamp, (event.attributes or {}).items())
+        event_message(
+            event.name,
+            event.timestamp,
+            (event.attributes or {}).items(),
+            getattr(event, "dropped_attributes", 0),
+            otel_value,
+        )
         for event in span.events
     )
     links = b""
@@ -86,8 +132,10 @@ def _one(node: Any, trace: bytes, parent: bytes | None, flags: int, now: float |
             | 0x100
             | (IS_REMOTE if link.context.is_remote else 0),
             trace_state=_trace_state(link.context),
+            dropped=getattr(link, "dropped_attributes", 0),
+            encode=otel_value,
         )
-    return span_message(
+    body = span_message(
         trace,
         own,
         parent,
@@ -104,6 +152,7 @@ def _one(node: Any, trace: bytes, parent: bytes | None, flags: int, now: float |
         _trace_state(context),
         (span.dropped_attributes, span.dropped_events, span.dropped_links),
     )
+    return scoped(body, _scope(span))
 
 
 def readable_spans(

@@ -181,7 +181,10 @@ class ProviderEmitter(OTLPBase):
         try:
             from .otlp_decode import request_readable_spans
 
-            readable = request_readable_spans(self.request.encode(spans), self.resource)
+            # Each span keeps its instrumentation scope and its attributes' types.
+            readable = request_readable_spans(
+                self.request.encode(spans), self.resource, native=True
+            )
         except Exception as exc:
             self._fail(exc)
             return

@@ -16,36 +16,46 @@ from typing import Any
 __all__ = ["request_readable_spans"]
 
 
-def _value(value: Any) -> Any:
-    """An OTLP ``AnyValue`` as an OTel attribute value (kvlists as JSON text)."""
+def _value(value: Any, native: bool) -> Any:
+    """An OTLP ``AnyValue`` as an OTel attribute value.
+
+    ``native``: as the SDK holds it (bytes, nested dicts, ``None``), for spans
+    handed on to an exporter; otherwise as the collector shows it (bytes as
+    hex, key-value lists as JSON text, empty values left out).
+    """
     which = value.WhichOneof("value")
     if which is None:
         return None
     if which == "array_value":
-        items = [_value(item) for item in value.array_value.values]
-        return tuple(item for item in items if item is not None)
+        items = [_value(item, native) for item in value.array_value.values]
+        return tuple(item for item in items if native or item is not None)
     if which == "kvlist_value":
-        return json.dumps({kv.key: _value(kv.value) for kv in value.kvlist_value.values})
+        mapping = {kv.key: _value(kv.value, native) for kv in value.kvlist_value.values}
+        return mapping if native else json.dumps(mapping)
     if which == "bytes_value":
-        return value.bytes_value.hex()
+        return value.bytes_value if native else value.bytes_value.hex()
     return getattr(value, which)
 
 
-def _attributes(items: Any) -> dict[str, Any]:
+def _attributes(items: Any, native: bool = False) -> dict[str, Any]:
     out = {}
     for kv in items:
-        converted = _value(kv.value)
-        if converted is not None:
+        converted = _value(kv.value, native)
+        if native or converted is not None:
             out[kv.key] = converted
     return out
 
 
-def request_readable_spans(body: bytes, resource: Any = None) -> list[Any]:
+def request_readable_spans(body: bytes, resource: Any = None, native: bool = False) -> list[Any]:
     """Every span of an ``ExportTraceServiceRequest`` as a ``ReadableSpan``.
+
+    Each keeps its instrumentation scope (name, version, schema URL, attributes).
 
     Args:
         body: The serialised request.
         resource: The ``Resource`` to give every span; by default the request's own.
+        native: Attribute values as the SDK holds them (for exporters), rather
+            than as the collector shows them (see ``_value``).
 
     Raises:
         ValueError: ``body`` is not such a request (or holds invalid ids).
@@ -58,6 +68,7 @@ def request_readable_spans(body: bytes, resource: Any = None) -> list[Any]:
     from opentelemetry.sdk.trace import Event, ReadableSpan
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
     from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+    from opentelemetry.trace.span import TraceState
 
     request = ExportTraceServiceRequest()
     try:
@@ -65,7 +76,9 @@ def request_readable_spans(body: bytes, resource: Any = None) -> list[Any]:
     except DecodeError as exc:
         raise ValueError(f"not an OTLP trace request: {exc}") from None
 
-    def context(trace_id: bytes, span_id: bytes, flags: int, remote: bool) -> SpanContext:
+    def context(
+        trace_id: bytes, span_id: bytes, flags: int, remote: bool, state: str = ""
+    ) -> SpanContext:
         if len(trace_id) != 16 or len(span_id) != 8:
             raise ValueError("OTLP ids must be 16 and 8 bytes")
         return SpanContext(
@@ -73,13 +86,19 @@ def request_readable_spans(body: bytes, resource: Any = None) -> list[Any]:
             int.from_bytes(span_id, "big"),
             is_remote=remote,
             trace_flags=TraceFlags(flags & 0xFF),
+            trace_state=TraceState.from_header([state]) if state else None,
         )
 
     spans = []
     for resource_spans in request.resource_spans:
         own = resource or Resource(_attributes(resource_spans.resource.attributes))
         for scope_spans in resource_spans.scope_spans:
-            scope = InstrumentationScope(scope_spans.scope.name, scope_spans.scope.version or None)
+            scope = InstrumentationScope(
+                scope_spans.scope.name,
+                scope_spans.scope.version or None,
+                scope_spans.schema_url or None,
+                _attributes(scope_spans.scope.attributes, native) or None,
+            )
             for span in scope_spans.spans:
                 parent = None
                 if span.parent_span_id:
@@ -88,18 +107,31 @@ def request_readable_spans(body: bytes, resource: Any = None) -> list[Any]:
                 spans.append(
                     ReadableSpan(
                         name=span.name,
-                        context=context(span.trace_id, span.span_id, span.flags, False),
+                        context=context(
+                            span.trace_id, span.span_id, span.flags, False, span.trace_state
+                        ),
                         parent=parent,
                         resource=own,
-                        attributes=_attributes(span.attributes),
+                        attributes=_attributes(span.attributes, native),
                         events=[
-                            Event(e.name, _attributes(e.attributes), timestamp=e.time_unix_nano)
+                            Event(
+                                e.name,
+                                _attributes(e.attributes, native),
+                                timestamp=e.time_unix_nano,
+                            )
                             for e in span.events
                         ],
                         links=[
                             Link(
-                                context(link.trace_id, link.span_id, link.flags, True),
-                                _attributes(link.attributes),
+                                context(
+                                    link.trace_id,
+                                    link.span_id,
+                                    link.flags,
+                                    # Remote unless the flags say otherwise.
+                                    bool(link.flags & 0x200) or not link.flags & 0x100,
+                                    link.trace_state,
+                                ),
+                                _attributes(link.attributes, native),
                             )
                             for link in span.links
                         ],

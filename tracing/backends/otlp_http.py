@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from .._otlp import pack_requests, shrink_span
+from .._otlp import fit_spans, pack_requests
 from .._otlp_spans import document_spans, scope_spans
 from ._otlp_emitter import OTLPBase
 
@@ -177,8 +177,7 @@ class OTLPHTTPEmitter(OTLPBase):
         if not spans:
             return True
         deadline = time.monotonic() + self._timeout
-        limit = MAX_REQUEST - self.request.overhead - 16
-        fitting = [span if len(span) <= limit else shrink_span(span, limit) for span in spans]
+        fitting = fit_spans(self.request, spans, MAX_REQUEST)
         ok = True
         for body in pack_requests(self.request, fitting, MAX_REQUEST):
             if not self._post(body, deadline):

@@ -12,11 +12,14 @@ Differences from ADOT's exporter:
 * The trees are the library's: the ``Init`` span in the first invocation's
   trace, SQS consumers under the producer's ``SendMessage``, a timed-out
   invocation sent before the deadline.
-* No datagram exceeds 64 KB and no span is lost: spans are packed into as many
-  requests as needed, and a span too big on its own keeps its identity and
-  loses its largest attributes first, noted in ``tracing.truncated``. (ADOT's
-  fast-start mode sends one datagram per batch; past 64 KB the send fails and
-  every span of the batch is lost.)
+* No datagram exceeds 64,000 bytes (the whole datagram: header line, prefix
+  and base64) and no span is lost: spans are packed into as many requests as
+  needed, and a span too big on its own keeps its identity and loses its
+  largest attributes first (then events, links, and a cut of an oversize name,
+  status description or trace state), noted in ``tracing.truncated``. Every
+  datagram is measured before it is sent. (ADOT's fast-start mode sends one
+  datagram per batch; past 64 KB the send fails and every span of the batch is
+  lost.)
 * The protobuf is written by hand (``_otlp.py``): no protobuf package, and a
   fraction of the per-invocation cost.
 """
@@ -29,7 +32,7 @@ from base64 import b64encode
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._otlp import pack_requests, shrink_span
+from .._otlp import fit_spans, pack_batches, shrink_span
 from .._otlp_spans import document_spans, scope_spans, single_span
 from ._otlp_emitter import OTLPBase
 from .xray_udp import HEADER, UDPEmitter
@@ -37,15 +40,24 @@ from .xray_udp import HEADER, UDPEmitter
 if TYPE_CHECKING:
     from .._scope import Scope
 
-__all__ = ["MAX_REQUEST", "OTLPUDPEmitter", "SAMPLED_PREFIX", "UNSAMPLED_PREFIX"]
+__all__ = [
+    "MAX_DATAGRAM",
+    "MAX_REQUEST",
+    "OTLPUDPEmitter",
+    "SAMPLED_PREFIX",
+    "UNSAMPLED_PREFIX",
+]
 
 log = logging.getLogger("tracing.emitter")
 
 SAMPLED_PREFIX = b"T1S"
 UNSAMPLED_PREFIX = b"T1U"
-#: Largest request per datagram: base64 makes it 64,000 bytes, which with the
-#: header line and prefix stays within the endpoint's 64 KB datagram.
-MAX_REQUEST = 48_000
+#: Largest datagram sent, whole (header line, prefix, base64): within the 64 KB
+#: the endpoint takes (X-Ray documents keep the same margin, ``xray_udp``).
+MAX_DATAGRAM = 64_000
+#: Largest request per datagram: its base64 with the header line and prefix is
+#: at most :data:`MAX_DATAGRAM` bytes.
+MAX_REQUEST = (MAX_DATAGRAM - len(HEADER) - len(SAMPLED_PREFIX)) // 4 * 3
 
 
 class OTLPUDPEmitter(OTLPBase):
@@ -108,11 +120,16 @@ class OTLPUDPEmitter(OTLPBase):
         if not spans:
             return
         request = self.request
-        if len(spans) == 1 and len(spans[0]) < MAX_REQUEST - request.overhead - 16:
-            # The usual invocation: one span, one small datagram. Everything but
-            # the span is the same for spans of the same size, and base64 works
-            # on 3-byte groups: the encoded head is kept, only the rest is encoded.
-            span = spans[0]
+        span = spans[0]
+        if (
+            len(spans) == 1
+            and type(span) is bytes
+            and len(span) < MAX_REQUEST - request.overhead - 16
+        ):
+            # The usual invocation: one span of the core, one small datagram.
+            # Everything but the span is the same for spans of the same size, and
+            # base64 works on 3-byte groups: the encoded head is kept, only the
+            # rest is encoded.
             key = (sampled, len(span))
             cached = self._heads.get(key)
             if cached is None:
@@ -120,13 +137,32 @@ class OTLPUDPEmitter(OTLPBase):
                 if len(self._heads) < 256:
                     self._heads[key] = cached
             head, tail = cached
-            self.udp.send_raw(head + b64encode(tail + span))
-            return
+            datagram = head + b64encode(tail + span)
+            if len(datagram) <= MAX_DATAGRAM:
+                self.udp.send_raw(datagram)
+                return
         prefix = HEADER + (SAMPLED_PREFIX if sampled else UNSAMPLED_PREFIX)
-        limit = MAX_REQUEST - request.overhead - 16
-        fitting = [span if len(span) <= limit else shrink_span(span, limit) for span in spans]
-        for body in pack_requests(request, fitting, MAX_REQUEST):
-            self.udp.send_raw(prefix + b64encode(body))
+        for batch in pack_batches(request, fit_spans(request, spans, MAX_REQUEST), MAX_REQUEST):
+            self._send_batch(prefix, batch)
+
+    def _send_batch(self, prefix: bytes, batch: list[bytes]) -> None:
+        """Send one packed batch, measured first: never a datagram over the limit."""
+        datagram = prefix + b64encode(self.request.encode(batch))
+        excess = len(datagram) - MAX_DATAGRAM
+        if excess <= 0:
+            self.udp.send_raw(datagram)
+        elif len(batch) > 1:  # packing is exact; this is only a safety net
+            half = len(batch) // 2
+            self._send_batch(prefix, batch[:half])
+            self._send_batch(prefix, batch[half:])
+        else:
+            span = batch[0]
+            smaller = shrink_span(span, len(span) - excess * 3 // 4 - 64)
+            datagram = prefix + b64encode(self.request.encode([smaller]))
+            if len(datagram) <= MAX_DATAGRAM:
+                self.udp.send_raw(datagram)
+            else:  # the resource alone fills the datagram
+                self.udp.fail("send", OSError(f"an OTLP datagram of {len(datagram)} bytes"))
 
     @staticmethod
     def _head(framing: bytes, sampled: bool) -> tuple[bytes, bytes]:
