@@ -190,7 +190,9 @@ def _flag(value: Any) -> bool:
 # Powertools has a variable for the same thing, it is read when ours is not set, so
 # a Powertools user's environment works unchanged.
 _OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
-    "service": (("TRACING_SERVICE", "POWERTOOLS_SERVICE_NAME"), _name),
+    # OpenTelemetry's own variable comes after ours and Powertools'; then
+    # ``service.name`` in OTEL_RESOURCE_ATTRIBUTES, then the function's name.
+    "service": (("TRACING_SERVICE", "POWERTOOLS_SERVICE_NAME", "OTEL_SERVICE_NAME"), _name),
     "backend": (("TRACING_BACKEND",), _choice("xray", "otel")),
     "disabled": (("TRACING_DISABLED", "POWERTOOLS_TRACE_DISABLED"), _flag),
     "daemon_address": (("AWS_XRAY_DAEMON_ADDRESS",), _address),
@@ -215,6 +217,27 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
     ),
     "send_unsampled": (("TRACING_SEND_UNSAMPLED",), _flag),
 }
+
+
+def _resource_service(env: Mapping[str, str]) -> str | None:
+    """``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES`` (``k=v,...``, values
+    percent-encoded), read only when no variable before it names the service."""
+    found = None
+    for item in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip() == "service.name":
+            found = value.strip()  # the last one wins, as in OTel's resource detector
+    if not found:
+        return None
+    if "%" in found:
+        from urllib.parse import unquote
+
+        found = unquote(found)
+    try:
+        return _name(found)
+    except ValueError as exc:
+        log.error("tracing: ignoring service.name in OTEL_RESOURCE_ATTRIBUTES (%s)", exc)
+        return None
 
 
 def load_settings(
@@ -251,7 +274,9 @@ def load_settings(
                 log.error("tracing: ignoring %s=%r (%s); using the default", variable, raw, exc)
             break  # the first one set decides, valid or not
     if "service" not in values:
-        values["service"] = env.get("AWS_LAMBDA_FUNCTION_NAME") or DEFAULT_SERVICE
+        values["service"] = (
+            _resource_service(env) or env.get("AWS_LAMBDA_FUNCTION_NAME") or DEFAULT_SERVICE
+        )
     if "redact_keys" in values:
         values["redact_keys"] = tuple(dict.fromkeys(DEFAULT_REDACT_KEYS + values["redact_keys"]))
     known = set(Settings._fields)

@@ -634,3 +634,49 @@ def test_every_otlp_datagram_fits_and_every_span_arrives(
         for span in scope_spans.spans
     ]
     assert sorted(received) == [(i + 1).to_bytes(8, "big") for i in range(len(spans))]
+
+
+# -- OpenTelemetry's service name ------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["xray", "otel"])
+@pytest.mark.parametrize("exporter", ["xray-udp", "otlp-udp", "otlp"])
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("OTEL_SERVICE_NAME", "orders-otel"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "team=payments,service.name=orders-otel"),
+    ],
+)
+def test_opentelemetrys_service_name_names_the_service_on_every_path(
+    backend: str,
+    exporter: str,
+    variable: str,
+    value: str,
+    daemon: testing.DaemonListener,
+    collector: list[tuple[dict[str, str], bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(variable, value)  # AWS_LAMBDA_FUNCTION_NAME=orders-api (in_lambda)
+    tracing.configure(backend=backend, exporter=exporter)
+    handler = tracing.handler(lambda event, context: None)
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={new_trace_id()};Parent={new_id()};Sampled=1")
+    handler({}, testing.FakeContext())
+    daemon.sync()
+    if exporter == "xray-udp":
+        [invocation] = [d for d in daemon.documents if d["name"].startswith("## ")]
+        assert invocation["annotations"]["Service"] == "orders-otel"
+        return
+    bodies = [b for _, b in daemon.otlp] if exporter == "otlp-udp" else [b for _, b in collector]
+    requests = [ExportTraceServiceRequest.FromString(body) for body in bodies]
+    resources = {
+        a.value.string_value
+        for request in requests
+        for resource_spans in request.resource_spans
+        for a in resource_spans.resource.attributes
+        if a.key == "service.name"
+    }
+    assert resources == {"orders-otel"}
+    [invocation] = [s for s in _by_scope(bodies).values() if s[1].name.startswith("## ")]
+    service = {a.key: a.value.string_value for a in invocation[1].attributes}["Service"]
+    assert service == "orders-otel"

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from .._scope import Scope
 
-__all__ = ["OTLPHTTPEmitter", "endpoint_settings"]
+__all__ = ["OTLPHTTPEmitter", "SUPPORTED_PROTOCOL", "endpoint_settings"]
 
 log = logging.getLogger("tracing.emitter")
 
@@ -51,6 +51,8 @@ MAX_REQUEST = 3 * 1024 * 1024
 #: Longest one export may take: the handler's return waits for it.
 MAX_TIMEOUT_S = 2.0
 _RETRY = frozenset({429, 502, 503, 504})
+#: The one OTLP protocol this exporter speaks (``OTEL_EXPORTER_OTLP_PROTOCOL``).
+SUPPORTED_PROTOCOL = "http/protobuf"
 
 
 def _env(name: str) -> str | None:
@@ -60,8 +62,27 @@ def _env(name: str) -> str | None:
     return value.strip() if value and value.strip() else None
 
 
+def _check_protocol() -> None:
+    """Refuse an OTLP protocol other than ``http/protobuf`` (the trace variable wins)."""
+    for variable in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        value = os.environ.get(variable, "").strip()
+        if not value:
+            continue
+        if value.lower() != SUPPORTED_PROTOCOL:
+            raise ValueError(
+                f"{variable}={value!r} is not supported: exporter='otlp' sends OTLP/HTTP "
+                f"protobuf only ({variable}={SUPPORTED_PROTOCOL}, or unset it)"
+            )
+        return
+
+
 def endpoint_settings() -> dict[str, Any]:
-    """The OTLP/HTTP settings from the environment (see the module doc)."""
+    """The OTLP/HTTP settings from the environment (see the module doc).
+
+    Raises:
+        ValueError: The environment asks for a protocol other than ``http/protobuf``.
+    """
+    _check_protocol()
     url = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
     if not url:
         base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or "http://localhost:4318"
