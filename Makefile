@@ -55,10 +55,15 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 ## fuzz: longer fuzzing than make test: 5,000 generated programs compared across the
-##       backends (tests/contract/test_differential.py), 10x the atheris inputs
+##       backends (tests/contract/test_differential.py), 3,000 generated sets of OTel
+##       spans compared with OpenTelemetry's own OTLP encoder
+##       (tests/unit/test_otlp_differential.py), 10x the atheris inputs and the
+##       OTLP size fuzzing (tests/unit/test_otlp.py, tests/functional/test_otlp_export.py)
 fuzz: $(STAMP)
-	TRACING_DIFFERENTIAL_EXAMPLES=5000 TRACING_FUZZ_SCALE=10 $(BIN)/python -m pytest -q \
-		tests/contract/test_differential.py tests/fuzz
+	TRACING_DIFFERENTIAL_EXAMPLES=5000 TRACING_OTLP_DIFFERENTIAL_EXAMPLES=3000 \
+	TRACING_FUZZ_SCALE=10 $(BIN)/python -m pytest -q \
+		tests/contract/test_differential.py tests/fuzz tests/unit/test_otlp_differential.py \
+		tests/unit/test_otlp.py tests/functional/test_otlp_export.py
 
 ## bench: performance figures against the anchors (not part of make test)
 bench: $(STAMP)

@@ -352,8 +352,8 @@ def span_flags(sampled: bool, remote_parent: bool) -> int:
 
 
 def resource(attributes: Mapping[str, Any]) -> bytes:
-    """A ``Resource`` message body."""
-    return b"".join(_field(b"\x0a", key_value(k, v)) for k, v in attributes.items())
+    """A ``Resource`` message body (its attributes are OpenTelemetry's: :func:`otel_value`)."""
+    return b"".join(_field(b"\x0a", key_value(k, v, otel_value)) for k, v in attributes.items())
 
 
 class _ScopedSpan(bytes):
