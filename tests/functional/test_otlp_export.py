@@ -680,3 +680,23 @@ def test_opentelemetrys_service_name_names_the_service_on_every_path(
     [invocation] = [s for s in _by_scope(bodies).values() if s[1].name.startswith("## ")]
     service = {a.key: a.value.string_value for a in invocation[1].attributes}["Service"]
     assert service == "orders-otel"
+
+
+def test_a_datagram_that_cannot_fit_is_counted_never_sent_over_the_limit(
+    daemon: testing.DaemonListener, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tracing import _otlp
+    from tracing.backends.otlp_udp import OTLPUDPEmitter
+
+    # A resource that alone fills a datagram (OTEL_RESOURCE_ATTRIBUTES gone wild).
+    emitter = OTLPUDPEmitter(daemon.address, {"service.name": "svc", "huge": "x" * 70_000})
+    span = _otlp.span_message(bytes(16), bytes(8), None, "s", 1, 1, 2)
+    daemon.sync()
+    already = len(daemon.datagrams)
+    emitter._send([span], True)
+    emitter._send([span, span], True)
+    daemon.sync()
+    emitter.close()
+    assert daemon.datagrams[already:] == []
+    assert emitter.failed == 3  # one per datagram it would have taken
+    assert len([r for r in caplog.records if "OTLP datagram" in r.getMessage()]) == 1
