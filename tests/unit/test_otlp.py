@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
-from tracing import _otlp
+from tracing import _otlp, _otlp_fit
 
 #: ``make fuzz`` multiplies the generated cases (TRACING_FUZZ_SCALE).
 SCALE = int(os.environ.get("TRACING_FUZZ_SCALE", "1"))
@@ -173,8 +173,10 @@ def test_spans_are_grouped_by_their_instrumentation_scope() -> None:
         _otlp.span_message(TRACE, SPAN, None, "big", 1, 1, 2, _otlp.attribute("b", "x" * 9000)),
         scope,
     )
-    assert _otlp.shrink_span(big, 4000).scope == scope  # type: ignore[attr-defined]
-    for body in _otlp.pack_requests(request, _otlp.fit_spans(request, [big] * 5, 6000), 6000):
+    assert _otlp_fit.shrink_span(big, 4000).scope == scope  # type: ignore[attr-defined]
+    for body in _otlp_fit.pack_requests(
+        request, _otlp_fit.fit_spans(request, [big] * 5, 6000), 6000
+    ):
         assert len(body) <= 6000
         [scope_spans] = ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans
         assert scope_spans.scope.name == "my.lib"
@@ -254,7 +256,7 @@ def test_packing_keeps_every_span_in_order_within_the_limit() -> None:
         for i in range(1, 2001)
     ]
     names = []
-    requests = list(_otlp.pack_requests(request, spans, 48_000))
+    requests = list(_otlp_fit.pack_requests(request, spans, 48_000))
     assert len(requests) > 10
     for body in requests:
         assert len(body) <= 48_000
@@ -275,7 +277,7 @@ def test_a_span_too_big_alone_keeps_its_identity_and_says_what_it_lost() -> None
     body = _otlp.span_message(
         TRACE, SPAN, PARENT, "big one", 1, 1, 2, attributes, events, b"", _otlp.STATUS_ERROR
     )
-    small = _otlp.shrink_span(body, 40_000)
+    small = _otlp_fit.shrink_span(body, 40_000)
     assert len(small) <= 40_000
     span = _span(small)
     assert (span.trace_id, span.span_id, span.parent_span_id, span.name) == (
@@ -293,7 +295,7 @@ def test_a_span_too_big_alone_keeps_its_identity_and_says_what_it_lost() -> None
     assert '"attributes":["huge","big"]' in kept["tracing.truncated"]
     assert span.dropped_attributes_count == 2
     assert [e.name for e in span.events] == ["e"]  # events stay when attributes suffice
-    assert _otlp.shrink_span(small, 40_000) == small  # fits: unchanged
+    assert _otlp_fit.shrink_span(small, 40_000) == small  # fits: unchanged
 
 
 def test_a_shrunk_span_adds_to_the_dropped_counts_it_had() -> None:
@@ -302,7 +304,7 @@ def test_a_shrunk_span_adds_to_the_dropped_counts_it_had() -> None:
     body = _otlp.span_message(
         TRACE, SPAN, None, "s", 1, 1, 2, attributes, events, dropped=(4, 1, 7)
     )
-    span = _span(_otlp.shrink_span(body, 4000))
+    span = _span(_otlp_fit.shrink_span(body, 4000))
     kept = [a.key for a in span.attributes if a.key != "tracing.truncated"]
     assert span.dropped_attributes_count == 4 + 10 - len(kept)
     assert span.dropped_events_count == 1 + 2  # both events went, on top of the one before
@@ -365,7 +367,7 @@ def test_a_shrunk_span_adds_to_the_dropped_counts_it_had() -> None:
 )
 def test_a_shrunk_span_fits_whatever_made_it_big(what: str, body: bytes) -> None:
     limit = 47_000
-    small = _otlp.shrink_span(body, limit)
+    small = _otlp_fit.shrink_span(body, limit)
     assert len(small) <= limit, what
     span, original = _span(small), _span(body)
     assert (span.trace_id, span.span_id, span.parent_span_id, span.kind) == (
@@ -427,7 +429,7 @@ def test_shrink_span_returns_at_most_the_limit_whatever_the_span(
         status,
         trace_state=state,
     )
-    small = _otlp.shrink_span(body, limit)
+    small = _otlp_fit.shrink_span(body, limit)
     assert len(small) <= limit
     span = _span(small)
     assert (span.trace_id, span.span_id, span.parent_span_id) == (TRACE, SPAN, PARENT)

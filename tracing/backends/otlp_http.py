@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from .._otlp import fit_spans, pack_requests
+from .._otlp_fit import fit_spans, pack_requests
 from .._otlp_spans import document_spans, scope_spans
 from ._otlp_emitter import OTLPBase
 

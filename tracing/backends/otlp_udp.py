@@ -32,7 +32,7 @@ from base64 import b64encode
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._otlp import fit_spans, pack_batches, shrink_span
+from .._otlp_fit import fit_spans, pack_batches, shrink_span
 from .._otlp_spans import document_spans, scope_spans, single_span
 from ._otlp_emitter import OTLPBase
 from .xray_udp import HEADER, UDPEmitter
