@@ -1,6 +1,6 @@
 """9. Handing the trace to a pool task: the executor hook's cost per submitted task.
 
-What ``_handoff.py`` adds to ``ThreadPoolExecutor.submit`` inside a unit of work
+What ``_hooks.py`` adds to ``ThreadPoolExecutor.submit`` inside a unit of work
 (a sampled invocation with a ``tracing.span`` current): copying the context at
 submission, and running the task in it. Anchor: OpenTelemetry's own hand-off,
 ``opentelemetry-instrumentation-threading`` (``ThreadingInstrumentor``), with an
@@ -132,7 +132,7 @@ def run() -> list[dict[str, Any]]:
                     samples[kind].setdefault(key, []).extend(values)
     rows: list[dict[str, Any]] = []
     added = {}
-    for kind, label in (("ours", "ours: _handoff"), ("otel", "otel: ThreadingInstrumentor")):
+    for kind, label in (("ours", "ours: tracing"), ("otel", "otel: ThreadingInstrumentor")):
         got = samples[kind]
         submit = bh.median(got["submit"]) - bh.median(got["submit0"])
         run_ = bh.median(got["run"]) - bh.median(got["run0"])

@@ -9,9 +9,8 @@ from contextvars import Token, copy_context
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._late import ended, open_span
 from ._runtime import current_node, get_runtime
-from ._scope import STACK
+from ._scope import STACK, ended, open_span
 from ._span import NOOP, Span, SpanFace, clean_name
 
 if TYPE_CHECKING:
@@ -460,7 +459,7 @@ def in_current_trace(fn: F) -> F:
 
     Tasks submitted to a ``concurrent.futures`` executor (so ``pool.map``,
     ``loop.run_in_executor`` and boto3's managed transfers) and threads started
-    during a unit of work already run in a copy of its context (``_handoff.py``):
+    during a unit of work already run in a copy of its context (``_hooks.py``, thread hand-off):
     they need nothing. Wrap the callable where the work is handed over in other
     ways: to ``multiprocessing.pool.ThreadPool``, to a thread started earlier
     (a worker of your own fed through a queue), or to a callback registered
@@ -475,7 +474,7 @@ def in_current_trace(fn: F) -> F:
     Each call runs in a *copy* of the submitting context (as asyncio does for
     tasks), so threads cannot disturb each other's or the handler's nesting. Work
     that ends after its invocation was sent is sent late, into that invocation's
-    trace (see ``_late.py``).
+    trace (see ``_scope.py``, late work).
     """
     context = copy_context()
 

@@ -31,9 +31,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._late import ended, open_span
 from ._runtime import current_node, get_runtime
-from ._scope import STACK
+from ._scope import STACK, ended, open_span
 from ._span import CLIENT, Span, exception_cause
 
 __all__ = ["AWS_NAMESPACE", "record_async_call", "record_call"]

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-from ._import_hook import ImportHook, when_imported
+from ._hooks import ImportHook, when_imported
 from ._propagation import outgoing_header
 
 __all__ = ["HEADER", "install"]

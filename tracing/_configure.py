@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import Settings, load_settings
 from ._guard import DeadlineGuard
-from ._import_hook import when_imported
+from ._hooks import install_handoff, when_imported
 from ._init_phase import InitPhase
 from ._runtime import NoLibrary, Runtime, get_runtime, in_lambda_environment, set_runtime
 from ._span import clean_name
@@ -161,9 +161,7 @@ def _install_hooks(record_aws_calls: bool) -> None:
     when_imported("urllib3", _patch_urllib3, "its HTTP calls are not recorded")
     when_imported("httpx", _patch_httpx, "its HTTP calls are not recorded")
     try:
-        from . import _handoff
-
-        _handoff.install()  # work handed to threads and pools keeps its trace
+        install_handoff()  # work handed to threads and pools keeps its trace
     except Exception:
         log.exception("tracing: work handed to threads will not be followed into its trace")
 

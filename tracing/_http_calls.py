@@ -43,10 +43,9 @@ from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._late import ended, open_span
 from ._propagation import outgoing_header
 from ._runtime import current_node, get_runtime
-from ._scope import STACK
+from ._scope import STACK, ended, open_span
 from ._span import CLIENT, Span, clean_name, exception_cause
 
 __all__ = ["REMOTE_NAMESPACE", "patch_httpx", "patch_urllib3"]

@@ -96,7 +96,7 @@ class Runtime:
         #: :meth:`wait_for_guard`); None until the guard first fires.
         self.guard_sent: threading.Event | None = None
         self.errors_logged: set[str] = set()
-        #: Late documents sent, and late spans dropped over budget (``_late.py``).
+        #: Late documents sent, and late spans dropped over budget (``_scope.py``, late work).
         self.late_sent = 0
         self.late_dropped = 0
 

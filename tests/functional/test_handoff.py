@@ -1,4 +1,4 @@
-"""Work handed to threads and pools (``_handoff.py``) and work sent late (``_late.py``).
+"""Work handed to threads and pools, and work sent late (``_hooks.py``, ``_scope.py``).
 
 In process, on both backends, against a real UDP listener. The awslambdaric
 version of the user-facing cases is ``tests/integration/test_handoff_runtime.py``.

@@ -456,7 +456,7 @@ def test_span_decorator_and_metadata(
 def test_threads_join_the_trace_plain_or_through_in_current_trace(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Pool tasks follow the invocation (``_handoff.py``); in_current_trace still works."""
+    """Pool tasks follow the invocation (``_hooks.py``); in_current_trace still works."""
     from concurrent.futures import ThreadPoolExecutor
 
     tracing.configure()

@@ -309,7 +309,7 @@ def test_nesting_without_otels_context_variable(
 def test_pool_tasks_record_under_the_invocation_and_unrelated_threads_record_nothing(
     daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A task submitted in an invocation records under it (``_handoff.py``), as does
+    """A task submitted in an invocation records under it (``_hooks.py``, thread hand-off), as does
     a thread handed the OTel context (OTel's own way); a thread started outside
     any invocation belongs to none: its OTel root span is not recorded."""
     from concurrent.futures import ThreadPoolExecutor

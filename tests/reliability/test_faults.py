@@ -739,7 +739,7 @@ def _thread_handler(bind: bool) -> Callable[[Any, Any], Any]:
 
 @fault("threads-default")
 def threads_default(env: Env) -> None:
-    """Default: a pool task runs in a copy of the submitting context (``_handoff.py``)."""
+    """Default: a pool task runs in a copy of the submitting context (``_hooks.py``)."""
     runs = run_in_process(env, _thread_handler(bind=False))
     parents = parent_names(runs.docs)
     for n in range(N):

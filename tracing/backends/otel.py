@@ -38,7 +38,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import NonRecordingSpan
 
-from .._import_hook import ImportHook, when_imported
+from .._hooks import ImportHook, when_imported
 from .._runtime import Runtime
 from .._scope import Scope
 from .._span import Span

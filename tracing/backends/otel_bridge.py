@@ -7,7 +7,7 @@
   parent, so OTel propagators pass ``Sampled=0`` on and a parent-based sampler
   records nothing), and not sampled either for the init window once Init was
   sent. Work under a core span whose document was sent already (a thread that
-  outlived its invocation) is recorded and sent late (``_late.py``).
+  outlived its invocation) is recorded and sent late (``_scope.py``, late work).
 * :class:`BridgeProcessor`, a span processor: every OTel span that ends is
   converted to an X-Ray entity (``otel_xray.py``) and nested under its parent, a
   core span or a still-open OTel span (held until that one ends), so OTel spans
@@ -41,9 +41,8 @@ from opentelemetry.trace import (
 
 from .._entity import entity_dict
 from .._header import ID_RANDOM, new_id, new_trace_id
-from .._late import over_budget
 from .._runtime import Runtime, get_runtime
-from .._scope import STACK, Scope
+from .._scope import STACK, Scope, over_budget
 from .._span import Span, exception_cause
 
 if TYPE_CHECKING:
@@ -182,7 +181,7 @@ class CoreSpanProxy(NonRecordingSpan):
         if scope is not None and scope.done and scope.placeholder and context.trace_flags.sampled:
             # The closed init window: its trace id was a placeholder, re-stamped
             # when Init was sent; spans started now have no trace. Record none.
-            # (A sent invocation's spans are sent late into its trace: _late.py.)
+            # (A sent invocation's spans are sent late into its trace: _scope.py, late work.)
             return SpanContext(context.trace_id, context.span_id, False, _NOT_SAMPLED)
         return context
 
@@ -411,7 +410,7 @@ class BridgeProcessor(SpanProcessor):
                 if scope.done:
                     # Started after its document was sent (a thread outliving its
                     # invocation): sent late, on its own, under the core span, with
-                    # its OTel children nested (see _late.py). Within the budget.
+                    # its OTel children nested (see _scope.py, late work). Within the budget.
                     if not scope.takes_late_work:
                         self._discard_add(span_id)
                     elif not scope.admit():
@@ -458,7 +457,7 @@ class BridgeProcessor(SpanProcessor):
 
         Such a span was not in the document (an OTel span joins its parent when it
         ends). When it ends it is sent late, on its own, under its parent, with
-        what ended under it meanwhile (``_late.py``); until then only the OTel
+        what ended under it meanwhile (``_scope.py``, late work); until then only the OTel
         span and its ended children are held (at most :data:`MAX_PENDING`), never
         the sent tree: a span the application never ends must not pin its
         invocation in memory.

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .._import_hook import ImportHook, when_imported
+from .._hooks import ImportHook, when_imported
 from .._scope import Scope
 from .._span import Span
 

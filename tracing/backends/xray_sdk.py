@@ -457,7 +457,7 @@ def _send_late(entity: Any, scope: Scope, parent: Node) -> None:
     """An SDK subsegment that ended after its document was sent: sent on its own.
 
     Under one of our spans (an SDK parent sends its children itself), into the
-    same trace, as independent subsegment (see ``_late.py``): a thread that
+    same trace, as independent subsegment (see ``_scope.py``, late work): a thread that
     outlived its invocation, or a subsegment opened before the send and ended
     after it (the document held it in progress).
     """

@@ -1,12 +1,29 @@
-"""Work handed to other threads keeps the trace it was handed over from.
+"""What ``configure()`` hooks into other modules: import hooks, and thread hand-off.
 
-A new thread starts with an empty ``contextvars`` context, and a pool's worker
-thread runs every task in its own. So without help, a ``ThreadPoolExecutor``'s
-``map``, boto3's managed transfers (``upload_file``: the multipart parts run on
-the transfer manager's threads), ``loop.run_in_executor`` and a plain
-``threading.Thread`` would all run outside the invocation that started them, and
-their AWS calls and spans would be recorded nowhere. aws-xray-sdk has had this
-bug open since 2018 (aws-xray-sdk-python#52): its context is a ``threading.local``.
+**Import hooks** run a callback right after a module is imported, without
+importing it ourselves. Cold start is the figure Lambda users pick a tracer by,
+so ``configure()`` never imports what the first invocation may not need
+(aws-xray-sdk, OTel's propagation API). Where the library must react to such a module
+(connect to aws-xray-sdk, install its propagator into
+``opentelemetry.propagate``), it calls :func:`when_imported`: at once if the
+module is already in ``sys.modules``, else from a one-shot ``sys.meta_path``
+finder that takes itself off the path at the module's first import and runs the
+callback as soon as the module has executed, before the importing code gets it
+back.
+
+aws-xray-sdk's ``patch_all`` and OTel contrib's instrumentors patch eagerly and
+import what they patch; this hook costs nothing until the module is imported,
+and nothing at all if it never is.
+
+**Thread hand-off**: work handed to other threads keeps the trace it was handed
+over from. A new thread starts with an empty ``contextvars`` context, and a
+pool's worker thread runs every task in its own. So without help, a
+``ThreadPoolExecutor``'s ``map``, boto3's managed transfers (``upload_file``:
+the multipart parts run on the transfer manager's threads),
+``loop.run_in_executor`` and a plain ``threading.Thread`` would all run outside
+the invocation that started them, and their AWS calls and spans would be
+recorded nowhere. aws-xray-sdk has had this bug open since 2018
+(aws-xray-sdk-python#52): its context is a ``threading.local``.
 
 The rule (DESIGN.md, "Handed-over work"): a task submitted to an executor, or a
 thread started, while a unit of work is current (an invocation, an SQS record
@@ -36,25 +53,111 @@ the OTel context only, and only once it is applied by hand; Datadog patches
 
 Work that outlives its unit (a thread nobody joins, still running when the
 invocation's trace is sent) is never recorded in a later unit's trace: it is sent
-late into its own trace (``_late.py``).
+late into its own trace (``_scope.py``, late work).
 
 ``multiprocessing.pool.ThreadPool`` tasks and processes are not followed: use
 :func:`tracing.in_current_trace` around the callable.
+
+Both live in one module because both are installed at ``configure()``: a module
+costs about 0.1 ms of cold start to import, and cold start is the product.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import sys
 import threading
+from collections.abc import Callable
 from contextvars import copy_context
 from typing import Any
 
 from ._scope import STACK
 
-__all__ = ["install", "patch_executor"]
+__all__ = ["ImportHook", "install_handoff", "patch_executor", "when_imported"]
 
 log = logging.getLogger("tracing")
+
+
+# -- import hooks --------------------------------------------------------------------
+
+
+def when_imported(module: str, callback: Callable[[], None], what: str) -> ImportHook | None:
+    """Run ``callback`` once ``module`` is imported (now, if it already is).
+
+    ``what`` names the consequence of a failure for the log line ("its
+    subsegments are lost"). Returns the hook left on ``sys.meta_path``, for
+    :meth:`ImportHook.remove`, or ``None`` when the callback already ran.
+    """
+    if module in sys.modules:
+        _call(callback, module, what)
+        return None
+    hook = ImportHook(module, callback, what)
+    sys.meta_path.insert(0, hook)
+    return hook
+
+
+def _call(callback: Callable[[], None], module: str, what: str) -> None:
+    try:
+        callback()
+    except Exception:
+        log.exception("tracing: could not connect to %s; %s", module, what)
+
+
+class ImportHook:
+    """A one-shot ``sys.meta_path`` finder: ``callback()`` right after ``module`` imports.
+
+    It finds nothing itself: on the first ``find_spec`` of ``module`` it takes
+    itself off ``sys.meta_path``, asks the other finders for the real spec, and
+    wraps that spec's loader so that the callback runs once the module has
+    executed. A failing callback is logged once and never fails the import.
+    """
+
+    def __init__(self, module: str, callback: Callable[[], None], what: str) -> None:
+        self.module = module
+        self._callback = callback
+        self._what = what
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != self.module:
+            return None
+        self.remove()
+        from importlib.util import find_spec
+
+        spec = find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        spec.loader = _ThenCall(spec.loader, self)  # type: ignore[assignment]  # duck-typed
+        return spec
+
+    def remove(self) -> None:
+        """Take the hook off ``sys.meta_path`` (idempotent)."""
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+
+    def fire(self) -> None:
+        _call(self._callback, self.module, self._what)
+
+
+class _ThenCall:
+    """A loader that runs its wrapped loader, then the hook's callback."""
+
+    def __init__(self, loader: Any, hook: ImportHook) -> None:
+        self._loader = loader
+        self._hook = hook
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self._loader.exec_module(module)
+        self._hook.fire()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+
+# -- thread hand-off ------------------------------------------------------------------
 
 #: Marks a wrapper of ours (never wrap twice, even across configurations).
 _MARK = "_tracing_wrapped"
@@ -62,10 +165,8 @@ _MARK = "_tracing_wrapped"
 _POOL_MODULES = frozenset({"concurrent.futures.thread", "multiprocessing.pool"})
 
 
-def install() -> None:
-    """Wrap ``Thread.start`` now, and the executor once it is imported."""
-    from ._import_hook import when_imported
-
+def install_handoff() -> None:
+    """Wrap ``Thread.start`` now, and the executor once it is imported (see above)."""
     _patch_thread()
     when_imported(
         "concurrent.futures.thread",
@@ -123,8 +224,6 @@ def patch_executor() -> None:
     functools.update_wrapper(submit, original)
     setattr(submit, _MARK, True)
     thread.ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
-    from ._import_hook import when_imported
-
     # NOTE: Python 3.14's InterpreterPoolExecutor subclasses ThreadPoolExecutor but
     # runs tasks in other interpreters, which a context (or its bound ``run``)
     # cannot reach: it keeps the original ``submit``.
