@@ -81,9 +81,14 @@ def exception_events(cause: Any, time_ns: int) -> bytes:
     for exception in cause.get("exceptions") or ():
         if not isinstance(exception, Mapping):
             continue
+        message = str(exception.get("message", ""))
+        if "?" in message or "@" in message:  # a library's cause: the URL-secret rule
+            from ._scrub import scrub_text
+
+            message = scrub_text(message)
         attributes = [
             ("exception.type", str(exception.get("type", "Exception"))),
-            ("exception.message", str(exception.get("message", ""))),
+            ("exception.message", message),
         ]
         trace = _stacktrace(exception)
         if trace:
@@ -127,8 +132,13 @@ def entity_attributes(
         if isinstance(request, Mapping):
             if request.get("method") is not None:
                 parts.append(attribute("http.request.method", request["method"]))
-            if request.get("url") is not None:
-                parts.append(attribute("url.full", request["url"]))
+            url = request.get("url")
+            if url is not None:
+                if isinstance(url, str) and ("?" in url or "@" in url or "#" in url):
+                    from ._scrub import scrub_url  # a library's URL: the URL-secret rule
+
+                    url = scrub_url(url)
+                parts.append(attribute("url.full", url))
         response = http.get("response")
         if isinstance(response, Mapping) and isinstance(response.get("status"), int):
             parts.append(attribute("http.response.status_code", response["status"]))

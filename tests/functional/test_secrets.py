@@ -84,7 +84,7 @@ def _every_recorder(backend: str) -> Any:
     return handler
 
 
-@pytest.mark.parametrize("exporter", ["xray-udp"])
+@pytest.mark.parametrize("exporter", ["xray-udp", "otlp-udp"])
 def test_no_query_or_credentials_in_any_document(
     backend: str, exporter: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -65,6 +65,7 @@ import tracing
 from tracing import testing
 from tracing._header import new_id, new_trace_id
 from tracing._runtime import get_runtime
+from tracing._scrub import scrub_text, scrub_url
 from tracing.backends.otlp_http import OTLPHTTPEmitter
 
 from .._emitters import Both
@@ -185,7 +186,10 @@ statuses = st.one_of(
     st.none(),
     st.just((StatusCode.UNSET, None)),
     st.just((StatusCode.OK, None)),
-    st.tuples(st.just(StatusCode.ERROR), st.one_of(st.none(), texts)),
+    st.tuples(
+        st.just(StatusCode.ERROR),
+        st.one_of(st.none(), texts, st.just("failed: https://u:p@api.example.com/x?token=1")),
+    ),
 )
 events = st.tuples(
     texts, attribute_sets, st.one_of(st.none(), st.integers(min_value=0, max_value=2**63))
@@ -326,8 +330,31 @@ def _normalised(request: ExportTraceServiceRequest) -> dict[str, dict[str, dict[
                     # An UNSET status without description: OTel writes an empty
                     # message, we write none; both decode the same.
                     fields.pop("status", None)
+                _secrets_rule(fields)
                 out.setdefault(scope, {})[span.span_id.hex()] = fields
     return out
+
+
+def _secrets_rule(fields: dict[str, Any]) -> None:
+    """Deliberate: the URL-secret rule (``tracing/_scrub.py``) on both sides.
+
+    We cut a URL's credentials and query from the status description, from
+    ``url.full``/``http.url`` and from exception events' text; OTel writes them
+    as given. Applied to both decoded sides (it is idempotent), so only that
+    difference is forgiven.
+    """
+    status = fields.get("status")
+    if isinstance(status, dict) and isinstance(status.get("message"), str):
+        status["message"] = scrub_text(status["message"])
+    for holder in [fields, *fields.get("events", [])]:
+        for item in holder.get("attributes", []):
+            value = item.get("value", {}).get("string_value")
+            if value is None:
+                continue
+            if item["key"] in ("url.full", "http.url"):
+                item["value"]["string_value"] = scrub_url(value)
+            elif item["key"] in ("exception.message", "exception.stacktrace"):
+                item["value"]["string_value"] = scrub_text(value)
 
 
 def _merged(bodies: list[bytes]) -> ExportTraceServiceRequest:

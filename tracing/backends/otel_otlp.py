@@ -18,8 +18,11 @@ and of its links) carry the W3C sampled bit besides the parent's remoteness, as
 the OTLP proto defines them (X-Ray's ``T1S``/``T1U`` and unsampled spans rely on
 it; OTel Python writes the remoteness bits only); a link's trace state is
 written (OTel Python leaves ``Link.trace_state`` out); an integer outside int64
-is written as its text where OTel's encoder drops the attribute; and a scope of
-more than 4 KB (``_otlp.scope_fields``) is cut.
+is written as its text where OTel's encoder drops the attribute; a scope of
+more than 4 KB (``_otlp.scope_fields``) is cut; and the URL-secret rule
+(``_scrub.py``) applies to ``url.full``, ``http.url``, exception events' message
+and stack, and the status description: no URL query (unless ``http_query``) or
+credentials reach a document.
 
 Metadata that ``tracing.current_span().put_metadata`` attached to an OTel span
 (OTel attributes cannot hold it) becomes attributes, as on core spans. A span
@@ -58,8 +61,38 @@ def _trace_state(context: Any) -> str:
     return state.to_header() if state else ""
 
 
+#: Attributes that hold a URL, or an error text: the URL-secret rule applies to them.
+_URL_KEYS = ("url.full", "http.url")
+_TEXT_KEYS = ("exception.message", "exception.stacktrace")
+
+
+def _scrub_secrets(attributes: dict[str, Any], keys: tuple[str, ...], url: bool) -> None:
+    """The URL-secret rule (``_scrub.py``) on ``attributes[key]``, in place.
+
+    The one change made to the user's OTel attributes, on purpose: a URL's
+    credentials and query (unless ``http_query``) never reach a document.
+    A few dict lookups per span; the rule itself runs only on ``?``, ``@``, ``#``.
+    """
+    for key in keys:
+        value = attributes.get(key)
+        if isinstance(value, str) and ("?" in value or "@" in value or (url and "#" in value)):
+            from .._scrub import scrub_text, scrub_url
+
+            attributes[key] = scrub_url(value) if url else scrub_text(value)
+
+
+def _event_attributes(event: Any) -> Any:
+    attributes = event.attributes or {}
+    if event.name != "exception":
+        return attributes.items()
+    copied = dict(attributes)
+    _scrub_secrets(copied, _TEXT_KEYS, url=False)
+    return copied.items()
+
+
 def _attributes(span: Any, metadata: Any, timeout: bool) -> bytes:
     attributes = dict(span.attributes or {})
+    _scrub_secrets(attributes, _URL_KEYS, url=True)
     if timeout:
         attributes["Timeout"] = True
         listed = attributes.get(ANNOTATIONS_ATTRIBUTE)
@@ -115,7 +148,7 @@ def _one(node: Any, trace: bytes, parent: bytes | None, flags: int, now: float |
         event_message(
             event.name,
             event.timestamp,
-            (event.attributes or {}).items(),
+            _event_attributes(event),
             getattr(event, "dropped_attributes", 0),
             otel_value,
         )
@@ -147,12 +180,23 @@ def _one(node: Any, trace: bytes, parent: bytes | None, flags: int, now: float |
         events,
         links,
         code,
-        (status.description or "") if not timeout else "Timeout",
+        _description(status.description) if not timeout else "Timeout",
         flags,
         _trace_state(context),
         (span.dropped_attributes, span.dropped_events, span.dropped_links),
     )
     return scoped(body, _scope(span))
+
+
+def _description(text: str | None) -> str:
+    """A status description (OTel writes the exception there): the URL-secret rule."""
+    if not text:
+        return ""
+    if "?" in text or "@" in text:
+        from .._scrub import scrub_text
+
+        return scrub_text(text)
+    return text
 
 
 def readable_spans(
