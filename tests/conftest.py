@@ -11,7 +11,7 @@ from tracing import testing
 from tracing.local.aws import LocalAWS
 
 # Variables a test may set that would leak into the next one.
-_PREFIXES = ("TRACING_", "AWS_LAMBDA_", "_X_AMZN_", "AWS_XRAY_")
+_PREFIXES = ("TRACING_", "AWS_LAMBDA_", "_X_AMZN_", "AWS_XRAY_", "OTEL_", "POWERTOOLS_")
 _NAMES = ("LAMBDA_TASK_ROOT", "_HANDLER")
 #: The test run's own switches, not the library's settings: kept.
 _RUN_SWITCHES = frozenset({"TRACING_UPDATE_DOCS"})

@@ -32,7 +32,9 @@ def configure(service: str | None = None, backend: str | None = None, **options:
 
     Args:
         service: Service name, annotated on every invocation. Defaults to
-            ``TRACING_SERVICE``, then ``AWS_LAMBDA_FUNCTION_NAME``.
+            ``TRACING_SERVICE``, ``POWERTOOLS_SERVICE_NAME``, ``OTEL_SERVICE_NAME``,
+            ``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES``, then
+            ``AWS_LAMBDA_FUNCTION_NAME``.
         backend: ``"xray"`` (default) or ``"otel"``; env ``TRACING_BACKEND``.
         **options: Any option of the README's configuration table, for example
             ``deadline_margin_ms=200`` or ``init_trace="always"``.

@@ -177,6 +177,7 @@ class DaemonListener:
             self._docs.clear()
             self.datagrams.clear()
             self.garbage.clear()
+            self.otlp.clear()
 
     def close(self) -> None:
         """Stop listening."""
