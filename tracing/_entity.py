@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ._span import Span
+from ._span import MAX_MESSAGE, Span
 from ._values import annotation_key, annotation_value, json_value
 
 if TYPE_CHECKING:
@@ -86,10 +86,10 @@ def _scrub_secrets(data: dict[str, Any]) -> None:
     if isinstance(cause, dict):
         for exception in cause.get("exceptions") or ():
             message = exception.get("message") if isinstance(exception, dict) else None
-            if isinstance(message, str) and ("?" in message or "@" in message):
+            if isinstance(message, str) and ("?" in message or "@" in message or "#" in message):
                 from ._scrub import scrub_text
 
-                exception["message"] = scrub_text(message)
+                exception["message"] = scrub_text(message[:MAX_MESSAGE])
 
 
 def _metadata(metadata: Any) -> dict[str, Any]:

@@ -82,7 +82,7 @@ def exception_events(cause: Any, time_ns: int) -> bytes:
         if not isinstance(exception, Mapping):
             continue
         message = str(exception.get("message", ""))
-        if "?" in message or "@" in message:  # a library's cause: the URL-secret rule
+        if "?" in message or "@" in message or "#" in message:  # the URL-secret rule
             from ._scrub import scrub_text
 
             message = scrub_text(message)

@@ -442,7 +442,7 @@ def exception_cause(exc: BaseException, *, full: bool = False) -> dict[str, Any]
         "type": type(exc).__name__,
         "message": message[:MAX_MESSAGE],
     }
-    if "?" in message or "@" in message:
+    if "?" in message or "@" in message or "#" in message:
         # HTTP clients write the URL they failed on, query and all: scrubbed.
         from ._scrub import scrub_text
 

@@ -106,7 +106,7 @@ def test_no_query_or_credentials_in_any_document(
         assert secret not in text, (secret, text)
 
 
-def test_http_query_keeps_queries_never_credentials(
+def test_http_query_keeps_queries_never_credentials_or_fragments(
     backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tracing.configure(backend=backend, http_query=True)
@@ -118,6 +118,8 @@ def test_http_query_keeps_queries_never_credentials(
     _invoke(monkeypatch, handler)
     [invocation] = [d for d in daemon.sync() if d["name"] == "## handler"]
     [exception] = invocation["cause"]["exceptions"]
-    assert exception["message"] == (
-        "payment failed: https://api.example.com/charge?token=abc123&card=4242#frag"
+    # The query is kept; credentials and the fragment never are.
+    assert (
+        exception["message"]
+        == "payment failed: https://api.example.com/charge?token=abc123&card=4242"
     )

@@ -71,11 +71,12 @@ def _scrub_secrets(attributes: dict[str, Any], keys: tuple[str, ...], url: bool)
 
     The one change made to the user's OTel attributes, on purpose: a URL's
     credentials and query (unless ``http_query``) never reach a document.
-    A few dict lookups per span; the rule itself runs only on ``?``, ``@``, ``#``.
+    A few dict lookups per span; the rule itself runs only on ``?``, ``@``, ``#``
+    (linear in the text, see ``_scrub.py``).
     """
     for key in keys:
         value = attributes.get(key)
-        if isinstance(value, str) and ("?" in value or "@" in value or (url and "#" in value)):
+        if isinstance(value, str) and ("?" in value or "@" in value or "#" in value):
             from .._scrub import scrub_text, scrub_url
 
             attributes[key] = scrub_url(value) if url else scrub_text(value)
@@ -192,7 +193,7 @@ def _description(text: str | None) -> str:
     """A status description (OTel writes the exception there): the URL-secret rule."""
     if not text:
         return ""
-    if "?" in text or "@" in text:
+    if "?" in text or "@" in text or "#" in text:
         from .._scrub import scrub_text
 
         return scrub_text(text)
