@@ -240,6 +240,7 @@ class _Invocations:
             runtime.backend.exit(library)
         runtime.invocation = None
         if scope is None:
+            runtime.unit_ended()
             return
         try:
             guard = runtime.guard
@@ -268,6 +269,7 @@ class _Invocations:
                 # with the rest of it unsent.
                 runtime.wait_for_guard(runtime.settings.deadline_margin_ms / 1000.0)
             runtime.end_of_unit()
+            runtime.unit_ended()
         except Exception:
             runtime.log_once(
                 "finish",

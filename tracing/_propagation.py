@@ -20,6 +20,8 @@ def outgoing_header() -> TraceHeader | None:
     * ``None`` outside any trace, and during init: the init buffer's trace id is a
       placeholder until the first invocation, so passing it on would send
       consumers into a trace that may never exist.
+    * Work that outlived its invocation (a thread nobody joined): its own trace,
+      as above, never the trace of the invocation running meanwhile.
     """
     node = current_node()
     if node is None:
@@ -34,8 +36,17 @@ def outgoing_header() -> TraceHeader | None:
         if trace_id is None or not node.recording:
             return None
         return TraceHeader(trace_id, node.id, "1")
-    if scope.placeholder or scope.trace_id is None or scope.done:
-        return None  # not known yet, or already sent (a thread or task outliving it)
+    if scope.placeholder or scope.trace_id is None:
+        return None  # not known yet
+    if scope.done:
+        # Sent already: work that outlived it (a thread nobody joined) still
+        # passes *its own* trace on, never the invocation running now (whose
+        # header botocore would copy from the environment). Past its late window
+        # (a long-lived thread), it passes nothing, as untraced work does.
+        if scope.expired:
+            return None
+        if scope.sealed:  # sent as a timeout: its later spans are not sent
+            return TraceHeader(scope.trace_id, scope.root.id, "1", scope.extra)
     if node.recording:  # recorded unsampled work (send_unsampled) says so too
         return TraceHeader(scope.trace_id, node.id, "1" if scope.sampled else "0", scope.extra)
     if not scope.sampled and scope.parent_id is not None:

@@ -96,9 +96,14 @@ class Runtime:
         #: :meth:`wait_for_guard`); None until the guard first fires.
         self.guard_sent: threading.Event | None = None
         self.errors_logged: set[str] = set()
-        #: Late documents sent, and late spans dropped over budget (``_scope.py``, late work).
+        #: Late documents sent, and late spans not sent: over budget, after a
+        #: timeout, or past the late window (``_scope.py``, late work).
         self.late_sent = 0
         self.late_dropped = 0
+        #: Scopes sent during this unit of work, and during the one before: their
+        #: late windows close as units end (:meth:`unit_ended`).
+        self._sent_now: list[Scope] = []
+        self._sent_before: list[Scope] = []
 
     def emit(self, document: dict[str, Any]) -> None:
         """Send one top-level document. Never raises (a failure is logged once)."""
@@ -115,8 +120,17 @@ class Runtime:
                 self.emitter.send_scope(scope)
             except Exception:
                 self.log_once("emit", "tracing: could not send a trace document (logged once)")
+            if not scope.late:
+                self._sent_now.append(scope)
         self.backend.sent(scope)
         return claimed
+
+    def unit_ended(self) -> None:
+        """A unit of work ended (an invocation; in a worker, a message): the late
+        window of what was sent before the previous unit closes (``Scope.expire``)."""
+        for scope in self._sent_before:
+            scope.expire()
+        self._sent_before, self._sent_now = self._sent_now, []
 
     def on_deadline(self, scope: Scope) -> None:
         """Guard callback: send ``scope`` now, open entities closed as timeouts.

@@ -34,11 +34,16 @@ did, so it is sent late, as X-Ray documents it for work that outlives its parent
 
 Bounds: late spans count against the span budget of the document they came from
 (``max_spans_per_invocation``); beyond it they are dropped, counted, and logged
-once. Nothing is sent late into a trace that does not exist: not for init work
-(re-stamped into the first invocation's trace, which is sent once) and not for
-unsampled invocations. Nor after the deadline guard sent an invocation as a
-timeout: that document says what the timeout interrupted (open spans sealed
-``Timeout=true``), and Lambda ends the process at the deadline.
+once. The late window closes when the unit of work after the sent one ends (in
+Lambda: the next invocation, during which a frozen straggler usually finishes):
+by then a thread still working for it is a long-lived one (a library's
+background worker started lazily), and its work is not recorded (counted, and
+logged once); the sent tree is freed then too (:meth:`Scope.expire`). Nothing is
+sent late into a trace that does not exist: not for init work (re-stamped into
+the first invocation's trace, which is sent once) and not for unsampled
+invocations. Nor after the deadline guard sent an invocation as a timeout: that
+document says what the timeout interrupted (open spans sealed ``Timeout=true``),
+and Lambda ends the process at the deadline.
 
 A late document waits in a buffered exporter's queue (``exporter="otlp"``) until
 the next flush; the UDP exporters send it at once.
@@ -63,7 +68,17 @@ if TYPE_CHECKING:
     #: What can be current: one of our spans, or an open span of the backend's library.
     Node: TypeAlias = Span | ForeignSpan
 
-__all__ = ["STACK", "LateScope", "Scope", "ended", "open_span", "over_budget", "seal_open"]
+__all__ = [
+    "STACK",
+    "LateScope",
+    "Scope",
+    "ended",
+    "not_taken",
+    "open_span",
+    "over_budget",
+    "seal_open",
+    "sent_when_it_ends",
+]
 
 log = logging.getLogger("tracing")
 
@@ -89,6 +104,7 @@ class Scope:
     __slots__ = (
         "_token",
         "dropped",
+        "expired",
         "extra",
         "limit",
         "parent_id",
@@ -126,6 +142,8 @@ class Scope:
         self.dropped = 0
         #: Sent by the deadline guard as a timeout: its story ends there.
         self.sealed = False
+        #: Sent, and the next unit of work ended too: late work is no longer taken.
+        self.expired = False
         # Pass-through header keys (Lineage...) of the trace this scope continues.
         self.extra: tuple[tuple[str, str], ...] = ()
         self._token = [True]
@@ -157,15 +175,42 @@ class Scope:
         """True once someone claimed the emission."""
         return not self._token
 
+    def expire(self) -> None:
+        """Close the late window, and free the sent tree.
+
+        Called when the unit of work after this one ended (``Runtime``): a thread
+        still working for this document by then is no straggler but a
+        long-lived thread (a library's background worker started lazily in
+        this unit), whose work belongs to no invocation; and what it holds of
+        this tree must not keep the rest of it in memory.
+        """
+        self.expired = True
+        # Every list, not just the root's: a thread may hold any span of the tree
+        # (the one current where it was started), and with it what hangs below.
+        pending = [self.root]
+        while pending:
+            span = pending.pop()
+            children = span.children
+            if children:
+                span.children = None
+                pending.extend(child for child in children if isinstance(child, Span))
+
     @property
     def takes_late_work(self) -> bool:
         """Whether work after the send goes late into this trace (see the module doc).
 
         Not for a placeholder trace (init, re-stamped when sent), an unsampled
-        one, or a document the deadline guard sent as a timeout: that document
-        is what the timeout interrupted, and Lambda ends the process next.
+        one, a document the deadline guard sent as a timeout (that document is
+        what the timeout interrupted, and Lambda ends the process next), or one
+        whose late window closed (:meth:`expire`).
         """
-        return self.sampled and not self.placeholder and not self.sealed and bool(self.trace_id)
+        return (
+            self.sampled
+            and not self.placeholder
+            and not self.sealed
+            and not self.expired
+            and bool(self.trace_id)
+        )
 
     def document(self, trace_id: str | None = None, parent_id: str | None = None) -> dict[str, Any]:
         """Build the top-level document, optionally re-stamped into another trace."""
@@ -266,11 +311,13 @@ def open_span(parent: Node, name: str) -> Span | None:
         parent.adopt(span)
         return span
     if not scope.takes_late_work:
+        if scope.sealed or scope.expired:
+            not_taken(scope)
         return None
     if not scope.admit():
         over_budget(scope)
         return None
-    if _sent_when_it_ends(parent, scope):
+    if sent_when_it_ends(parent, scope):
         span = Span(name, scope)
         parent.adopt(span)
         return span
@@ -296,7 +343,7 @@ def ended(span: Span) -> None:
         if parent is None:
             log.debug("tracing: %s ended after its document was sent, detached", span.name)
             return
-        if _sent_when_it_ends(parent, scope):
+        if sent_when_it_ends(parent, scope):
             return
         _send(LateScope(span, scope, parent.id))
     except Exception:
@@ -318,7 +365,7 @@ def _send(scope: Scope) -> None:
     )
 
 
-def _sent_when_it_ends(parent: Node, scope: Scope) -> bool:
+def sent_when_it_ends(parent: Node, scope: Scope) -> bool:
     """Whether ``parent``, under a sent document, is still open and sent when it ends.
 
     A span of ours sent in progress goes out again, complete, when it ends; a
@@ -342,6 +389,24 @@ def _parent_of(root: Span, target: Span) -> Span | None:
             if isinstance(child, Span):
                 pending.append(child)
     return None
+
+
+def not_taken(scope: Scope) -> None:
+    """Work after a timeout was sent, or past the late window: counted, logged once."""
+    from ._runtime import get_runtime
+
+    runtime = get_runtime()
+    if runtime is None:
+        return
+    runtime.late_dropped += 1
+    if scope.expired:
+        runtime.note_once(
+            logging.INFO,
+            "late-expired",
+            "tracing: a thread started during an invocation is still working after the "
+            "next one ended (a library's background thread?); its work belongs to no "
+            "invocation and is not recorded: counted in late_dropped (logged once)",
+        )
 
 
 def over_budget(scope: Scope) -> None:

@@ -453,6 +453,7 @@ class consume:  # noqa: N801 - reads as a function at call sites
                     emit(scope)
                 if self._record is NOOP and runtime is not None:
                     runtime.end_of_unit()  # a worker: no invocation will flush for us
+                    runtime.unit_ended()  # ... nor close the late window of the last message
         except RecursionError:
             pass  # at the recursion limit: the record's trace is dropped, not the error
         except Exception:

@@ -252,8 +252,12 @@ class Interpreter:
         outcomes: list[Any] = [None] * len(bodies)
 
         def work(index: int, body: tuple[Any, ...]) -> None:
+            # Each thread in a span of its own: threads writing the same key to
+            # one shared span would race, and the last writer would differ from
+            # run to run, whatever the backend.
             try:
-                outcomes[index] = ("returned", self.run(body))
+                with tracing.span(f"thread {index}"):
+                    outcomes[index] = ("returned", self.run(body))
             except ProgramError as exc:
                 outcomes[index] = ("raised", str(exc))
 

@@ -321,28 +321,44 @@ def test_a_held_library_span_used_after_it_ended_never_raises(
         assert processor._metadata == {}  # nothing kept for spans that ended
 
 
-def test_nothing_of_an_invocation_stays_alive_after_it_is_sent(
+def test_nothing_of_an_invocation_stays_alive_after_the_next_one(
     backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The guard thread, the backends' caches: none may keep the last tree alive."""
+    """The guard thread, the backends' caches, a thread left running: none may keep
+    an invocation's tree alive once its late window closed (the next one ended)."""
     import gc
 
     from tracing._span import Span
 
     tracing.configure(backend=backend)
+    go = threading.Event()
+    names = iter(["kept", "next", "last"])
 
     @tracing.handler
     def handler(event: Any, context: Any) -> None:
+        name = next(names)
         for n in range(50):
-            with tracing.span(f"kept-{n}"):
+            with tracing.span(f"{name}-{n}"):
                 pass
+        if name == "kept":  # a thread still holding this invocation's context
+            threading.Thread(target=go.wait, args=(10,), daemon=True).start()
 
-    _invoke(monkeypatch, handler)
-    daemon.sync()
-    time.sleep(0.05)  # the guard thread goes back to sleep
-    gc.collect()
-    alive = [o for o in gc.get_objects() if isinstance(o, Span) and o.name.startswith("kept-")]
-    assert alive == []
+    def alive(prefix: str) -> list[Span]:
+        gc.collect()
+        return [o for o in gc.get_objects() if isinstance(o, Span) and o.name.startswith(prefix)]
+
+    try:
+        _invoke(monkeypatch, handler)
+        daemon.sync()
+        assert len(alive("kept-")) == 50  # the late window: work may still arrive
+        _invoke(monkeypatch, handler)
+        daemon.sync()
+        time.sleep(0.05)  # the guard thread goes back to sleep
+        assert alive("kept-") == []
+        _invoke(monkeypatch, handler)
+        assert alive("next-") == []
+    finally:
+        go.set()
 
 
 def test_a_generator_kept_across_invocations_never_brings_the_old_trace_back(

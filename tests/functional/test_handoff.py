@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.pool import ThreadPool
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -242,3 +245,293 @@ def test_nothing_is_sent_late_after_the_guard_sent_a_timeout(
     [slow] = invocation["subsegments"]
     assert slow["annotations"]["Timeout"] is True  # sealed, never re-sent complete
     assert [d["name"] for d in docs if d["name"] not in ("## handler", "Init")] == []
+
+
+# -- what the review found: headers, long-lived threads, memory, library spans -------
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """A local endpoint recording the trace header of each request (SQS's JSON API)."""
+
+    headers_seen: ClassVar[list[str | None]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.headers_seen.append(self.headers.get("X-Amzn-Trace-Id"))
+        body = b'{"MessageId":"m","MD5OfMessageBody":"x"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-amz-json-1.0")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def sqs_endpoint() -> Iterator[Any]:
+    import boto3
+
+    _Recorder.headers_seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield boto3.client(
+            "sqs",
+            region_name="us-east-1",
+            endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _root_of(header: str | None) -> str | None:
+    return header.split(";")[0][len("Root=") :] if header else None
+
+
+def test_late_work_passes_its_own_trace_on_never_the_next_invocations(
+    backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch, sqs_endpoint: Any
+) -> None:
+    tracing.configure(backend=backend, max_spans_per_invocation=8)
+    go, inside, done = threading.Event(), threading.Event(), threading.Event()
+
+    def send() -> None:
+        sqs_endpoint.send_message(QueueUrl="http://127.0.0.1/1/q", MessageBody="x")
+
+    def late() -> None:
+        with tracing.span("open at the send"):
+            inside.set()
+            go.wait(5)
+            send()  # during invocation 2, inside a span sent in progress
+        send()  # during invocation 2, a late call under the invocation
+        for _ in range(10):
+            send()  # past the budget: not recorded, still its own trace
+        done.set()
+
+    thread = threading.Thread(target=late)
+
+    @tracing.handler
+    def first(event: Any, context: Any) -> None:
+        thread.start()
+        inside.wait(5)
+
+    @tracing.handler
+    def second(event: Any, context: Any) -> None:
+        go.set()
+        done.wait(5)
+        send()  # the second invocation's own call
+
+    first_root = _invoke(monkeypatch, first)
+    second_root = _invoke(monkeypatch, second)
+    thread.join(5)
+    roots = [_root_of(h) for h in _Recorder.headers_seen]
+    assert roots == [first_root] * 12 + [second_root]
+    runtime = get_runtime()
+    assert runtime is not None
+    assert runtime.late_dropped > 0  # the budget held
+    docs = _docs(daemon)
+    late_calls = [
+        e
+        for d in docs
+        if d["trace_id"] == first_root
+        for e in testing.iter_entities(d)
+        if e.get("namespace") == "aws"
+    ]
+    assert len(late_calls) >= 2
+
+
+def test_a_long_lived_thread_belongs_to_no_later_invocation_and_frees_the_tree(
+    backend: str,
+    daemon: testing.DaemonListener,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A library's background worker started lazily in invocation 1 (a log shipper)."""
+    import gc
+    import queue
+
+    from tracing._span import Span
+
+    tracing.configure(backend=backend)
+    work: queue.Queue[tuple[int, threading.Event] | None] = queue.Queue()
+
+    def shipper() -> None:
+        while (item := work.get()) is not None:
+            n, shipped = item
+            with tracing.span(f"ship {n}"):
+                pass
+            shipped.set()
+
+    thread = threading.Thread(target=shipper, daemon=True)
+    calls = iter(range(1, 6))
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        n = next(calls)
+        with tracing.span(f"own {n}"):
+            if n == 1:
+                for k in range(20):
+                    with tracing.span(f"sibling {k}"):
+                        pass
+                thread.start()  # lazily, inside the first invocation
+            shipped = threading.Event()
+            work.put((n, shipped))
+            shipped.wait(5)
+
+    caplog.set_level(logging.INFO, logger="tracing")
+    roots = [_invoke(monkeypatch, handler) for _ in range(5)]
+    work.put(None)
+    thread.join(5)
+    docs = _docs(daemon)
+    shipped = {d["name"]: d["trace_id"] for d in docs if d["name"].startswith("ship")}
+    nested = [
+        (e["name"], d["trace_id"])
+        for d in docs
+        for e in testing.iter_entities(d)
+        if e["name"].startswith("ship")
+    ]
+    # Invocation 1's own, then late into invocation 1 while its window is open
+    # (during invocation 2): never into invocations 2 to 5.
+    assert {name for name, _ in nested} == {"ship 1", "ship 2"}
+    assert all(trace == roots[0] for _, trace in nested)
+    assert shipped.get("ship 2") == roots[0]
+    runtime = get_runtime()
+    assert runtime is not None
+    assert runtime.late_dropped == 3
+    expired = [r for r in caplog.records if "still working after the next one" in r.getMessage()]
+    assert len(expired) == 1
+    # Its tree is freed, but for the span the thread was started in (its context).
+    gc.collect()
+    alive = [o.name for o in gc.get_objects() if isinstance(o, Span)]
+    assert not [name for name in alive if name.startswith("sibling")]
+
+
+def test_a_user_thread_attribute_named_context_is_left_alone(
+    backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracing.configure(backend=backend)
+    seen: list[Any] = []
+
+    class Client(threading.Thread):
+        def __init__(self) -> None:
+            super().__init__()
+            if sys.version_info < (3, 14):
+                self._context = None  # the application's own (an SSL context, lazily)
+
+        def run(self) -> None:
+            seen.append(getattr(self, "_context", "unset") if sys.version_info < (3, 14) else None)
+            with tracing.span("client"):
+                pass
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        client = Client()
+        client.start()
+        client.join()
+
+    _invoke(monkeypatch, handler)
+    assert seen == [None]
+    [invocation] = [d for d in _docs(daemon) if d["name"] == "## handler"]
+    assert _names(invocation) == ["client"]
+
+
+def test_an_executor_running_tasks_elsewhere_gets_them_as_they_are(
+    backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.14's InterpreterPoolExecutor pickles tasks: a context cannot go along."""
+    tracing.configure(backend=backend)
+    received: list[Any] = []
+
+    class Elsewhere(ThreadPoolExecutor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            received.append(fn)
+            return super().submit(fn, *args, **kwargs)
+
+    Elsewhere.__module__ = "concurrent.futures.interpreter"
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        with Elsewhere(1) as pool:
+            pool.submit(len, "abc").result()
+
+    _invoke(monkeypatch, handler)
+    assert received == [len]
+
+
+def test_otel_spans_never_ended_are_not_kept_past_the_late_window(
+    daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry import trace
+
+    tracing.configure(backend="otel")
+    tracer = trace.get_tracer("leaky")
+    leaked: list[Any] = []
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        leaked.append(tracer.start_span("never ended"))  # not even current
+        with tracer.start_as_current_span("own"), tracing.span("inside"):
+            pass
+
+    for _ in range(30):
+        _invoke(monkeypatch, handler)
+    runtime = get_runtime()
+    assert runtime is not None
+    processor = runtime.backend.processor  # type: ignore[attr-defined]
+    assert len(processor._carried) <= 2
+    assert len(processor._open) <= 2
+    invocations = [d for d in _docs(daemon) if d["name"] == "## handler"]
+    assert len(invocations) == 30
+    assert all(_names(d) == ["own"] for d in invocations)
+
+
+def test_aws_xray_sdk_late_subsegments_keep_the_budget_and_go_once(
+    daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aws_xray_sdk.core import xray_recorder
+
+    tracing.configure(backend="xray", max_spans_per_invocation=4)
+    go, inside, done = threading.Event(), threading.Event(), threading.Event()
+
+    def late() -> None:
+        with tracing.span("open at the send"):
+            inside.set()
+            go.wait(5)
+            for n in range(3):  # under a span sent in progress: go with it
+                with xray_recorder.in_subsegment(f"sdk in {n}"):
+                    pass
+        for n in range(5):  # under the invocation: on their own, within the budget
+            with xray_recorder.in_subsegment(f"sdk after {n}"):
+                pass
+        done.set()
+
+    thread = threading.Thread(target=late)
+
+    @tracing.handler
+    def first(event: Any, context: Any) -> None:
+        thread.start()
+        inside.wait(5)
+
+    @tracing.handler
+    def second(event: Any, context: Any) -> None:
+        go.set()
+        done.wait(5)
+
+    root = _invoke(monkeypatch, first)
+    _invoke(monkeypatch, second)
+    thread.join(5)
+    entities = [
+        e["name"]
+        for d in _docs(daemon)
+        if d["trace_id"] == root
+        for e in testing.iter_entities(d)
+        if e["name"].startswith("sdk")
+    ]
+    # Budget 4: "open at the send" and three more; each sent once.
+    assert sorted(entities) == ["sdk in 0", "sdk in 1", "sdk in 2"]
+    runtime = get_runtime()
+    assert runtime is not None
+    assert runtime.late_dropped == 5

@@ -63,6 +63,9 @@ log = logging.getLogger("tracing.backends.otel")
 
 #: Most ended spans held while waiting for their still-open parent.
 MAX_PENDING = 10_000
+#: Most open spans carried past their document's send (late work), so that spans
+#: the application never ends cannot crowd out the live invocations' own.
+MAX_CARRIED = 1_000
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
@@ -355,6 +358,9 @@ class BridgeProcessor(SpanProcessor):
         self._scope_of: dict[int, Scope | None] = {}
         #: Spans recorded with nowhere to go (see on_start), discarded when they end.
         self._discard: set[int] = set()
+        #: Open spans whose document was sent (or that started after it), by that
+        #: document's scope: sent late when they end (``_scope.py``, late work).
+        self._carried: dict[int, Scope] = {}
         #: Metadata OTel attributes cannot hold (objects, other namespaces),
         #: merged into the entity when its span ends.
         self._metadata: dict[int, dict[str, dict[str, Any]]] = {}
@@ -410,14 +416,17 @@ class BridgeProcessor(SpanProcessor):
                 if scope.done:
                     # Started after its document was sent (a thread outliving its
                     # invocation): sent late, on its own, under the core span, with
-                    # its OTel children nested (see _scope.py, late work). Within the budget.
-                    if not scope.takes_late_work:
+                    # its OTel children nested (_scope.py, late work), within the
+                    # budget; what runs under it keeps that document's scope.
+                    if not scope.takes_late_work or len(self._carried) >= MAX_CARRIED:
                         self._discard_add(span_id)
                     elif not scope.admit():
                         self._discard_add(span_id)
                         over_budget(scope)
-                    elif len(self._open) < MAX_PENDING:
+                    else:
                         self._open[span_id] = span
+                        self._scope_of[span_id] = scope
+                        self._carried[span_id] = scope
                     return
             if len(self._open) >= MAX_PENDING:
                 self.dropped += 1  # not tracked: it will end as an independent document
@@ -452,34 +461,46 @@ class BridgeProcessor(SpanProcessor):
         while len(self._discard) > MAX_PENDING:
             self._discard.pop()
 
+    def _drop(self, span_id: int) -> None:
+        """Forget an open span entirely: it is discarded when it ends."""
+        self._scope_of.pop(span_id, None)
+        self._open.pop(span_id, None)
+        self._core_parent.pop(span_id, None)
+        self._otel_parent.pop(span_id, None)
+        self._metadata.pop(span_id, None)
+        self._carried.pop(span_id, None)
+        kids = self._pending.pop(span_id, None)
+        if kids:
+            self._pending_count -= len(kids)
+        self._discard_add(span_id)
+
     def forget(self, scope: Scope) -> None:
-        """Unpin ``scope`` (it was just sent) from the spans still open under it.
+        """``scope`` was just sent: what is still open under it is carried, or dropped.
 
         Such a span was not in the document (an OTel span joins its parent when it
-        ends). When it ends it is sent late, on its own, under its parent, with
-        what ended under it meanwhile (``_scope.py``, late work); until then only the OTel
-        span and its ended children are held (at most :data:`MAX_PENDING`), never
-        the sent tree: a span the application never ends must not pin its
-        invocation in memory.
+        ends). It is carried (at most :data:`MAX_CARRIED`): when it ends it is sent
+        late, on its own, under its parent, with what ended under it meanwhile
+        (``_scope.py``, late work). Carried spans whose late window closed are
+        dropped here, so a span the application never ends is held for two units
+        of work at most; and the sent tree itself is freed when the window closes
+        (``Scope.expire``). After a timeout, or past the cap, nothing is carried.
         """
         if not self._scope_of:  # the usual case: nothing left open
             return
         late = scope.takes_late_work
         with self._lock:
+            for sid, origin in list(self._carried.items()):
+                if not origin.takes_late_work:
+                    self._drop(sid)
             stale = [sid for sid, owner in self._scope_of.items() if owner is scope]
             for sid in stale:
-                del self._scope_of[sid]
                 self._core_parent.pop(sid, None)
-                if late:
-                    continue
-                # Sent as a timeout (or not to be sent): what is open now is over.
-                self._open.pop(sid, None)
-                self._otel_parent.pop(sid, None)
-                self._metadata.pop(sid, None)
-                kids = self._pending.pop(sid, None)
-                if kids:
-                    self._pending_count -= len(kids)
-                self._discard_add(sid)
+                if late and len(self._carried) < MAX_CARRIED:
+                    # Its scope entry stays: the budget and the trace header of
+                    # what runs under it are that document's.
+                    self._carried[sid] = scope
+                else:
+                    self._drop(sid)
 
     def on_end(self, span: ReadableSpan) -> None:
         if self._stale():
@@ -496,6 +517,11 @@ class BridgeProcessor(SpanProcessor):
             if span_id in self._discard:
                 self._discard.discard(span_id)
                 return
+            origin = self._carried.pop(span_id, None)
+            if origin is not None and not origin.takes_late_work:
+                self._drop(span_id)  # its late window closed meanwhile
+                self._discard.discard(span_id)
+                return
             self._open.pop(span_id, None)
             self._scope_of.pop(span_id, None)
             extra = self._metadata.pop(span_id, None)
@@ -509,7 +535,7 @@ class BridgeProcessor(SpanProcessor):
                 entity.to_dict()
             core = self._core_parent.pop(span_id, None)
             otel_parent = self._otel_parent.pop(span_id, None)
-            if core is None and otel_parent is not None:
+            if core is None and otel_parent is not None and otel_parent in self._open:
                 if self._pending_count >= MAX_PENDING:
                     self.dropped += 1
                     return
@@ -530,7 +556,10 @@ class BridgeProcessor(SpanProcessor):
             scope = core.scope
             if scope is None or (not scope.done and scope.admit()):
                 core.add_child(entity)
-            return
+                return
+            if not scope.done or not scope.takes_late_work:
+                return  # over budget, or nowhere to go
+            # Its document went out while it was ending: sent late, under the core span.
         if span.parent is not None and not span.parent.trace_flags.sampled:
             return  # under an unsampled parent: recorded only by a sampler ignoring it
         self._emit_root(span, entity.to_dict())

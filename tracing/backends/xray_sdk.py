@@ -46,7 +46,7 @@ from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
 from .._aws_calls import AWS_NAMESPACE
 from .._entity import entity_dict
 from .._runtime import current_node, get_runtime
-from .._scope import STACK, Scope
+from .._scope import STACK, Scope, not_taken, over_budget, sent_when_it_ends
 from .._span import Span
 
 if TYPE_CHECKING:
@@ -133,8 +133,22 @@ class SpanView(Segment):  # type: ignore[misc]
     def add_subsegment(self, subsegment: Any) -> None:
         subsegment.parent_id = self.span.id
         scope = self.scope
-        if scope is None or scope.admit():
+        if scope is None or (not scope.done and scope.admit()):
             self.span.add_child(SdkEntity(subsegment))
+            return
+        if not scope.done:
+            return  # over budget
+        # Its document was sent (a thread outliving its invocation): late work,
+        # by the same rules as our own spans (_scope.py, late work).
+        if not scope.takes_late_work:
+            if scope.sealed or scope.expired:
+                not_taken(scope)
+        elif not scope.admit():
+            over_budget(scope)
+        elif sent_when_it_ends(self.span, scope):
+            self.span.add_child(SdkEntity(subsegment))  # sent again with its open parent
+        else:
+            subsegment._tracing_late = True  # sent on its own when it ends
 
     def remove_subsegment(self, subsegment: Any) -> None:
         return None
@@ -453,7 +467,7 @@ def _invocation_twin(parent: Node | None, subsegment: Any) -> Any:
     return None
 
 
-def _send_late(entity: Any, scope: Scope, parent: Node) -> None:
+def _send_late(entity: Any, scope: Scope | None, parent: Node) -> None:
     """An SDK subsegment that ended after its document was sent: sent on its own.
 
     Under one of our spans (an SDK parent sends its children itself), into the
@@ -462,9 +476,10 @@ def _send_late(entity: Any, scope: Scope, parent: Node) -> None:
     after it (the document held it in progress).
     """
     runtime = get_runtime()
-    if runtime is None or not isinstance(parent, Span):
+    if runtime is None or scope is None or not isinstance(parent, Span):
         return
-    if not scope.takes_late_work:
+    if not scope.takes_late_work:  # its late window closed meanwhile
+        not_taken(scope)
         return
     document = SdkEntity(entity).to_dict()
     document.update(trace_id=scope.trace_id, parent_id=parent.id, type="subsegment")
@@ -528,7 +543,7 @@ class BridgeContext(Context):  # type: ignore[misc]
         STACK.set(stack[:-1])
         if isinstance(top.into, Span):
             _fold(top.entity, top.into, children=True)
-        elif top.scope is not None and top.scope.done and len(stack) > 1:
+        elif getattr(top.entity, "_tracing_late", False) and len(stack) > 1:
             _send_late(top.entity, top.scope, stack[-2])
         return True
 
