@@ -59,3 +59,17 @@ def aws() -> Iterator[LocalAWS]:
         for name, value in (("/app/x", "1"), ("/app/currency", "EUR")):
             ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
         yield local
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A TCP port of ours on 127.0.0.1 that refuses connections: bound, never listening.
+
+    For calls that must fail to connect, without sending to a port this test
+    did not open (someone else's service may be listening on any fixed one).
+    """
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]

@@ -180,6 +180,12 @@ def _close(span: Span, token: Any, library: object, exc: BaseException | None, r
 
 
 def _failure(span: Span, exc: BaseException, status: Any, response: Any) -> None:
+    if not isinstance(exc, Exception):
+        # Cancelled (asyncio's CancelledError: a wait_for timeout, a task.cancel()),
+        # interrupted or exiting: the caller stopped waiting, the service did not
+        # fail. Described, not marked a fault of the service.
+        span.cause = exception_cause(exc)
+        return
     cause = exception_cause(exc)
     for entry in cause["exceptions"]:
         entry["remote"] = True  # the error came from the service

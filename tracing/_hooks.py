@@ -69,7 +69,7 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
-from contextvars import copy_context
+from contextvars import Context, copy_context
 from typing import Any
 
 from ._scope import STACK
@@ -193,16 +193,23 @@ def _patch_thread() -> None:
     threading.Thread.start = start  # type: ignore[method-assign]
 
 
+#: Python 3.14+: ``Thread(context=...)``; ``None`` asks for the interpreter's default
+#: (a copy of the starter's context when ``-X thread_inherit_context`` is on, as
+#: on free-threaded builds), decided in ``start()``.
+_THREAD_CONTEXT = sys.version_info >= (3, 14)
+
+
 def _carry(thread: threading.Thread) -> None:
     """Make ``thread`` run in a copy of the current context (see the module doc)."""
     target = getattr(thread, "_target", None)
-    if getattr(target, "__module__", None) in _POOL_MODULES:
+    pool = getattr(target, "__module__", None) in _POOL_MODULES
+    if _THREAD_CONTEXT:
+        if thread._context is None:  # type: ignore[attr-defined,unused-ignore]
+            # A pool's worker starts empty even where threads inherit by default:
+            # it serves every later invocation, each task in its own context.
+            thread._context = Context() if pool else copy_context()  # type: ignore[attr-defined,unused-ignore]
         return
-    if hasattr(thread, "_context"):
-        # Python 3.14+: Thread(context=...) runs the thread in that context; None
-        # means "the default", which is what we decide here.
-        if thread._context is None:
-            thread._context = copy_context()
+    if pool:
         return
     run = thread.run
     thread.run = functools.partial(copy_context().run, run)  # type: ignore[method-assign]
@@ -218,23 +225,31 @@ def patch_executor() -> None:
 
     def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         if STACK.get():
-            return original(self, copy_context().run, fn, *args, **kwargs)
+            kind = type(self)
+            carry = _CARRIES.get(kind)
+            if carry is None:
+                carry = _CARRIES[kind] = _carries(kind)
+            if carry:
+                return original(self, copy_context().run, fn, *args, **kwargs)
         return original(self, fn, *args, **kwargs)
 
     functools.update_wrapper(submit, original)
     setattr(submit, _MARK, True)
     thread.ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
-    # NOTE: Python 3.14's InterpreterPoolExecutor subclasses ThreadPoolExecutor but
-    # runs tasks in other interpreters, which a context (or its bound ``run``)
-    # cannot reach: it keeps the original ``submit``.
-    when_imported(
-        "concurrent.futures.interpreter",
-        functools.partial(_exempt_interpreters, original),
-        "work submitted to interpreter pools may fail",
+
+
+#: Executor class -> whether its tasks can be handed a context.
+_CARRIES: dict[type, bool] = {}
+
+
+def _carries(kind: type) -> bool:
+    """Whether tasks of executor class ``kind`` run in this interpreter.
+
+    NOTE: Python 3.14's ``InterpreterPoolExecutor`` subclasses
+    ``ThreadPoolExecutor`` but runs tasks in other interpreters, which a context
+    (or its bound ``run``) cannot reach: its tasks are submitted as they are.
+    Decided per class at its first submission, whatever the import order.
+    """
+    return not any(
+        cls.__module__ == "concurrent.futures.interpreter" for cls in getattr(kind, "__mro__", ())
     )
-
-
-def _exempt_interpreters(original: Any) -> None:
-    from concurrent.futures import interpreter  # type: ignore[attr-defined,unused-ignore]
-
-    interpreter.InterpreterPoolExecutor.submit = original

@@ -141,7 +141,9 @@ def _end(call: _Call, status: int | None, length: Any, exc: BaseException | None
             elif status >= 500:
                 span.fault = True
         if exc is not None:
-            span.fault = True
+            # No answer is a fault; a call the caller cancelled (asyncio) or
+            # interrupted is not the remote end's: described only.
+            span.fault = isinstance(exc, Exception)
             span.cause = exception_cause(exc)
         span.finish()
         ended(span)
@@ -160,13 +162,13 @@ def _injected(call: _Call, headers: Mapping[str, Any] | None) -> MutableMapping[
         return None  # the caller's own header: never replaced
     # (A header we set on an earlier hop, which httpx copies into the redirected
     # request, is replaced: each hop names its own subsegment.)
-    if call.span is not None and call.span.http is not None:
-        call.span.http["request"]["traced"] = True
-    _OURS.set(value)
     updated = _copy(existing)
     for key in found:
         del updated[key]
     updated[HEADER] = value
+    if call.span is not None and call.span.http is not None:
+        call.span.http["request"]["traced"] = True
+    _OURS.set(value)
     return updated
 
 
@@ -181,7 +183,10 @@ def _copy(headers: Mapping[str, Any]) -> MutableMapping[str, Any]:
     """
     copy = getattr(headers, "copy", None)
     if callable(copy):
-        duplicate = copy()
+        try:
+            duplicate = copy()
+        except Exception:  # an immutable mapping whose copy() refuses
+            duplicate = None
         if isinstance(duplicate, MutableMapping):
             return duplicate
     return dict(headers)
@@ -239,7 +244,10 @@ def patch_urllib3() -> None:
         try:
             call = _begin(method, _pool_url(self, url), "urllib3")
             if call is not None:
-                args, kwargs = _with_header(call, args, kwargs, self)
+                try:
+                    args, kwargs = _with_header(call, args, kwargs, self)
+                except Exception:  # headers we cannot copy: recorded, not traced
+                    log.debug("tracing: could not set an HTTP call's trace header", exc_info=True)
         except Exception:
             log.debug("tracing: could not record an HTTP call", exc_info=True)
             _abandon(call)

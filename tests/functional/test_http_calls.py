@@ -195,14 +195,14 @@ def test_a_redirect_is_one_subsegment_per_hop(
 
 
 def test_a_refused_connection_is_a_fault_and_the_error_reaches_the_handler(
-    backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+    backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch, refused_port: int
 ) -> None:
     tracing.configure()
     caught: list[BaseException] = []
 
     def body() -> None:
         try:
-            requests.get("http://127.0.0.1:9/closed", timeout=0.5)  # discard port: refused
+            requests.get(f"http://127.0.0.1:{refused_port}/closed", timeout=0.5)
         except requests.ConnectionError as exc:
             caught.append(exc)
 
@@ -364,7 +364,7 @@ def test_headers_keep_their_type_and_repeated_fields(
     assert remote["http"]["request"]["traced"] is True
 
 
-SECRET_URL = "http://alice:hunter2@127.0.0.1:9/charge?token=abc123&card=4242#frag"
+SECRET_URL = "http://alice:hunter2@127.0.0.1:{port}/charge?token=abc123&card=4242#frag"
 
 
 def _no_secret(docs: list[dict[str, Any]]) -> None:
@@ -375,20 +375,48 @@ def _no_secret(docs: list[dict[str, Any]]) -> None:
 
 @pytest.mark.parametrize("client", sorted(CLIENTS))
 def test_no_query_or_credentials_reach_a_document_from_a_failed_call(
-    client: str, backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+    client: str,
+    backend: str,
+    daemon: testing.DaemonListener,
+    monkeypatch: pytest.MonkeyPatch,
+    refused_port: int,
 ) -> None:
     """The URL, the call's cause and the handler's cause: scrubbed by one rule."""
     tracing.configure()
 
     def body() -> None:
-        CLIENTS[client](SECRET_URL)  # port 9 (discard): refused
+        CLIENTS[client](SECRET_URL.format(port=refused_port))  # refused
 
     with pytest.raises(Exception, match=r"(?i)refused|connect|retries"):
         _run(monkeypatch, body)
     docs = daemon.wait_for(2)
     [remote] = [r for doc in docs for r in _remote(doc)]
-    assert remote["http"]["request"]["url"] == "http://127.0.0.1:9/charge"
+    assert remote["http"]["request"]["url"] == f"http://127.0.0.1:{refused_port}/charge"
     assert remote["fault"] is True
     [invocation] = [doc for doc in docs if doc["name"] == "## handler"]
     assert invocation["cause"]["exceptions"]
     _no_secret(docs)
+
+
+class _ReadOnlyHeaders(dict):  # type: ignore[type-arg]
+    """Headers whose copy() refuses, as some frameworks' immutable header views do."""
+
+    def copy(self) -> Any:
+        raise TypeError("immutable")
+
+
+def test_headers_that_cannot_copy_themselves_are_still_traced(
+    backend: str, server: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracing.configure()
+    headers = _ReadOnlyHeaders({"X-Forwarded-For": "10.0.0.1"})
+    pool = urllib3.PoolManager()
+    root = _run(
+        monkeypatch, lambda: pool.request("GET", f"{server}/ok", headers=headers, retries=False)
+    )
+    [remote] = _remote(daemon.wait_for(2)[-1])
+    assert remote["http"]["request"]["traced"] is True
+    assert remote["http"]["response"]["status"] == 200
+    [(_, header)] = _Handler.seen
+    assert parse(header).root == root  # type: ignore[union-attr]
+    assert headers == {"X-Forwarded-For": "10.0.0.1"}  # the caller's object untouched

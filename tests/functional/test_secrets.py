@@ -49,12 +49,12 @@ def _library_span(backend: str, name: str) -> Any:
     return trace.get_tracer("payments").start_as_current_span(name)
 
 
-def _every_recorder(backend: str) -> Any:
+def _every_recorder(backend: str, port: int) -> Any:
     s3 = boto3.client(
         "s3",
         region_name="us-east-1",
-        # Port 9 (discard): refused. botocore writes the URL in its error.
-        endpoint_url="http://alice:hunter2@127.0.0.1:9",
+        # Refused; botocore writes the URL in its error.
+        endpoint_url=f"http://alice:hunter2@127.0.0.1:{port}",
     )
 
     @tracing.handler
@@ -86,11 +86,15 @@ def _every_recorder(backend: str) -> Any:
 
 @pytest.mark.parametrize("exporter", ["xray-udp", "otlp-udp"])
 def test_no_query_or_credentials_in_any_document(
-    backend: str, exporter: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+    backend: str,
+    exporter: str,
+    daemon: testing.DaemonListener,
+    monkeypatch: pytest.MonkeyPatch,
+    refused_port: int,
 ) -> None:
     tracing.configure(backend=backend, exporter=exporter)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    _invoke(monkeypatch, _every_recorder(backend))
+    _invoke(monkeypatch, _every_recorder(backend, refused_port))
     docs = daemon.sync()
     if exporter == "otlp-udp":
         from google.protobuf.json_format import MessageToJson
@@ -101,7 +105,7 @@ def test_no_query_or_credentials_in_any_document(
     else:
         text = json.dumps(docs)
     assert "api.example.com/charge" in text  # the URLs are there, scrubbed
-    assert "127.0.0.1:9" in text
+    assert f"127.0.0.1:{refused_port}" in text
     for secret in SECRETS:
         assert secret not in text, (secret, text)
 

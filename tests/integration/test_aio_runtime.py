@@ -72,7 +72,7 @@ def test_aiobotocore_calls_are_recorded_and_carry_the_trace(
     event = {"bucket": bucket, "queue_url": queue_url, "keys": ["a", "b", "c"]}
     result = function.invoke(event, trace_header=header)
     assert result.ok, result.error
-    assert result.payload == {"currency": "EUR", "missing": "NoSuchKey"}
+    assert result.payload == {"currency": "EUR", "missing": "NoSuchKey", "cancelled": True}
 
     docs = daemon.wait_for(2)
     for doc in docs:
@@ -86,8 +86,15 @@ def test_aiobotocore_calls_are_recorded_and_carry_the_trace(
 
     assert (invocation["trace_id"], invocation["parent_id"]) == (root, parent)
     names = [child["name"] for child in invocation["subsegments"]]
-    assert names == ["fan out", "sqs", "s3"]
-    fan_out, send, missing = invocation["subsegments"]
+    assert names == ["fan out", "sqs", "s3", "gave up"]
+    fan_out, send, missing, gave_up = invocation["subsegments"]
+    # Cancelled by the caller: described, not a fault of the service.
+    [cancelled] = gave_up["subsegments"]
+    assert cancelled["aws"]["operation"] == "PutObject"
+    assert (cancelled.get("fault"), cancelled.get("error")) == (None, None)
+    [exception] = cancelled["cause"]["exceptions"]
+    assert exception["type"] == "CancelledError"
+    assert "remote" not in exception
     puts = fan_out["subsegments"]
     assert [p["aws"]["operation"] for p in puts] == ["PutObject"] * 3
     assert {p["aws"]["bucket_name"] for p in puts} == {bucket}
