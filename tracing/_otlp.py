@@ -304,6 +304,57 @@ def span_message(
     return b"".join(parts)
 
 
+#: ``Status`` with code ERROR and no message, framed as field 15 of a ``Span``.
+_ERROR_STATUS = b"\x7a\x02\x18" + bytes((STATUS_ERROR,))
+
+
+def lone_span(
+    trace_id: bytes,
+    span_id: bytes,
+    parent_id: bytes | None,
+    name: str,
+    kind: int,
+    start_ns: int,
+    end_ns: int,
+    attributes: bytes,
+    error: bool,
+    flags: int,
+) -> bytes:
+    """:func:`span_message` for the span every invocation sends, in one join.
+
+    No trace state, events, links, dropped counts or status message: the same
+    bytes as :func:`span_message` gives for those, with a third of the steps
+    (this is most of the ``otlp-udp`` path's cost per invocation).
+    """
+    named = _NAMES.get(name)
+    if named is None:
+        named = _field(b"\x2a", _text(name))
+        if len(_NAMES) < _MAX_CACHED:
+            _NAMES[name] = named
+    flagged = _FLAGS.get(flags)
+    if flagged is None:
+        flagged = _FLAGS[flags & 0xFFFFFFFF] = b"\x85\x01" + (flags & 0xFFFFFFFF).to_bytes(
+            4, "little"
+        )
+    return b"".join(
+        (
+            b"\x0a\x10",
+            trace_id,
+            b"\x12\x08",
+            span_id,
+            b"\x22\x08" + parent_id if parent_id is not None else b"",
+            named,
+            _KINDS[kind],
+            (start_ns & _MASK64).to_bytes(8, "little"),
+            b"\x41",
+            (end_ns & _MASK64).to_bytes(8, "little"),
+            attributes,
+            _ERROR_STATUS if error else b"",
+            flagged,
+        )
+    )
+
+
 def event_message(
     name: str,
     time_ns: int,

@@ -36,6 +36,7 @@ from ._otlp import (
     cached_annotations,
     event_message,
     link_message,
+    lone_span,
     span_flags,
     span_message,
 )
@@ -271,8 +272,7 @@ def single_span(scope: Scope, links: Links | None = None) -> bytes | None:
             return None
         attributes = cached
     parent = scope.parent_id
-    flags = span_flags(scope.sampled, parent is not None)
-    return span_message(
+    return lone_span(
         bytes.fromhex(trace[2:10] + trace[11:]),
         bytes.fromhex(root.id),
         bytes.fromhex(parent) if parent is not None else None,
@@ -281,11 +281,8 @@ def single_span(scope: Scope, links: Links | None = None) -> bytes | None:
         int(root.start_time * 1e9),
         int(end * 1e9),
         attributes,
-        b"",
-        b"",
-        STATUS_ERROR if (root.fault or root.error) else STATUS_UNSET,
-        "",
-        flags,
+        root.fault or root.error,
+        span_flags(scope.sampled, parent is not None),
     )
 
 

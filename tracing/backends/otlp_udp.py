@@ -87,6 +87,12 @@ class OTLPUDPEmitter(OTLPBase):
 
     def send_scope(self, scope: Scope) -> None:
         """Send one finished scope's spans (``T1U`` if it is unsampled). Never raises."""
+        try:
+            single = single_span(scope, self.links)
+        except Exception:  # a thread changed the tree while it was read: the long way
+            single = None
+        if single is not None and self._send_one(single, scope.sampled):
+            return
         for attempt in range(3):
             try:
                 single = single_span(scope, self.links)
@@ -116,31 +122,35 @@ class OTLPUDPEmitter(OTLPBase):
             return
         self.send(document)
 
+    def _send_one(self, span: bytes, sampled: bool) -> bool:
+        """The usual invocation: one span of the core, one small datagram.
+
+        Everything but the span is the same for spans of the same size, and
+        base64 works on 3-byte groups: the encoded head is kept, only the rest
+        is encoded. False when the span does not fit that way.
+        """
+        request = self.request
+        if type(span) is not bytes or len(span) >= MAX_REQUEST - request.overhead - 16:
+            return False
+        key = (sampled, len(span))
+        cached = self._heads.get(key)
+        if cached is None:
+            cached = self._head(request.encode_one(span)[: -len(span)], sampled)
+            if len(self._heads) < 256:
+                self._heads[key] = cached
+        head, tail = cached
+        datagram = head + b64encode(tail + span)
+        if len(datagram) > MAX_DATAGRAM:
+            return False
+        self.udp.send_raw(datagram)
+        return True
+
     def _send(self, spans: list[bytes], sampled: bool) -> None:
         if not spans:
             return
+        if len(spans) == 1 and self._send_one(spans[0], sampled):
+            return
         request = self.request
-        span = spans[0]
-        if (
-            len(spans) == 1
-            and type(span) is bytes
-            and len(span) < MAX_REQUEST - request.overhead - 16
-        ):
-            # The usual invocation: one span of the core, one small datagram.
-            # Everything but the span is the same for spans of the same size, and
-            # base64 works on 3-byte groups: the encoded head is kept, only the
-            # rest is encoded.
-            key = (sampled, len(span))
-            cached = self._heads.get(key)
-            if cached is None:
-                cached = self._head(request.encode_one(span)[: -len(span)], sampled)
-                if len(self._heads) < 256:
-                    self._heads[key] = cached
-            head, tail = cached
-            datagram = head + b64encode(tail + span)
-            if len(datagram) <= MAX_DATAGRAM:
-                self.udp.send_raw(datagram)
-                return
         prefix = HEADER + (SAMPLED_PREFIX if sampled else UNSAMPLED_PREFIX)
         for batch in pack_batches(request, fit_spans(request, spans, MAX_REQUEST), MAX_REQUEST):
             self._send_batch(prefix, batch)
