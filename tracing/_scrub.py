@@ -24,8 +24,8 @@ and punctuation that end the word belong to the text around it. ``why?`` (no
 slash) is a question, left alone; so is ``bob@example.com`` (no scheme). Not
 covered: scheme-less connection strings (``user:pass@host:5432``), ``mailto:``,
 a bare host with a query (``api.example.com?token=``), and a password holding
-``@`` and then ``?`` or ``#`` unencoded, which RFC 3986 itself reads as a host
-and a query.
+``@`` and then ``/``, ``?`` or ``#`` unencoded, which RFC 3986 itself reads as a
+host and a path or query.
 
 Linear in the text's length (one pass over its words, a character class with
 nothing to backtrack over, then plain string operations on words holding

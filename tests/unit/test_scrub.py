@@ -121,9 +121,9 @@ def _urls(draw: st.DrawFn) -> tuple[str, str, str]:
     secret = draw(_secret)
     host = draw(_word)
     path = "/".join(draw(st.lists(_word, max_size=4)))
-    # Unencoded, "@" then "?" or "#" in a password reads, by RFC 3986 as by
-    # urlsplit, as a host and a query: ambiguous, and not generated.
-    assume(not any(c in secret[secret.find("@") :] for c in "?#") or "@" not in secret)
+    # Unencoded, "@" then "/", "?" or "#" in a password reads, by RFC 3986 as by
+    # urlsplit, as a host and a path or query: ambiguous, and not generated.
+    assume("@" not in secret or not any(c in secret[secret.find("@") :] for c in "/?#"))
     user = f"{draw(_word)}:{secret}@" if draw(st.booleans()) else ""
     if not user:
         secret = secret.replace("#", "").replace("?", "").replace("/", "").replace("@", "")
