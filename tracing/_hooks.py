@@ -72,7 +72,7 @@ from collections.abc import Callable
 from contextvars import Context, copy_context
 from typing import Any
 
-from ._scope import STACK
+from ._scope import STACK, pin
 
 __all__ = ["ImportHook", "install_handoff", "patch_executor", "when_imported"]
 
@@ -208,11 +208,22 @@ def _carry(thread: threading.Thread) -> None:
             # A pool's worker starts empty even where threads inherit by default:
             # it serves every later invocation, each task in its own context.
             thread._context = Context() if pool else copy_context()  # type: ignore[attr-defined,unused-ignore]
+            if not pool:
+                _pin_current()
         return
     if pool:
         return
     run = thread.run
     thread.run = functools.partial(copy_context().run, run)  # type: ignore[method-assign]
+    _pin_current()
+
+
+def _pin_current() -> None:
+    """The thread may outlive its unit: free the unit's tree when its window closes."""
+    stack = STACK.get()
+    scope = getattr(stack[-1], "scope", None) if stack else None
+    if scope is not None:
+        pin(scope)
 
 
 def patch_executor() -> None:

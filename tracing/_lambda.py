@@ -22,7 +22,7 @@ from ._configure import ensure_configured
 from ._header import TraceHeader, new_trace_id, parse
 from ._init_phase import PROVISIONED_CONCURRENCY
 from ._runtime import Runtime
-from ._scope import STACK, Scope
+from ._scope import STACK, Scope, end_unit
 from ._span import NOOP, SERVER, NoopSpan, Span, clean_name
 from ._values import dumps
 
@@ -240,7 +240,7 @@ class _Invocations:
             runtime.backend.exit(library)
         runtime.invocation = None
         if scope is None:
-            runtime.unit_ended()
+            end_unit()
             return
         try:
             guard = runtime.guard
@@ -269,7 +269,7 @@ class _Invocations:
                 # with the rest of it unsent.
                 runtime.wait_for_guard(runtime.settings.deadline_margin_ms / 1000.0)
             runtime.end_of_unit()
-            runtime.unit_ended()
+            end_unit()  # late windows of earlier invocations close (_scope.py)
         except Exception:
             runtime.log_once(
                 "finish",

@@ -43,7 +43,7 @@ def outgoing_header() -> TraceHeader | None:
         # passes *its own* trace on, never the invocation running now (whose
         # header botocore would copy from the environment). Past its late window
         # (a long-lived thread), it passes nothing, as untraced work does.
-        if scope.expired:
+        if scope.past_window:
             return None
         if scope.sealed:  # sent as a timeout: its later spans are not sent
             return TraceHeader(scope.trace_id, scope.root.id, "1", scope.extra)

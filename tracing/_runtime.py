@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ._config import Settings
 from ._encoding import encode
 from ._init_phase import InitPhase
-from ._scope import STACK, Scope, seal_open
+from ._scope import GENERATION, STACK, Scope, seal_open
 
 if TYPE_CHECKING:
     from ._guard import DeadlineGuard
@@ -100,10 +100,6 @@ class Runtime:
         #: timeout, or past the late window (``_scope.py``, late work).
         self.late_sent = 0
         self.late_dropped = 0
-        #: Scopes sent during this unit of work, and during the one before: their
-        #: late windows close as units end (:meth:`unit_ended`).
-        self._sent_now: list[Scope] = []
-        self._sent_before: list[Scope] = []
 
     def emit(self, document: dict[str, Any]) -> None:
         """Send one top-level document. Never raises (a failure is logged once)."""
@@ -120,17 +116,9 @@ class Runtime:
                 self.emitter.send_scope(scope)
             except Exception:
                 self.log_once("emit", "tracing: could not send a trace document (logged once)")
-            if not scope.late:
-                self._sent_now.append(scope)
+            scope.sent_in = GENERATION[0]
         self.backend.sent(scope)
         return claimed
-
-    def unit_ended(self) -> None:
-        """A unit of work ended (an invocation; in a worker, a message): the late
-        window of what was sent before the previous unit closes (``Scope.expire``)."""
-        for scope in self._sent_before:
-            scope.expire()
-        self._sent_before, self._sent_now = self._sent_now, []
 
     def on_deadline(self, scope: Scope) -> None:
         """Guard callback: send ``scope`` now, open entities closed as timeouts.

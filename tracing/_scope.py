@@ -69,13 +69,16 @@ if TYPE_CHECKING:
     Node: TypeAlias = Span | ForeignSpan
 
 __all__ = [
+    "GENERATION",
     "STACK",
     "LateScope",
     "Scope",
+    "end_unit",
     "ended",
     "not_taken",
     "open_span",
     "over_budget",
+    "pin",
     "seal_open",
     "sent_when_it_ends",
 ]
@@ -83,6 +86,16 @@ __all__ = [
 log = logging.getLogger("tracing")
 
 STACK: ContextVar[tuple[Node, ...]] = ContextVar("tracing_stack", default=())
+
+#: Units of work ended so far in this process (invocations; a worker's messages):
+#: a scope's late window closes when the unit after the one it was sent in ends.
+#: A counter rather than a list of sent scopes: holding those would keep every
+#: tree alive for a unit longer, which the garbage collector pays for.
+GENERATION = [0]
+#: Scopes a thread was started in (:func:`pin`): their trees are freed when their
+#: window closes (:func:`end_unit`), whatever the thread still holds. Bounded.
+_PINNED: list[Scope] = []
+_MAX_PINNED = 64
 
 
 class Scope:
@@ -113,6 +126,7 @@ class Scope:
         "sampled",
         "sealed",
         "segment",
+        "sent_in",
         "spans",
         "trace_id",
     )
@@ -142,8 +156,10 @@ class Scope:
         self.dropped = 0
         #: Sent by the deadline guard as a timeout: its story ends there.
         self.sealed = False
-        #: Sent, and the next unit of work ended too: late work is no longer taken.
+        #: Its late window closed and its tree was freed (:meth:`expire`).
         self.expired = False
+        #: :data:`GENERATION` when it was sent; -1 until then.
+        self.sent_in = -1
         # Pass-through header keys (Lineage...) of the trace this scope continues.
         self.extra: tuple[tuple[str, str], ...] = ()
         self._token = [True]
@@ -175,16 +191,27 @@ class Scope:
         """True once someone claimed the emission."""
         return not self._token
 
-    def expire(self) -> None:
-        """Close the late window, and free the sent tree.
+    @property
+    def past_window(self) -> bool:
+        """Sent, and the unit of work after it ended too: late work is not taken.
 
-        Called when the unit of work after this one ended (``Runtime``): a thread
-        still working for this document by then is no straggler but a
-        long-lived thread (a library's background worker started lazily in
-        this unit), whose work belongs to no invocation; and what it holds of
-        this tree must not keep the rest of it in memory.
+        By then a thread still working for this document is no straggler but a
+        long-lived thread (a library's background worker started lazily in this
+        unit), whose work belongs to no invocation.
+        """
+        return self.expired or (self.sent_in >= 0 and GENERATION[0] - self.sent_in >= 2)
+
+    def expire(self) -> None:
+        """Close the late window for good, and free the sent tree.
+
+        What a long-lived thread holds of this tree (the span current where it
+        was started) must not keep the rest of it in memory. Called for the
+        scopes such threads were started in (:func:`pin`) once their window
+        passed, and for any scope found past it when late work tries it.
         """
         self.expired = True
+        if not self.root.children:
+            return  # the usual invocation: nothing below it
         # Every list, not just the root's: a thread may hold any span of the tree
         # (the one current where it was started), and with it what hangs below.
         pending = [self.root]
@@ -202,13 +229,13 @@ class Scope:
         Not for a placeholder trace (init, re-stamped when sent), an unsampled
         one, a document the deadline guard sent as a timeout (that document is
         what the timeout interrupted, and Lambda ends the process next), or one
-        whose late window closed (:meth:`expire`).
+        whose late window closed (:attr:`past_window`).
         """
         return (
             self.sampled
             and not self.placeholder
             and not self.sealed
-            and not self.expired
+            and not self.past_window
             and bool(self.trace_id)
         )
 
@@ -311,7 +338,7 @@ def open_span(parent: Node, name: str) -> Span | None:
         parent.adopt(span)
         return span
     if not scope.takes_late_work:
-        if scope.sealed or scope.expired:
+        if scope.sealed or scope.past_window:
             not_taken(scope)
         return None
     if not scope.admit():
@@ -391,6 +418,25 @@ def _parent_of(root: Span, target: Span) -> Span | None:
     return None
 
 
+def pin(scope: Scope) -> None:
+    """A thread starts holding ``scope``'s context: free its tree when its window
+    closes, even if the thread never records anything again (a library's
+    background worker started lazily in a handler)."""
+    if scope not in _PINNED:
+        if len(_PINNED) >= _MAX_PINNED:
+            _PINNED.pop(0).expire()  # rare: 64 threads started in recent units
+        _PINNED.append(scope)
+
+
+def end_unit() -> None:
+    """A unit of work ended: the next generation; pinned scopes past their window freed."""
+    GENERATION[0] += 1
+    if _PINNED:
+        for scope in [s for s in _PINNED if s.past_window]:
+            scope.expire()
+            _PINNED.remove(scope)
+
+
 def not_taken(scope: Scope) -> None:
     """Work after a timeout was sent, or past the late window: counted, logged once."""
     from ._runtime import get_runtime
@@ -399,7 +445,8 @@ def not_taken(scope: Scope) -> None:
     if runtime is None:
         return
     runtime.late_dropped += 1
-    if scope.expired:
+    if scope.past_window:
+        scope.expire()  # free what the thread still holds of it
         runtime.note_once(
             logging.INFO,
             "late-expired",

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from ._header import TraceHeader, from_traceparent, new_trace_id, parse, to_traceparent
 from ._propagation import outgoing_header
 from ._runtime import Runtime, current_node, get_runtime
-from ._scope import STACK, Scope
+from ._scope import STACK, Scope, end_unit
 from ._span import CONSUMER, NOOP, NoopSpan, Span, clean_name
 
 if TYPE_CHECKING:
@@ -453,7 +453,7 @@ class consume:  # noqa: N801 - reads as a function at call sites
                     emit(scope)
                 if self._record is NOOP and runtime is not None:
                     runtime.end_of_unit()  # a worker: no invocation will flush for us
-                    runtime.unit_ended()  # ... nor close the late window of the last message
+                    end_unit()  # ... nor close the late window of the last message
         except RecursionError:
             pass  # at the recursion limit: the record's trace is dropped, not the error
         except Exception:

@@ -141,7 +141,7 @@ class SpanView(Segment):  # type: ignore[misc]
         # Its document was sent (a thread outliving its invocation): late work,
         # by the same rules as our own spans (_scope.py, late work).
         if not scope.takes_late_work:
-            if scope.sealed or scope.expired:
+            if scope.sealed or scope.past_window:
                 not_taken(scope)
         elif not scope.admit():
             over_budget(scope)
