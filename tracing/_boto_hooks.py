@@ -95,10 +95,7 @@ def _wrap_clients() -> None:
     @functools.wraps(current)
     def _make_api_call(self: Any, operation_name: str, api_params: Any) -> Any:
         if _MARK not in self.__dict__:
-            try:
-                _register(self)
-            except Exception:  # never break the user's call
-                log.debug("tracing: could not hook a botocore client", exc_info=True)
+            _register_once(self)
         token = _SENT.set(None)
         try:
             wrap = _AROUND[0]
@@ -131,10 +128,7 @@ def _wrap_aio_clients() -> None:
     @functools.wraps(current)
     async def _make_api_call(self: Any, operation_name: str, api_params: Any) -> Any:
         if _MARK not in self.__dict__:
-            try:
-                _register(self)
-            except Exception:  # never break the user's call
-                log.debug("tracing: could not hook an aiobotocore client", exc_info=True)
+            _register_once(self)
         token = _SENT.set(None)
         try:
             if _AROUND[0] is None:
@@ -149,6 +143,14 @@ def _wrap_aio_clients() -> None:
 
     setattr(_make_api_call, _MARK, True)
     AioBaseClient._make_api_call = _make_api_call
+
+
+def _register_once(client: Any) -> None:
+    """Hook a client on its first call; never breaks the user's call."""
+    try:
+        _register(client)
+    except Exception:
+        log.debug("tracing: could not hook a botocore client", exc_info=True)
 
 
 def _register(client: Any) -> None:
