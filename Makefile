@@ -12,7 +12,7 @@ ADOT_STAMP := $(ADOT_VENV)/.installed
 AIO_VENV := .venv-aio
 AIO_STAMP := $(AIO_VENV)/.installed
 
-.PHONY: demo test test-pythons lint typecheck unit bench fuzz clean example-package
+.PHONY: demo test test-pythons lint typecheck docs unit bench fuzz clean example-package
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,9 +38,14 @@ BACKEND ?= xray
 demo: $(STAMP)
 	$(BIN)/tracing demo --backend $(BACKEND)
 
-## test: lint, type-check and run the whole test suite
-test: lint typecheck $(ADOT_STAMP) $(AIO_STAMP)
+## test: lint, type-check, build the docs (strict) and run the whole test suite (the
+##       docs' code blocks included)
+test: lint typecheck docs $(ADOT_STAMP) $(AIO_STAMP)
 	$(BIN)/python -m pytest -q
+
+## docs: build the documentation site into out/site, strict (broken links fail)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 ## test-pythons: the unit and contract suites and one awslambdaric test under every
 ##               Python 3.10-3.14 found here (PATH, then pyenv); lists the versions skipped

@@ -112,3 +112,25 @@ def viewer(browser: Browser, tmp_path: Path) -> Iterator[Viewer]:
         yield view
     finally:
         context.close()
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """``tracing demo`` run as a user runs it, once: what it printed, and its out dir.
+
+    The pictures in docs/ are taken from the pages this run wrote (the demo's own
+    trace and map), so what a caption says is what the picture shows.
+    """
+    out = tmp_path_factory.mktemp("demo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TRACING_", "_X_AMZN"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "tracing", "demo", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout, out

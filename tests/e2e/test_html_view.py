@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -142,19 +140,20 @@ def test_work_in_progress_is_open_ended(viewer: Viewer) -> None:
     viewer.assert_clean()
 
 
-def test_screenshot_of_a_realistic_trace(viewer: Viewer, tmp_path: Path) -> None:
-    """Screenshots a realistic trace; ``TRACING_UPDATE_DOCS=1`` refreshes docs/timeline.png.
+def test_screenshot_of_the_demos_trace(
+    viewer: Viewer, demo_run: tuple[str, Path], tmp_path: Path
+) -> None:
+    """The demo's own trace page (``out/demo-trace.html``), the picture in docs/.
 
-    Tests never write into the repository by default: CI checks out a clean tree.
+    ``TRACING_UPDATE_DOCS=1`` refreshes docs/timeline.png; tests never write into
+    the repository by default: CI checks out a clean tree.
     """
     target = SCREENSHOT if os.environ.get("TRACING_UPDATE_DOCS") == "1" else tmp_path / "t.png"
-    start = datetime.datetime(2026, 11, 27, 14, 1, 47, tzinfo=datetime.timezone.utc).timestamp()
-    documents: list[dict[str, Any]] = realistic_documents(
-        start, messages=2, poison_last=True, function_segment=True
-    )
-    page = viewer.open(render_html(assemble(documents), title="orders-api: POST /orders"))
+    html = (demo_run[1] / "demo-trace.html").read_text(encoding="utf-8")
+    page = viewer.open(html, "trace.html")
     page.set_viewport_size({"width": 1400, "height": 620})
-    page.locator(f'.row[data-id="{CONSUMER}"]').click()
+    assert page.locator(".row .label").all_inner_texts()[0] == "Init"  # the first order's trace
+    page.locator(".row", has_text="orders-worker").first.click()
     target.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(target), full_page=True)
     assert target.stat().st_size < 300_000

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from ._check import check_document, iter_entities
 from ._daemon import DaemonListener, parse_datagram
-from ._lambda import FakeContext, lambda_sqs_event, receive_messages, reset
+from ._lambda import FakeContext, lambda_sqs_event, receive_messages, reset, trace_header
 
 __all__ = [
     "DaemonListener",
@@ -31,4 +31,5 @@ __all__ = [
     "parse_datagram",
     "receive_messages",
     "reset",
+    "trace_header",
 ]

@@ -9,7 +9,7 @@ from typing import Any
 from .._runtime import get_runtime, set_runtime
 from .._scope import STACK
 
-__all__ = ["FakeContext", "lambda_sqs_event", "receive_messages", "reset"]
+__all__ = ["FakeContext", "lambda_sqs_event", "receive_messages", "reset", "trace_header"]
 
 
 def reset() -> None:
@@ -24,6 +24,18 @@ def reset() -> None:
         runtime.backend.close()
     set_runtime(None)
     STACK.set(())
+
+
+def trace_header(sampled: bool = True, **extra: str) -> str:
+    """A fresh trace header, as Lambda sets ``_X_AMZN_TRACE_ID`` for an invocation.
+
+    A new trace id (its time part now) and parent id each call; ``extra`` keys are
+    appended as they are (``trace_header(Lineage="a87bd80c:1")``).
+    """
+    from .._header import new_id, new_trace_id
+
+    text = f"Root={new_trace_id()};Parent={new_id()};Sampled={1 if sampled else 0}"
+    return text + "".join(f";{key}={value}" for key, value in extra.items())
 
 
 @dataclass
