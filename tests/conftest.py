@@ -10,6 +10,10 @@ import pytest
 from tracing import testing
 from tracing.local.aws import LocalAWS
 
+from . import _guard
+
+_guard.install()
+
 # Variables a test may set that would leak into the next one.
 _PREFIXES = ("TRACING_", "AWS_LAMBDA_", "_X_AMZN_", "AWS_XRAY_", "OTEL_", "POWERTOOLS_")
 _NAMES = ("LAMBDA_TASK_ROOT", "_HANDLER")
@@ -30,6 +34,16 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     testing.reset()
     yield
     testing.reset()
+
+
+@pytest.fixture(autouse=True)
+def no_stray_sends() -> Iterator[None]:
+    """Fail a test that sent to a port it did not open (``tests/_guard.py``)."""
+    earlier = _guard.take()  # from threads of earlier tests, caught late
+    yield
+    stray = earlier + _guard.take()
+    if stray:
+        pytest.fail("sent to a port this test did not open:\n" + "\n".join(stray), False)
 
 
 @pytest.fixture

@@ -299,9 +299,10 @@ def test_otlp_http_carries_the_real_spans_with_events_links_headers_and_gzip(
 
 
 def test_an_unreachable_otlp_endpoint_costs_one_warning_and_never_the_handler(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, refused_port: int
 ) -> None:
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:9/v1/traces")
+    endpoint = f"http://127.0.0.1:{refused_port}/v1/traces"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint)
     tracing.configure(backend="otel", exporter="otlp")
     handler = tracing.handler(lambda event, context: "ok")
     for _ in range(3):

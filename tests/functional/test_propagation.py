@@ -225,7 +225,7 @@ def test_init_passes_nothing_unless_init_is_its_own_trace(
     assert invocation["annotations"]["InitTraceId"] == header.root
 
 
-@pytest.mark.usefixtures("in_lambda")
+@pytest.mark.usefixtures("in_lambda", "daemon")
 def test_a_callers_own_header_is_never_replaced(
     backend: str, wire: Wire, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:

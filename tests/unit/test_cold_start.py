@@ -10,6 +10,7 @@ OTel's propagators when ``opentelemetry.propagate`` is imported.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import textwrap
@@ -70,6 +71,10 @@ def _run(before: str, configure: str, after: str = "") -> dict[str, Any]:
             'print(json.dumps({"added": added, "report": report}))',
         ]
     )
+    # A UDP socket of ours as the daemon: the child sends nothing, and if it ever
+    # did, the datagram would land here rather than in someone's service.
+    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    daemon.bind(("127.0.0.1", 0))
     env = {
         "PATH": "/usr/bin:/bin",
         "PYTHONPATH": str(ROOT),
@@ -80,16 +85,17 @@ def _run(before: str, configure: str, after: str = "") -> dict[str, Any]:
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:9",
+        "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}",
     }
-    out = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    with daemon:
+        out = subprocess.run(
+            [sys.executable, "-W", "ignore", "-c", code],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
     result: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
     return result
 

@@ -114,8 +114,10 @@ class _FailingSocket:
 
 
 @pytest.mark.parametrize("code", [errno.EMSGSIZE, errno.ENOBUFS, errno.EPERM])
-def test_socket_errors_are_logged_once(code: int, caplog: pytest.LogCaptureFixture) -> None:
-    emitter = UDPEmitter("127.0.0.1:9")
+def test_socket_errors_are_logged_once(
+    code: int, caplog: pytest.LogCaptureFixture, daemon: testing.DaemonListener
+) -> None:
+    emitter = UDPEmitter(daemon.address)
     emitter._sock = _FailingSocket(code)  # type: ignore[assignment]
     with caplog.at_level(logging.DEBUG, logger="tracing.emitter"):
         for _ in range(10):
