@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -44,6 +45,21 @@ def no_stray_sends() -> Iterator[None]:
     stray = earlier + _guard.take()
     if stray:
         pytest.fail("sent to a port this test did not open:\n" + "\n".join(stray), False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def close_sdk_socket() -> Iterator[None]:
+    """Close the UDP socket aws-xray-sdk opens when ``aws_xray_sdk.core`` is imported.
+
+    Its module-level ``xray_recorder`` makes a ``UDPEmitter`` whose socket is never
+    closed (the SDK has no close); in a test run it outlives every test and Python
+    reports it at exit ("ResourceWarning: unclosed <socket.socket ... SOCK_DGRAM
+    ... laddr=('0.0.0.0', 0)>"). The tests imported the SDK, so they close it.
+    """
+    yield
+    sdk = sys.modules.get("aws_xray_sdk.core")
+    if sdk is not None:
+        sdk.xray_recorder.emitter._socket.close()  # NOTE: private; the SDK has no close()
 
 
 @pytest.fixture
