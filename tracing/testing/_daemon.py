@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
+import selectors
 import socket
+import sys
 import threading
 import time
 from types import TracebackType
@@ -18,6 +21,14 @@ __all__ = ["DaemonListener", "parse_datagram"]
 _SYNC = b"tracing-testing-sync:"
 _OTLP = (b"T1S", b"T1U")
 _sync_numbers = itertools.count(1)
+#: Receive buffer asked for. Linux caps SO_RCVBUF at net.core.rmem_max (often
+#: 208 KiB, 4 MiB on some machines) and doubles it; root may go past the cap.
+_RCVBUF = 64 * 1024 * 1024
+#: Datagrams handed over in one go while a burst is still arriving.
+_BATCH = 256
+#: Linux's SO_RCVBUFFORCE (not exported by the socket module): SO_RCVBUF past
+#: rmem_max, for a process with CAP_NET_ADMIN.
+_SO_RCVBUFFORCE = 33
 
 
 def _reject_constant(name: str) -> Any:
@@ -58,50 +69,110 @@ class DaemonListener:
     (:func:`parse_datagram`), or plus ``T1S``/``T1U`` and a base64 OTLP request
     (``exporter="otlp-udp"``, kept in :attr:`otlp`); anything else is kept in
     :attr:`garbage` so tests can assert on it.
+
+    The listener's thread only reads: it drains its socket into :attr:`datagrams`
+    as fast as it is scheduled, and datagrams are decoded when a test asks for
+    documents. It still shares the interpreter with the code under test: a test
+    sending thousands of datagrams in a row should :meth:`sync` between bursts,
+    so the socket's receive buffer never holds more than one burst; the
+    datagrams the kernel dropped when it was full are counted in :attr:`dropped`.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        _grow_receive_buffer(self._sock)
         self._sock.bind((host, port))
-        self._sock.settimeout(0.05)
+        self._sock.setblocking(False)
         self.address = "{}:{}".format(*self._sock.getsockname())
+        #: Every datagram received (the sync markers excepted), in arrival order.
         self.datagrams: list[bytes] = []
-        self.garbage: list[bytes] = []
-        #: OTLP datagrams: (sampled, the decoded ExportTraceServiceRequest bytes).
-        self.otlp: list[tuple[bool, bytes]] = []
+        self._garbage: list[bytes] = []
+        self._otlp: list[tuple[bool, bytes]] = []
         self._docs: list[dict[str, Any]] = []
+        self._decoded = 0  # datagrams decoded so far
         self._synced = 0
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # guards what the thread appends
+        self._decoding = threading.Lock()  # one decoder at a time, outside _cond
         self._stop = threading.Event()
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._sock, selectors.EVENT_READ)
         self._thread = threading.Thread(target=self._run, name="daemon-listener", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        recv, batch = self._sock.recv, []
         while not self._stop.is_set():
             try:
-                data = self._sock.recv(65536)
-            except TimeoutError:
+                batch.append(recv(65536))
+            except BlockingIOError:  # drained: hand the burst over, then wait
+                if batch:
+                    self._take(batch)
+                    batch = []
+                try:
+                    self._selector.select(0.05)
+                except (OSError, ValueError):
+                    return
                 continue
             except OSError:
                 return
+            if len(batch) >= _BATCH:
+                self._take(batch)
+                batch = []
+
+    def _take(self, batch: list[bytes]) -> None:
+        with self._cond:
+            for data in batch:
+                marker = data[len(_SYNC) :] if data.startswith(_SYNC) else b""
+                if marker.isdigit():
+                    self._synced = max(self._synced, int(marker))
+                else:
+                    self.datagrams.append(data)
+            self._cond.notify_all()
+
+    def _decode(self) -> None:
+        """Decode the datagrams received since the last call (in the caller's thread)."""
+        with self._decoding:
             with self._cond:
-                if data.startswith(_SYNC):
-                    self._synced = max(self._synced, int(data[len(_SYNC) :]))
-                    self._cond.notify_all()
-                    continue
-                self.datagrams.append(data)
+                start = self._decoded
+                pending = self.datagrams[start:]
+            docs: list[dict[str, Any]] = []
+            garbage: list[bytes] = []
+            otlp: list[tuple[bool, bytes]] = []
+            for data in pending:
                 request = _otlp_request(data)
                 if request is not None:
-                    self.otlp.append(request)
-                    self._cond.notify_all()
+                    otlp.append(request)
                     continue
                 document = parse_datagram(data)
                 if document is None:
-                    self.garbage.append(data)
+                    garbage.append(data)
                 else:
-                    self._docs.append(document)
-                self._cond.notify_all()
+                    docs.append(document)
+            with self._cond:
+                self._docs.extend(docs)
+                self._garbage.extend(garbage)
+                self._otlp.extend(otlp)
+                self._decoded = start + len(pending)
+
+    @property
+    def garbage(self) -> list[bytes]:
+        """Datagrams X-Ray would not take, in arrival order."""
+        self._decode()
+        return self._garbage
+
+    @property
+    def otlp(self) -> list[tuple[bool, bytes]]:
+        """OTLP datagrams: (sampled, the decoded ExportTraceServiceRequest bytes)."""
+        self._decode()
+        return self._otlp
+
+    @property
+    def dropped(self) -> int | None:
+        """Datagrams the kernel dropped because the receive buffer was full.
+
+        Read from ``/proc/net/udp``; ``None`` where it cannot be read (not Linux).
+        """
+        return _kernel_drops(self._sock)
 
     def otlp_spans(self, sampled: bool = True) -> list[Any]:
         """The spans of the OTLP datagrams received so far, decoded with the real
@@ -111,8 +182,7 @@ class DaemonListener:
         )
 
         spans = []
-        with self._cond:
-            requests = [body for flag, body in self.otlp if flag is sampled]
+        requests = [body for flag, body in self.otlp if flag is sampled]
         for body in requests:
             request = ExportTraceServiceRequest()
             request.ParseFromString(body)
@@ -124,19 +194,24 @@ class DaemonListener:
     @property
     def documents(self) -> list[dict[str, Any]]:
         """Documents received so far, in arrival order."""
+        self._decode()
         with self._cond:
             return list(self._docs)
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Wait until at least ``count`` documents arrived; return all of them."""
         deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self._docs) < count:
+        while True:
+            self._decode()
+            with self._cond:
+                if len(self._docs) >= count:
+                    return list(self._docs)
+                if self._decoded < len(self.datagrams):
+                    continue  # more arrived while decoding
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    break
+                    return list(self._docs)
                 self._cond.wait(left)
-            return list(self._docs)
 
     def sync(self, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Wait until every datagram sent to us before this call arrived; return all.
@@ -155,34 +230,47 @@ class DaemonListener:
             while self._synced < number:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError("the listener did not receive its own sync marker")
+                    raise TimeoutError(
+                        "the listener did not receive its own sync marker"
+                        f" (datagrams dropped by the kernel: {self.dropped})"
+                    )
                 self._cond.wait(left)
-            return list(self._docs)
+        return self.documents
 
     def settle(self, quiet: float = 0.2, timeout: float = 5.0) -> list[dict[str, Any]]:
-        """Wait until nothing arrived for ``quiet`` seconds; return all documents."""
+        """Wait until nothing was sent to us for ``quiet`` seconds; return all documents.
+
+        For senders that may still be running (a background thread); when the
+        sender is done, :meth:`sync` is exact and faster. Each look is a
+        :meth:`sync`, so what counts is what was sent, not what the listener's
+        thread happened to read by then (it may not run for a while on a busy
+        machine).
+        """
         deadline = time.monotonic() + timeout
         seen = -1
-        while time.monotonic() < deadline:
+        while True:
+            self.sync()
             with self._cond:
-                if len(self.datagrams) == seen:
-                    return list(self._docs)
-                seen = len(self.datagrams)
+                count = len(self.datagrams)
+            if count == seen or time.monotonic() >= deadline:
+                return self.documents
+            seen = count
             time.sleep(quiet)
-        return self.documents
 
     def clear(self) -> None:
         """Forget everything received."""
-        with self._cond:
+        with self._decoding, self._cond:
             self._docs.clear()
             self.datagrams.clear()
-            self.garbage.clear()
-            self.otlp.clear()
+            self._garbage.clear()
+            self._otlp.clear()
+            self._decoded = 0
 
     def close(self) -> None:
         """Stop listening."""
         self._stop.set()
         self._thread.join(2)
+        self._selector.close()
         self._sock.close()
 
     def __enter__(self) -> DaemonListener:
@@ -195,3 +283,30 @@ class DaemonListener:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _grow_receive_buffer(sock: socket.socket) -> None:
+    """As large a receive buffer as the kernel gives: a burst waits there while the
+    listener's thread is not scheduled (a busy machine), instead of being dropped."""
+    if sys.platform.startswith("linux"):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _RCVBUF)
+            return
+        except OSError:  # no CAP_NET_ADMIN: up to the kernel's cap
+            pass
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+
+
+def _kernel_drops(sock: socket.socket) -> int | None:
+    """The ``drops`` column of this socket's line in ``/proc/net/udp`` (Linux)."""
+    try:
+        inode = os.fstat(sock.fileno()).st_ino
+        with open("/proc/net/udp6" if sock.family == socket.AF_INET6 else "/proc/net/udp") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if int(fields[9]) == inode:
+                    return int(fields[12])
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return None
