@@ -434,26 +434,32 @@ def oversize_children(env: Env) -> None:
     # child), about 5.5 MiB of the listener's receive buffer (the kernel counts
     # ~1.3 KiB per small datagram). The listener is a thread of this process,
     # unlike a real daemon: on a busy machine it may not run at all while an
-    # invocation sends, so run_in_process syncs after each invocation and the
-    # buffer (8 MiB where rmem_max is 4 MiB) never holds more than one.
+    # invocation sends. run_in_process syncs after each invocation, so the buffer
+    # holds one invocation at most: all of it where the kernel gives 8 MiB
+    # (rmem_max 4 MiB) or more. Where it gives less (Linux's default rmem_max is
+    # 208 KiB), what the kernel dropped is counted, and must account for every
+    # datagram missing: the library itself loses none.
     runs = run_in_process(env, handler, options={"max_spans_per_invocation": 6000})
     assert runs.daemon is not None
     sent, received = runs.runtime.emitter.sent, len(runs.daemon.datagrams)
     dropped = runs.daemon.dropped
     env.note(f"{sent} datagrams sent, {received} received, {dropped} dropped by the kernel")
     assert runs.runtime.emitter.failed == 0
-    assert received == sent, (
-        f"{sent - received} datagrams lost between socket and listener, "
-        f"{dropped} of them dropped by the kernel (the listener's receive buffer was full)"
+    missing = sent - received
+    assert 0 <= missing <= (dropped or 0), (
+        f"{missing} datagrams lost between socket and listener, "
+        f"{dropped} dropped by the kernel (the listener's receive buffer was full)"
     )
     parents = parent_names(runs.docs)
     names = [entity["name"] for entity in all_entities(runs.docs)]
     children = [name for name in names if name.startswith("child-")]
-    assert len(children) == N * CHILDREN  # none lost...
+    # None lost (each datagram the kernel dropped held one detached child)...
+    assert N * CHILDREN - missing <= len(children) <= N * CHILDREN
     assert len(set(children)) == len(children)  # ...none sent twice
-    for n in range(N):
+    for n in range(N):  # the first datagrams of each invocation go to an empty buffer
         assert parents[f"parent-{n}"] == "## handler"
-        assert all(parents[f"child-{n}-{i}"] == f"parent-{n}" for i in range(CHILDREN))
+    for child in children:
+        assert parents[child] == "parent-" + child.split("-")[1]
     env.note(f"{len(children)}/{N * CHILDREN} children received")
 
 

@@ -24,6 +24,8 @@ _sync_numbers = itertools.count(1)
 #: Receive buffer asked for. Linux caps SO_RCVBUF at net.core.rmem_max (often
 #: 208 KiB, 4 MiB on some machines) and doubles it; root may go past the cap.
 _RCVBUF = 64 * 1024 * 1024
+#: How often sync() sends its marker again while waiting for it.
+_RESEND_S = 0.1
 #: Datagrams handed over in one go while a burst is still arriving.
 _BATCH = 256
 #: Linux's SO_RCVBUFFORCE (not exported by the socket module): SO_RCVBUF past
@@ -223,18 +225,21 @@ class DaemonListener:
         """
         number = next(_sync_numbers)
         host, _, port = self.address.rpartition(":")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-            sender.sendto(_SYNC + str(number).encode(), (host, int(port)))
+        marker, target = _SYNC + str(number).encode(), (host, int(port))
         deadline = time.monotonic() + timeout
-        with self._cond:
+        resend_at = 0.0
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender, self._cond:
             while self._synced < number:
-                left = deadline - time.monotonic()
-                if left <= 0:
+                now = time.monotonic()
+                if now >= deadline:
                     raise TimeoutError(
                         "the listener did not receive its own sync marker"
                         f" (datagrams dropped by the kernel: {self.dropped})"
                     )
-                self._cond.wait(left)
+                if now >= resend_at:  # again later: a full receive buffer drops it too
+                    sender.sendto(marker, target)
+                    resend_at = now + _RESEND_S
+                self._cond.wait(min(deadline, resend_at) - now)
         return self.documents
 
     def settle(self, quiet: float = 0.2, timeout: float = 5.0) -> list[dict[str, Any]]:
