@@ -14,32 +14,39 @@ from tracing.local.aws import LocalAWS
 from tracing.local.runtime import LocalLambda
 
 FIXTURES = Path(__file__).parent / "fixtures"
-#: Short deadline for every runtime fault: the deadline test needs it, the others
-#: finish in a few milliseconds.
-RUNTIME_TIMEOUT_S = 1.0
+#: The deadline fault's timeout: short, so the deadline guard fires soon.
+DEADLINE_TIMEOUT_S = 1.0
+#: Every other runtime fault's: far from any of their durations (a RecursionError
+#: takes ~100 ms traced), so that a busy machine cannot turn their outcome into a
+#: timeout.
+RUNTIME_TIMEOUT_S = 30.0
 
 
 class Runtimes:
     """Real ``awslambdaric`` environments, started on first use and then reused.
 
-    One traced environment per backend, each sending to its own UDP listener, and
-    one untraced environment (``TRACING_DISABLED=1``) running the same module: the
-    baseline every traced outcome is compared with. A fault that kills the process
-    (deadline, ``SystemExit``) makes the next invoke a cold start, as in Lambda.
+    One traced environment per backend and timeout, each sending to its own UDP
+    listener, and one untraced environment (``TRACING_DISABLED=1``) per timeout
+    running the same module: the baseline every traced outcome is compared with. A
+    fault that kills the process (deadline, ``SystemExit``) makes the next invoke a
+    cold start, as in Lambda.
     """
 
     def __init__(self, aws: LocalAWS) -> None:
         self._aws = aws
         self._functions: dict[str, tuple[LocalLambda, testing.DaemonListener]] = {}
 
-    def _start(self, key: str, env: dict[str, str]) -> tuple[LocalLambda, testing.DaemonListener]:
+    def _start(
+        self, key: str, env: dict[str, str], timeout_s: float
+    ) -> tuple[LocalLambda, testing.DaemonListener]:
+        key = f"{key} {timeout_s}s"
         if key not in self._functions:
             listener = testing.DaemonListener()
             function = LocalLambda(
                 "fault_app.handler",
                 code_dir=FIXTURES,
                 function_name="fault-app",
-                timeout_s=RUNTIME_TIMEOUT_S,
+                timeout_s=timeout_s,
                 env={**self._aws.env, **env},
                 xray_daemon_address=listener.address,
             )
@@ -48,13 +55,17 @@ class Runtimes:
         function.start()
         return function, listener
 
-    def traced(self, backend: str) -> tuple[LocalLambda, testing.DaemonListener]:
+    def traced(
+        self, backend: str, timeout_s: float = RUNTIME_TIMEOUT_S
+    ) -> tuple[LocalLambda, testing.DaemonListener]:
         """The traced environment of ``backend`` and the listener it sends to."""
-        return self._start(backend, {"TRACING_BACKEND": backend})
+        return self._start(backend, {"TRACING_BACKEND": backend}, timeout_s)
 
-    def untraced(self) -> tuple[LocalLambda, testing.DaemonListener]:
+    def untraced(
+        self, timeout_s: float = RUNTIME_TIMEOUT_S
+    ) -> tuple[LocalLambda, testing.DaemonListener]:
         """The same function with tracing disabled, and its (silent) listener."""
-        return self._start("untraced", {"TRACING_DISABLED": "1"})
+        return self._start("untraced", {"TRACING_DISABLED": "1"}, timeout_s)
 
     def close(self) -> None:
         for function, listener in self._functions.values():

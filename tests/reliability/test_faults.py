@@ -13,13 +13,14 @@ For every fault, on both backends:
   exactly one when the UDP emitter recorded a failure: failures are not silent).
 
 Faults about the Lambda lifecycle (deadline, ``SystemExit`` in a real process,
-missing trace header, context, a RecursionError racing the deadline) run in the
-real ``awslambdaric`` through ``LocalLambda`` against moto; the untraced baseline
-there is the same module with ``TRACING_DISABLED=1``. The others run in process
-against a real UDP listener, the untraced baseline being the same function called
-before ``configure()``. In Lambda, time is part of the outcome (past the deadline
-the answer becomes a timeout), so the recursion faults also bound what tracing
-adds to an invocation's duration.
+missing trace header, context, a RecursionError in the runtime) run in the real
+``awslambdaric`` through ``LocalLambda`` against moto; the untraced baseline there
+is the same module with ``TRACING_DISABLED=1``. The others run in process against
+a real UDP listener, the untraced baseline being the same function called before
+``configure()``. In Lambda, time is part of the outcome (past the deadline the
+answer becomes a timeout), so the recursion faults also bound how much slower
+tracing makes an invocation than its untraced baseline, measured in the same test
+(never against a fixed time: the suite runs on busy machines too).
 
 Faults that only exist on one backend have an analogue on the other:
 ``exporter-raises`` is a raising ``SpanExporter`` on otel and a raising
@@ -40,6 +41,7 @@ import ipaddress
 import logging
 import os
 import socket
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -61,6 +63,8 @@ from tracing._runtime import Runtime, get_runtime
 from tracing._scope import STACK
 from tracing.local.aws import LocalAWS
 from tracing.local.runtime import InvokeResult
+
+from .conftest import DEADLINE_TIMEOUT_S, RUNTIME_TIMEOUT_S
 
 if TYPE_CHECKING:
     from .conftest import Runtimes
@@ -228,13 +232,15 @@ def run_in_process(
     options: dict[str, Any] | None = None,
     inject: Callable[[Runtime], None] | None = None,
     disabled: bool = False,
-    max_overhead_s: float | None = None,
+    max_slowdown: float | None = None,
 ) -> Runs:
     """Run ``body`` N times untraced, then N times traced, and compare the outcomes.
 
-    With ``max_overhead_s``, each traced invocation may take at most that much
-    longer than its untraced twin (checked as soon as it returns, so a slow
-    library fails fast instead of slowing the suite down).
+    With ``max_slowdown``, the median traced invocation may take at most that many
+    times the median untraced one, both measured here: a busy machine slows both
+    alike, and the median ignores one invocation caught by a collection or a
+    preemption. An invocation alone 5x past that bound fails at once, so a
+    pathologically slow library does not slow the suite down.
     """
     env.request.getfixturevalue("in_lambda")
     daemon: testing.DaemonListener | None = None
@@ -252,6 +258,14 @@ def run_in_process(
         started = time.monotonic()
         untraced.append(call(handler, {"n": n}, testing.FakeContext()))
         untraced_s.append(time.monotonic() - started)
+    if max_slowdown is not None:
+        # More untraced runs, over about as long as the traced ones will take: the
+        # baseline then sees the same machine (a busy machine's load comes and goes).
+        window = time.monotonic() + 0.25
+        while time.monotonic() < window and len(untraced_s) < 200:
+            started = time.monotonic()
+            call(handler, {"n": 0}, testing.FakeContext())
+            untraced_s.append(time.monotonic() - started)
     made.clear()
 
     env.monkeypatch.setenv("TRACING_BACKEND", env.backend)
@@ -273,12 +287,11 @@ def run_in_process(
         started = time.monotonic()
         traced.append(call(traced_fn, {"n": n}, testing.FakeContext()))
         durations.append(time.monotonic() - started)
-        if max_overhead_s is not None:
-            extra = durations[-1] - untraced_s[n]
-            assert extra < max_overhead_s, (
-                f"invocation {n}: tracing added {extra:.2f} s "
-                f"(untraced {untraced_s[n] * 1000:.1f} ms); in Lambda that can turn "
-                "the outcome into a timeout"
+        if max_slowdown is not None:
+            baseline = statistics.median(untraced_s)
+            assert durations[-1] < 5 * max_slowdown * baseline, (
+                f"invocation {n}: {durations[-1] * 1000:.1f} ms traced, "
+                f"{baseline * 1000:.2f} ms untraced (median)"
             )
         # Nothing of the invocation leaks into the caller's context.
         assert STACK.get() == stack_before
@@ -289,6 +302,14 @@ def run_in_process(
             # its thread is scheduled on a busy machine.
             daemon.sync()
     warnings = tracing_warnings(env.caplog.records)
+    if max_slowdown is not None:
+        traced_ms, untraced_ms = (statistics.median(d) * 1000 for d in (durations, untraced_s))
+        env.note(f"median {traced_ms:.1f} ms traced, {untraced_ms:.2f} ms untraced")
+        assert traced_ms < max_slowdown * untraced_ms, (
+            f"tracing made the invocation {traced_ms / untraced_ms:.0f}x slower "
+            f"({traced_ms:.1f} ms, untraced {untraced_ms:.2f} ms; at most {max_slowdown:.0f}x); "
+            "in Lambda that can turn the outcome into a timeout"
+        )
 
     for n, (before, after) in enumerate(zip(untraced, traced, strict=True)):
         assert after.signature() == before.signature(), f"invocation {n}: traced != untraced"
@@ -327,18 +348,35 @@ def daemon_refuses(env: Env) -> None:
     # The first datagram leaves; the port-unreachable ICMP turns later sends into
     # ECONNREFUSED, which must be logged once and then only counted.
     assert emitter.failed >= 1
-    assert max(runs.durations) < 0.5
+    assert emitter.sent + emitter.failed == N + 1  # the Init and every invocation tried...
+    # ...on a socket that never waits: a refused or full socket cannot hold the
+    # handler up, however slow the machine (what a time bound would try to show).
+    assert emitter._sock is not None
+    assert emitter._sock.gettimeout() == 0.0
     env.note(f"sent {emitter.sent}, refused {emitter.failed}")
 
 
 def _unresolvable(env: Env, address: str) -> None:
-    runs = run_in_process(env, simple_body, daemon_address=address)
+    resolutions: list[str] = []
+
+    def inject(runtime: Runtime) -> None:
+        emitter, resolve = runtime.emitter, runtime.emitter._resolve
+
+        def counted() -> tuple[int, Any]:
+            resolutions.append(emitter.address[0])
+            return resolve()
+
+        emitter._resolve = counted  # type: ignore[method-assign]
+
+    runs = run_in_process(env, simple_body, daemon_address=address, inject=inject)
     emitter = runs.runtime.emitter
     assert emitter.sent == 0
-    assert emitter.failed >= N  # every document was attempted, none blocked
+    assert emitter.failed >= N  # every document was attempted...
     assert emitter._sock is None  # no socket was ever opened: no network at all
-    assert max(runs.durations) < 0.5
-    env.note(f"{emitter.failed} documents dropped, each after a new resolution attempt")
+    # ...and the resolver asked once: a slow resolver may hold up one invocation,
+    # never every one (what a time bound would try to show, on a busy machine).
+    assert len(resolutions) == 1
+    env.note(f"{emitter.failed} documents dropped after {len(resolutions)} resolution attempt")
 
 
 @fault("daemon-unresolvable")
@@ -775,10 +813,15 @@ def threads_in_current_trace(env: Env) -> None:
 # -- recursion ------------------------------------------------------------------------------
 
 
-#: Most time tracing may add to a recursing invocation (~500 spans). Generous:
-#: recording them takes a few milliseconds; the point is that a Lambda deadline
-#: must not be crossed because of tracing.
-MAX_OVERHEAD_S = 0.5
+#: How many times slower tracing may make a recursing invocation than the same
+#: body untraced, both measured in the test (``run_in_process``). About 2x near
+#: the limit here (the handler walks its own stack at each level, untraced too)
+#: and 90x for a RecursionError (~500 spans each see the exception go by, which
+#: untraced costs nothing): about 100 ms. Generous for a busy machine; what they
+#: catch is a cost growing with the depth at each level (a stack formatted per
+#: span), hundreds of times more, which in Lambda turns the outcome into a timeout.
+MAX_SLOWDOWN_NEAR_LIMIT = 20.0
+MAX_SLOWDOWN_RECURSION_ERROR = 500.0
 
 
 def frame_depth() -> int:
@@ -801,7 +844,7 @@ def recursion_near_limit(env: Env) -> None:
 
         return {"n": event["n"], "bottom": level()}
 
-    runs = run_in_process(env, handler, max_overhead_s=MAX_OVERHEAD_S)
+    runs = run_in_process(env, handler, max_slowdown=MAX_SLOWDOWN_NEAR_LIMIT)
     sizes = {len(testing.iter_entities(doc)) for doc in invocation_docs(runs.docs)}
     env.note(f"invocation documents received {len(invocation_docs(runs.docs))}/{N}")
     env.note(f"entities per document {sorted(sizes)}")
@@ -818,7 +861,7 @@ def recursion_error(env: Env) -> None:
 
         dive(0)
 
-    runs = run_in_process(env, handler, max_overhead_s=MAX_OVERHEAD_S)
+    runs = run_in_process(env, handler, max_slowdown=MAX_SLOWDOWN_RECURSION_ERROR)
     assert all(isinstance(o.value, RecursionError) for o in runs.traced)
     env.note(f"slowest traced invocation {max(runs.durations) * 1000:.0f} ms")
 
@@ -858,6 +901,7 @@ def run_in_runtime(
     env: Env,
     plan: list[tuple[dict[str, Any], bool]],
     baseline_check: Callable[[list[tuple[Any, ...]]], None] | None = None,
+    timeout_s: float = RUNTIME_TIMEOUT_S,
 ) -> tuple[list[InvokeResult], list[dict[str, Any]]]:
     """Invoke the untraced and the traced runtime with ``plan`` and compare.
 
@@ -866,7 +910,7 @@ def run_in_runtime(
     traced results and the documents received during them.
     """
     if env.fault not in _BASELINES:
-        untraced, silent = env.runtimes.untraced()
+        untraced, silent = env.runtimes.untraced(timeout_s)
         _BASELINES[env.fault] = [
             runtime_signature(untraced.invoke(event, trace_header=_maybe_header(h)))
             for event, h in plan
@@ -874,7 +918,7 @@ def run_in_runtime(
         assert silent.settle(quiet=0.05) == []  # TRACING_DISABLED sends nothing
     baseline = _BASELINES[env.fault]
 
-    function, daemon = env.runtimes.traced(env.backend)
+    function, daemon = env.runtimes.traced(env.backend, timeout_s)
     daemon.settle(quiet=0.1)
     daemon.clear()
     log_start = len(function.logs)
@@ -925,12 +969,13 @@ def context_without_remaining_time(env: Env) -> None:
 def deadline_nested_span(env: Env) -> None:
     plan = [({"fault": "deadline", "n": 0, "seconds": 3}, True)]
     plan += [({"fault": "work", "n": n}, True) for n in range(1, N)]
-    results, docs = run_in_runtime(env, plan)
+    results, docs = run_in_runtime(env, plan, timeout_s=DEADLINE_TIMEOUT_S)
     assert results[0].timed_out
     [late] = invocation_docs(docs, "## deadline")
     assert late["fault"] is True
     assert late["annotations"]["Timeout"] is True
-    assert late["end_time"] - late["start_time"] < 1.0
+    # Closed by the guard before the deadline (it arrived: sent before the kill).
+    assert late["end_time"] - late["start_time"] < DEADLINE_TIMEOUT_S
     [outer] = late["subsegments"]
     [inner] = outer["subsegments"]
     assert (outer["name"], inner["name"]) == ("outer", "inner")
@@ -957,7 +1002,7 @@ def systemexit_runtime(env: Env) -> None:
 
 @fault("recursion-error-runtime")
 def recursion_error_runtime(env: Env) -> None:
-    """RecursionError in awslambdaric (limit 1000) with a 1 s deadline: still a RecursionError."""
+    """RecursionError in awslambdaric (limit 1000): still a RecursionError, not a timeout."""
     plan = [({"fault": "recursion_error", "n": 0}, True)]
     plan += [({"fault": "work", "n": n}, True) for n in range(1, N)]
 
