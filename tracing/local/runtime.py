@@ -100,6 +100,30 @@ def _exit_reason(code: int) -> str:
     return f"exit status {code}" if code >= 0 else f"signal: {signal.strsignal(-code)}"
 
 
+def _checked_env(env: object) -> dict[str, str]:
+    """``env`` as a dict of str to str, or a TypeError/ValueError saying what is wrong."""
+    if env is None:
+        return {}
+    if not isinstance(env, Mapping):
+        placeholder = " ({...} is a set holding Ellipsis: write the variables out)"
+        raise TypeError(
+            "LocalLambda(env=...) takes a mapping of variable names to str values, such as "
+            f"{{'QUEUE_URL': url}}; got a {type(env).__name__}"
+            + (placeholder if env == {...} else "")
+        )
+    checked: dict[str, str] = {}
+    for name, value in env.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(
+                f"LocalLambda(env=...): {name!r}: names and values must be str, got "
+                f"{type(name).__name__} = {type(value).__name__}"
+            )
+        if not name or "=" in name or "\0" in name or "\0" in value:
+            raise ValueError(f"LocalLambda(env=...): {name!r} is not a valid variable")
+        checked[name] = value
+    return checked
+
+
 class LocalLambda:
     """One Lambda execution environment running the real ``awslambdaric``.
 
@@ -123,7 +147,9 @@ class LocalLambda:
         timeout_s: Per-invocation deadline, after which the process is killed.
         memory_mb: ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` (informational only).
         region: ``AWS_REGION``, ``AWS_DEFAULT_REGION`` and the ARN's region.
-        env: Extra variables for the function, e.g. dummy AWS credentials.
+        env: Variables for the function (a mapping of str to str, e.g.
+            ``{**LocalAWS().env, "QUEUE_URL": url}``); they win over the
+            ones above, except ``AWS_LAMBDA_RUNTIME_API``.
         xray_daemon_address: ``AWS_XRAY_DAEMON_ADDRESS``; unset when None.
         init_type: ``AWS_LAMBDA_INITIALIZATION_TYPE``.
         python: Interpreter that has ``awslambdaric`` installed.
@@ -154,7 +180,7 @@ class LocalLambda:
         self.timeout_s, self.init_timeout_s = timeout_s, init_timeout_s
         self.memory_mb, self.init_type, self.python = memory_mb, init_type, python
         self.exec_wrapper = tuple(exec_wrapper)
-        self.env, self.xray_daemon_address = dict(env or {}), xray_daemon_address
+        self.env, self.xray_daemon_address = _checked_env(env), xray_daemon_address
         self.function_arn = f"arn:aws:lambda:{region}:123456789012:function:{function_name}"
         self._server = RuntimeAPIServer()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -172,6 +198,22 @@ class LocalLambda:
         self._server.hold_restores = init_type == "snap-start"
         self._restored = False
         self._copies: list[RuntimeAPIServer] = []
+        self._bad_headers: set[str] = set()  # warned about once each
+
+    def _check_header(self, trace_header: str | None) -> None:
+        """Warn once per value when a trace header will not parse: nothing would be sent."""
+        from tracing._header import parse
+
+        if trace_header is None or parse(trace_header) is not None:
+            return
+        if trace_header not in self._bad_headers and len(self._bad_headers) < 100:
+            self._bad_headers.add(trace_header)
+            logger.warning(
+                "trace_header %r is not an X-Ray trace header "
+                "(Root=1-<8 hex>-<24 hex>;Parent=<16 hex>;Sampled=1): the function gets it, "
+                "but tracing records nothing for the invocation",
+                trace_header,
+            )
 
     @property
     def logs(self) -> str:
@@ -238,7 +280,13 @@ class LocalLambda:
             error = self._server.init_error
             if error is None and proc.poll() is not None:
                 reason = _exit_reason(proc.returncode)
-                error = _error("Runtime.ExitError", f"Runtime exited during {phase}: {reason}")
+                message = f"Runtime exited during {phase}: {reason}"
+                if "No module named awslambdaric" in self.logs[log_offset:]:
+                    message += (
+                        f" (awslambdaric is not installed for {self.python}: "
+                        "pip install 'lambda-xray-tracing[local]')"
+                    )
+                error = _error("Runtime.ExitError", message)
             elif error is None and time.monotonic() - began > self.init_timeout_s:
                 message = f"{phase.upper()} timed out after {self.init_timeout_s:.2f} seconds"
                 error = _error("Sandbox.Timedout", message)
@@ -290,6 +338,9 @@ class LocalLambda:
     def invoke(self, event: Any, *, trace_header: str | None = None) -> InvokeResult:
         """Invoke the function once, starting the runtime first if needed.
 
+        A ``trace_header`` that does not parse is still passed on, as Lambda
+        would; a warning names it (once per value), since nothing is recorded.
+
         Args:
             event: A JSON-serialisable event; bytes and str are sent verbatim.
             trace_header: X-Ray header; the handler sees it as ``_X_AMZN_TRACE_ID``.
@@ -300,6 +351,7 @@ class LocalLambda:
         Raises:
             InitError: A (re)start was needed and init failed.
         """
+        self._check_header(trace_header)
         with self._lock:
             self.start()
             proc = self._proc
@@ -450,6 +502,7 @@ class RestoredCopy:
     def invoke(self, event: Any, *, trace_header: str | None = None) -> InvokeResult:
         """Invoke this copy once; as `LocalLambda.invoke`, results are never raised."""
         origin = self._origin
+        origin._check_header(trace_header)
         deadline_ms = int((time.time() + origin.timeout_s) * 1000)
         inv = self._server.submit(
             event,
