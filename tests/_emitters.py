@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-__all__ = ["Both"]
+from tracing import testing
+
+__all__ = ["Both", "until_sent"]
+
+
+def until_sent(daemon: testing.DaemonListener, timeout: float = 10.0) -> None:
+    """Wait until ``daemon`` receives a datagram sent after this call began.
+
+    For a handler that must still be running when the deadline guard sends: it
+    waits for the guard's document instead of sleeping past the moment the guard
+    should fire, which a busy machine may delay. Bounded: a guard that never fires
+    fails the test's assertions, it does not hang it.
+    """
+    daemon.sync()
+    before = len(daemon.datagrams)
+    give_up = time.monotonic() + timeout
+    while len(daemon.datagrams) == before and time.monotonic() < give_up:
+        time.sleep(0.005)
 
 
 class Both:

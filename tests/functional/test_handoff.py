@@ -24,6 +24,8 @@ from tracing._header import new_id, new_trace_id
 from tracing._runtime import get_runtime
 from tracing._scope import STACK
 
+from .._emitters import until_sent
+
 pytestmark = pytest.mark.usefixtures("in_lambda")
 
 
@@ -231,9 +233,7 @@ def test_nothing_is_sent_late_after_the_guard_sent_a_timeout(
     def handler(event: Any, context: Any) -> None:
         thread.start()
         with tracing.span("slow"):
-            import time
-
-            time.sleep(0.25)
+            until_sent(daemon)  # the guard's timeout, 100 ms before the 200 ms deadline
 
     monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={new_trace_id()};Parent={new_id()};Sampled=1")
     handler({}, testing.FakeContext(200))

@@ -37,7 +37,7 @@ from tracing.backends.xray_udp import UDPEmitter
 from tracing.local.aws import LocalAWS
 from tracing.local.otlp import request_documents
 
-from .._emitters import Both
+from .._emitters import Both, until_sent
 
 pytestmark = pytest.mark.usefixtures("in_lambda")
 
@@ -195,7 +195,7 @@ def test_a_timed_out_invocation_is_sent_as_spans_before_the_deadline(
     @tracing.handler
     def handler(event: Any, context: Any) -> str:
         with tracing.span("slow call"):
-            time.sleep(0.3)  # the guard fires 100 ms before the 300 ms deadline
+            until_sent(daemon)  # the guard fires 100 ms before the 300 ms deadline
         return "late"
 
     monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={new_trace_id()};Parent={new_id()};Sampled=1")

@@ -198,9 +198,11 @@ def test_worker_consume_outside_lambda(
     assert all(
         "AWSTraceHeader" in m.get("Attributes", {}) for m in messages if m["Body"] == "traced"
     )
+    began = time.time()
     for message in messages:
         with tracing.sqs.consume(message):
             client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    ended = time.time()
     received = daemon.wait_for(2)
     assert [d["subsegments"][0]["aws"]["operation"] for d in received] == ["GetQueueAttributes"] * 2
     docs = {d["trace_id"]: d for d in received}
@@ -212,8 +214,8 @@ def test_worker_consume_outside_lambda(
     assert other["annotations"]["MessageId"]
     for doc in docs.values():
         assert testing.check_document(doc) == []
-        assert 0 <= doc["end_time"] - doc["start_time"] < 5
-        assert abs(time.time() - doc["start_time"]) < 60
+        # Epoch seconds, inside the processing as this test saw it.
+        assert began <= doc["start_time"] <= doc["end_time"] <= ended
 
 
 def test_a_worker_keeps_the_producers_unsampled_decision(

@@ -56,7 +56,7 @@ def test_cold_start_replays_init_work_into_the_first_trace(
     assert get_parameter["aws"]["operation"] == "GetParameter"
     assert init["subsegments"][1]["aws"]["operation"] == "DescribeParameters"
     assert init["subsegments"][2]["annotations"] == {"cache": "warm"}
-    assert init["end_time"] <= result.payload["init_done"] + 0.05
+    assert init["end_time"] <= result.payload["init_done"]
 
     assert invocation["name"] == "## handler"
     assert (invocation["trace_id"], invocation["parent_id"]) == (root, parent)
@@ -86,7 +86,7 @@ def test_init_end_does_not_move_after_a_pause(
     result = function.invoke({}, trace_header=_header()[2])
     assert result.ok
     init, invocation = daemon.wait_for(2)
-    assert init["end_time"] <= result.payload["init_done"] + 0.05
+    assert init["end_time"] <= result.payload["init_done"]
     assert invocation["start_time"] - init["end_time"] >= 1.0
 
 
@@ -133,7 +133,8 @@ def test_exception_is_a_fault_and_reaches_the_runtime_unchanged(
 def test_deadline_hit_still_sends_the_trace(
     launch: LaunchFn, daemon: testing.DaemonListener
 ) -> None:
-    function = launch("traced_app.handler", timeout_s=1.0)
+    timeout_s = 1.0
+    function = launch("traced_app.handler", timeout_s=timeout_s)
     root, _, header = _header()
     result = function.invoke({"mode": "sleep", "seconds": 5}, trace_header=header)
     assert result.timed_out
@@ -142,7 +143,8 @@ def test_deadline_hit_still_sends_the_trace(
     assert invocation["trace_id"] == root
     assert invocation["fault"] is True
     assert invocation["annotations"]["Timeout"] is True
-    assert invocation["end_time"] - invocation["start_time"] < 1.0
+    # Closed by the guard before the deadline (it arrived: sent before the kill).
+    assert invocation["end_time"] - invocation["start_time"] < timeout_s
     slow = invocation["subsegments"][0]
     assert slow["name"] == "slow step"
     assert slow["annotations"]["Timeout"] is True

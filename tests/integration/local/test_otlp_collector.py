@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -66,12 +65,21 @@ def _run(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def _rendered(collector: Collector, trace_id: str) -> list[str]:
+    """The trace as the collector stored it, once all of it is stored: every span of
+    the Init and of the invocation (a busy machine may take a while to store them)."""
     store = collector._store  # the store the collector writes
     assert store is not None
-    assert wait_until(lambda: len(store.documents(trace_id)) > 0)
-    time.sleep(0.2)  # whatever is still in flight
-    text = render_text(assemble(store.documents(trace_id)), width=120)
-    return text.splitlines()[1:]  # the header counts documents, which differ by design
+
+    def text() -> list[str]:
+        lines = render_text(assemble(store.documents(trace_id)), width=120).splitlines()
+        return lines[1:]  # the header counts documents, which differ by design
+
+    def complete() -> bool:
+        shown = "\n".join(text())
+        return all(name in shown for name in ("Init", "load config", "work", "flaky"))
+
+    assert wait_until(complete, timeout=30.0)
+    return text()
 
 
 @pytest.mark.parametrize("backend", ["xray", "otel"])
