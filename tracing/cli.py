@@ -7,6 +7,7 @@ Usage::
     tracing show TRACE_ID [--db PATH] [--html FILE] [--from-xray]
     tracing map [--db PATH] [--since 1h] [--limit 1000] [--html FILE]
     tracing run module.handler --event FILE [--invocations N] [--code-dir DIR] [--snapstart N]
+                [--env KEY=VALUE]... [--env-file FILE]... [--aws local [--aws-setup FILE]]
     tracing demo [--backend xray|otel]
 
 Everything listens on and talks to 127.0.0.1 only, unless told otherwise.
@@ -161,6 +162,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         backend=args.backend,
         timeout_s=args.timeout,
         snapstart=args.snapstart,
+        env=args.env,
+        env_files=args.env_file,
+        aws=args.aws,
+        aws_setup=args.aws_setup,
     )
 
 
@@ -218,7 +223,20 @@ def _parser() -> argparse.ArgumentParser:
     service_map.add_argument("--html", metavar="FILE", help="write a self-contained HTML map")
     service_map.set_defaults(func=_cmd_map)
 
-    run = commands.add_parser("run", help="run a handler in the local Lambda runtime")
+    run = commands.add_parser(
+        "run",
+        help="run a handler in the local Lambda runtime",
+        description="Run a handler in the real Lambda runtime client (awslambdaric), "
+        "print each result, the function's log and each invocation's trace. "
+        "Exit status: 0 every invocation returned, 1 one failed, 2 the function "
+        "could not start (or an argument is wrong), 141 the output pipe was closed.",
+        epilog="The function's environment, each layer winning over the ones before: "
+        "Lambda's own variables; your AWS_*, TRACING_*, OTEL_* and POWERTOOLS_* "
+        "variables (with --aws local, of AWS_* only AWS_REGION and AWS_DEFAULT_REGION); "
+        "--aws local's endpoint, dummy credentials and region; --env-file files in order; "
+        "--env values in order; --backend. AWS_LAMBDA_RUNTIME_API and "
+        "AWS_XRAY_DAEMON_ADDRESS are always the run's own.",
+    )
     run.add_argument("handler", help="module.function, as in Lambda's handler setting")
     run.add_argument("--event", required=True, help="JSON file with the event")
     run.add_argument("--invocations", type=int, default=1)
@@ -232,6 +250,32 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="SnapStart: initialise once, restore N environments, invoke each",
+    )
+    run.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]",
+        help="a variable for the function (repeatable); KEY alone passes your own value",
+    )
+    run.add_argument(
+        "--env-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="dotenv file of KEY=VALUE lines for the function (repeatable)",
+    )
+    run.add_argument(
+        "--aws",
+        choices=("local",),
+        help="local: start local AWS (moto's server) for the run; the function gets its "
+        "endpoint (AWS_ENDPOINT_URL), dummy credentials and a region; no AWS account needed",
+    )
+    run.add_argument(
+        "--aws-setup",
+        metavar="FILE",
+        help="with --aws local: a Python script run first, with the function's environment, "
+        "to create the buckets, queues and tables the function expects",
     )
     run.set_defaults(func=_cmd_run)
 
@@ -251,7 +295,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # so a closed pipe is noticed here, not at exit
+        return code
+    except BrokenPipeError:
+        # `tracing ... | head`: the reader has gone; end quietly, as a command
+        # killed by SIGPIPE would (128 + 13).
+        _silence_stdout()
+        return 141
     except KeyboardInterrupt:
         return 130
     except ModuleNotFoundError as exc:  # the local tools are an extra
@@ -263,3 +314,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"tracing {args.command}: {exc}", file=sys.stderr)
         return 2
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush cannot fail too.
+
+    See https://docs.python.org/3/library/signal.html#note-on-sigpipe.
+    """
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real stdout (replaced by a test, or closed)
+        pass
