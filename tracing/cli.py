@@ -3,8 +3,9 @@
 Usage::
 
     tracing daemon [--listen 127.0.0.1:2000] [--db PATH] [--forward] [--otlp-http 127.0.0.1:4318]
+                   [--quiet]
     tracing traces [--db PATH] [--since 10m] [--limit 20]
-    tracing show TRACE_ID [--db PATH] [--html FILE] [--from-xray]
+    tracing show TRACE_ID [--db PATH] [--html FILE] [--from-xray [--region R]]
     tracing map [--db PATH] [--since 1h] [--limit 1000] [--html FILE]
     tracing run module.handler --event FILE [--invocations N] [--code-dir DIR] [--snapstart N]
                 [--env KEY=VALUE]... [--env-file FILE]... [--aws local [--aws-setup FILE]]
@@ -20,6 +21,7 @@ import json
 import logging
 import re
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -60,12 +62,45 @@ def _cmd_traces(args: argparse.Namespace) -> int:
     return 0
 
 
+class _CommandError(Exception):
+    """A failure the command explains in one line (exit status 2)."""
+
+
+def _region(region: str | None, option: str) -> str:
+    """The region for an X-Ray API call: ``--region``, else what boto3 would find."""
+    import botocore.exceptions
+    import botocore.session
+
+    try:
+        found = region or botocore.session.Session().get_config_variable("region")
+    except botocore.exceptions.BotoCoreError as exc:  # e.g. AWS_PROFILE names no profile
+        raise _CommandError(f"{option}: {exc}") from None
+    if not found:
+        raise _CommandError(
+            f"{option} needs an AWS region: pass --region (e.g. --region us-east-1) "
+            "or set AWS_REGION"
+        )
+    return str(found)
+
+
 def _fetch_from_xray(trace_id: str, region: str | None, endpoint_url: str | None) -> list[Any]:
     import boto3
+    import botocore.exceptions
 
-    client = boto3.client("xray", region_name=region, endpoint_url=endpoint_url)
+    client = boto3.client(
+        "xray", region_name=_region(region, "--from-xray"), endpoint_url=endpoint_url
+    )
     documents: list[Any] = []
-    for trace in client.batch_get_traces(TraceIds=[trace_id]).get("Traces", []):
+    try:
+        traces = client.batch_get_traces(TraceIds=[trace_id]).get("Traces", [])
+    except botocore.exceptions.NoCredentialsError:
+        raise _CommandError(
+            "--from-xray: no AWS credentials (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY)"
+        ) from None
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        raise _CommandError(f"--from-xray: X-Ray BatchGetTraces failed: {exc}") from None
+    for trace in traces:
         for segment in trace.get("Segments", []):
             documents.append(json.loads(segment["Document"]))
     return documents
@@ -107,12 +142,19 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
 
     forward = None
     if args.forward:
-        forward = ForwardConfig(region=args.region, endpoint_url=args.endpoint_url)
-    interactive = sys.stdout.isatty() or args.print_traces
+        forward = ForwardConfig(
+            region=_region(args.region, "--forward"), endpoint_url=args.endpoint_url
+        )
+    stop = threading.Event()
 
     def on_trace(trace_id: str, documents: list[Any]) -> None:
-        if interactive:
+        if args.quiet or stop.is_set():
+            return
+        try:
             print(summary_line(summarize(documents)), flush=True)
+        except BrokenPipeError:  # `tracing daemon | head`: the reader is gone, stop
+            _silence_stdout()
+            stop.set()
 
     with (
         _store(args.db) as store,
@@ -123,14 +165,16 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
         print(f"listening on udp://{collector.address}, storing in {store.path}", flush=True)
         if collector.otlp_http_address:
             print(f"OTLP/HTTP on http://{collector.otlp_http_address}/v1/traces", flush=True)
+        if not args.quiet:
+            print("a line per completed trace follows (--quiet: none)", flush=True)
         _stop_on_signals()
         try:
-            while True:
-                time.sleep(3600)
+            while not stop.wait(3600):
+                pass
         except KeyboardInterrupt:
             pass
         print(f"stopped: {collector.stats}")
-    return 0
+    return 141 if stop.is_set() else 0  # stopped by a closed pipe, as SIGPIPE would
 
 
 def _stop_on_signals() -> None:
@@ -181,17 +225,30 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     db_help = "SQLite store (default: $TRACING_DB or ~/.cache/tracing/traces.sqlite3)"
-    daemon = commands.add_parser("daemon", help="X-Ray-daemon-compatible local collector")
+    daemon = commands.add_parser(
+        "daemon",
+        help="X-Ray-daemon-compatible local collector",
+        description="An X-Ray-daemon-compatible collector: stores every document it "
+        "receives and prints a line per completed trace (also into a file or a pipe; "
+        "--quiet: none). Ctrl-C or SIGTERM stops it.",
+    )
     daemon.add_argument("--listen", default="127.0.0.1:2000", help="UDP host:port")
     daemon.add_argument("--db", help=db_help)
     daemon.add_argument(
         "--forward", action="store_true", help="also send to X-Ray PutTraceSegments"
     )
-    daemon.add_argument("--region", help="AWS region for --forward")
+    daemon.add_argument(
+        "--region", help="AWS region for --forward (default: AWS_REGION, your profile's)"
+    )
     daemon.add_argument("--endpoint-url", help="X-Ray endpoint for --forward (tests, proxies)")
     daemon.add_argument(
-        "--print-traces", action="store_true", help="print a line per trace even when piped"
+        "--quiet",
+        action="store_true",
+        help="print no line per completed trace (by default one is printed, also when "
+        "the output is a file or a pipe)",
     )
+    # Before lines were printed whenever stdout is not a terminal: kept, a no-op.
+    daemon.add_argument("--print-traces", action="store_true", help=argparse.SUPPRESS)
     daemon.add_argument(
         "--otlp-http",
         metavar="HOST:PORT",
@@ -210,7 +267,9 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--db", help=db_help)
     show.add_argument("--html", metavar="FILE", help="write a self-contained HTML timeline")
     show.add_argument("--from-xray", action="store_true", help="fetch with BatchGetTraces instead")
-    show.add_argument("--region", help="AWS region for --from-xray")
+    show.add_argument(
+        "--region", help="AWS region for --from-xray (default: AWS_REGION, your profile's)"
+    )
     show.add_argument("--endpoint-url", help="X-Ray endpoint for --from-xray")
     show.set_defaults(func=_cmd_show)
 
@@ -311,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    except (OSError, ValueError) as exc:
+    except (_CommandError, OSError, ValueError) as exc:
         print(f"tracing {args.command}: {exc}", file=sys.stderr)
         return 2
 

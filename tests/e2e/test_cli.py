@@ -86,7 +86,6 @@ def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
             "127.0.0.1:0",
             "--db",
             str(db),
-            "--print-traces",
         ],
         cwd=ROOT,
         env=_env(),
@@ -102,6 +101,9 @@ def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
     if process.poll() is None:
         process.kill()
         process.wait()
+    process.stdout.close()
+    if process.stderr is not None:
+        process.stderr.close()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -149,14 +151,17 @@ def test_daemon_traces_and_show(
         emitter.send(document)
     emitter.send_raw(b"garbage that is not a daemon datagram")
     emitter.close()
-    assert process.stdout is not None
-    line = process.stdout.readline()  # printed when the trace went quiet
-    assert root in line
+    _wait_stored(db, root)
+    process.send_signal(signal.SIGINT)  # a trace still pending is printed as it stops
+    process.wait(timeout=10)
+    out = process.stdout.read()  # after readline(): communicate() would skip its buffer
+    assert process.returncode == 0
+    # Piped, with no option: a line per trace all the same (once only on a terminal).
+    lines = out.splitlines()
+    assert lines[0] == "a line per completed trace follows (--quiet: none)"
+    [line] = [line for line in lines if root in line]
     assert "FAULT" in line
     assert "cold-start" in line
-    process.send_signal(signal.SIGINT)
-    out, _ = process.communicate(timeout=10)
-    assert process.returncode == 0
     assert "garbage" in out
 
     listed = _tracing("traces", "--db", str(db))
@@ -183,6 +188,104 @@ def test_daemon_traces_and_show(
     missing = _tracing("show", new_trace_id(), "--db", str(db))
     assert missing.returncode == 1
     assert "not found" in missing.stderr
+
+
+def _wait_stored(db: Path, root: str) -> None:
+    """Until the daemon stored ``root`` (a bound against hanging, not a timing assert)."""
+    deadline = time.monotonic() + 60
+    shown = _tracing("show", root, "--db", str(db))
+    while shown.returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.3)
+        shown = _tracing("show", root, "--db", str(db))
+    assert shown.returncode == 0, shown.stderr
+
+
+def _daemon_process(db: Path, *options: str) -> tuple[subprocess.Popen[str], str]:
+    command = [sys.executable, "-m", "tracing", "daemon", "--listen", "127.0.0.1:0"]
+    process = subprocess.Popen(
+        [*command, "--db", str(db), *options],
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    match = re.search(r"udp://([\d.]+:\d+)", first)
+    if match is None:
+        _, err = process.communicate(timeout=10)
+        pytest.fail(f"the daemon did not start: {first}{err}")
+    return process, match.group(1)
+
+
+def test_daemon_quiet_prints_no_trace_lines_and_print_traces_still_works(
+    tmp_path: Path,
+) -> None:
+    for options in (("--quiet",), ("--print-traces",)):  # the latter now a no-op, kept
+        db = tmp_path / f"{options[0][2:]}.sqlite3"
+        process, address = _daemon_process(db, *options)
+        try:
+            emitter = UDPEmitter(address)
+            root = new_trace_id()
+            for document in _documents(root):
+                emitter.send(document)
+            emitter.close()
+            _wait_stored(db, root)
+            process.send_signal(signal.SIGINT)  # pending traces are reported as it stops
+            process.wait(timeout=10)
+            assert process.stdout is not None
+            out = process.stdout.read()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
+        assert process.returncode == 0
+        if options == ("--quiet",):
+            assert root not in out
+            assert out.startswith("stopped:")
+        else:
+            assert out.startswith("a line per completed trace follows")
+            assert root in out
+
+
+def test_daemon_stops_quietly_when_its_reader_goes_away(tmp_path: Path) -> None:
+    # `tracing daemon | head -3`: once the reader is gone, it stops as SIGPIPE would.
+    process, address = _daemon_process(tmp_path / "t.sqlite3")
+    assert process.stdout is not None
+    assert process.stderr is not None
+    try:
+        process.stdout.close()
+        emitter = UDPEmitter(address)
+        for document in _documents(new_trace_id()):
+            emitter.send(document)
+        emitter.close()
+        process.wait(timeout=60)  # no signal: it stops by itself, at its next line
+        stderr = process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+    assert process.returncode == 141
+    assert stderr == ""
+
+
+def test_show_from_xray_without_a_region_says_which_option_to_set(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.write_text("[default]\n")  # a profile with no region, as many have
+    env = _env(AWS_CONFIG_FILE=str(config), AWS_ACCESS_KEY_ID="testing")
+    env["AWS_SECRET_ACCESS_KEY"] = "testing"
+    shown = _tracing("show", new_trace_id(), "--from-xray", env=env)
+    assert shown.returncode == 2
+    assert shown.stdout == ""
+    assert shown.stderr == (
+        "tracing show: --from-xray needs an AWS region: pass --region (e.g. --region "
+        "us-east-1) or set AWS_REGION\n"
+    )
 
 
 def test_show_from_xray_uses_batch_get_traces() -> None:
