@@ -214,7 +214,12 @@ def test_an_init_failure_prints_one_line_and_the_function_log(tmp_path: Path, ev
         "locate credentials (no AWS credentials: --aws local runs against local AWS; "
         "or set AWS_PROFILE)"
     )
-    assert "[ERROR] NoCredentialsError" in _function_log(done.stderr)
+    log = _function_log(done.stderr)
+    assert "[ERROR] NoCredentialsError" in log
+    # awslambdaric ends the traceback's lines with \r (one CloudWatch event): a
+    # terminal would draw each over the last.
+    assert "\r" not in done.stderr
+    assert "\nTraceback (most recent call last):\n" in log
 
 
 def test_a_missing_variable_is_named_with_the_option_that_passes_it(

@@ -270,10 +270,19 @@ def wait_quiet(collector: Any, quiet_s: float = 0.4, timeout_s: float = 10.0) ->
         time.sleep(quiet_s)
 
 
+def _lines(log: str) -> str:
+    """The log for a terminal.
+
+    awslambdaric ends the lines of an error with ``\\r``, which keeps a traceback
+    in one CloudWatch event; a terminal would draw each line over the last.
+    """
+    return log.replace("\r\n", "\n").replace("\r", "\n").rstrip()
+
+
 def _fail(message: str, log: str = "", title: str = "function log") -> int:
     """Print ``log`` (if any) then the one line saying what failed; exit status 2."""
     if log.strip():
-        print(f"--- {title} ---\n{log.rstrip()}\n---", file=sys.stderr)
+        print(f"--- {title} ---\n{_lines(log)}\n---", file=sys.stderr)
     print(f"tracing run: {message}", file=sys.stderr)
     return 2
 
@@ -457,7 +466,7 @@ def run_handler(
         wait_quiet(collector)
         if logs.strip():
             print("--- function log ---")
-            print(logs.rstrip())
+            print(_lines(logs))
         for root in roots:
             print()
             documents = store.documents(root)
