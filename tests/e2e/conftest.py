@@ -30,6 +30,11 @@ ARGS = [
     "--disable-gpu",
     "--disable-dev-shm-usage",
     "--disable-background-networking",
+    # The pages are files and fetch nothing: no name is resolved, so the browser
+    # reaches no server (it asked the resolver for update.googleapis.com, its
+    # component updater, despite the flag above).
+    "--disable-component-update",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
 ]
 
 
