@@ -29,6 +29,7 @@ ours back (the header is not signed, so this is safe after signing).
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import sys
 from collections.abc import Callable
@@ -53,6 +54,19 @@ _SAFE = "-=;:+&[]{}\"',"
 Around = Callable[[Any, str, Any, Callable[[], Any]], Any]
 _AROUND: list[Around | None] = [None]
 
+
+#: The module whose ``HANDLERS`` (operation -> ``before-parameter-build``
+#: handler) put the trace context where each service carries it, by botocore
+#: service name. Imported on the first call of a client of that service, so a
+#: function pays only for the services it calls.
+_CARRIERS = {
+    "sqs": ".sqs",
+    "sns": "._sns",
+    "events": "._eventbridge",
+    "stepfunctions": "._stepfunctions",
+    "kinesis": ".kinesis",
+    "dynamodb": ".dynamodb",
+}
 
 _HOOK: list[ImportHook | None] = [None]
 _AIO_HOOK: list[ImportHook | None] = [None]
@@ -160,11 +174,12 @@ def _register(client: Any) -> None:
     events.register_first("before-call", _before_call)
     events.register("request-created", _request_created)
     events.register("before-send", _before_send)
-    if client.meta.service_model.service_name == "sqs":
-        from .sqs import HANDLERS
-
-        for operation, handler in HANDLERS.items():
-            events.register(f"before-parameter-build.sqs.{operation}", handler)
+    service = client.meta.service_model.service_name
+    carrier = _CARRIERS.get(service)
+    if carrier is not None:
+        handlers = importlib.import_module(carrier, __package__).HANDLERS
+        for operation, handler in handlers.items():
+            events.register(f"before-parameter-build.{service}.{operation}", handler)
 
 
 def _record_first_call(client: Any, operation: str, params: Any, call: Callable[[], Any]) -> Any:
