@@ -65,6 +65,7 @@ class Settings:
         "exporter",
         "botocore_instrumentation",
         "send_unsampled",
+        "incoming_traceparent",
         "extra",
     )
     __slots__ = _fields
@@ -87,6 +88,7 @@ class Settings:
     exporter: str
     botocore_instrumentation: str
     send_unsampled: bool
+    incoming_traceparent: str
     extra: Mapping[str, Any]
 
     def __init__(
@@ -109,6 +111,7 @@ class Settings:
         exporter: str = "xray-udp",
         botocore_instrumentation: str = "tracing",
         send_unsampled: bool = False,
+        incoming_traceparent: str = "link",
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         values = locals()
@@ -216,6 +219,10 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
         _choice("tracing", "contrib", "off"),
     ),
     "send_unsampled": (("TRACING_SEND_UNSAMPLED",), _flag),
+    "incoming_traceparent": (
+        ("TRACING_INCOMING_TRACEPARENT",),
+        _choice("link", "continue", "ignore"),
+    ),
 }
 
 

@@ -19,7 +19,7 @@ from contextvars import Token
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._configure import ensure_configured
-from ._header import TraceHeader, new_trace_id, parse
+from ._header import TraceHeader, from_traceparent, new_trace_id, parse
 from ._init_phase import PROVISIONED_CONCURRENCY
 from ._runtime import Runtime
 from ._scope import STACK, Scope, end_unit
@@ -134,6 +134,9 @@ class _Invocations:
         )
         self.capture_error = settings.capture_error if capture_error is None else capture_error
         self.send_unsampled = settings.send_unsampled
+        incoming = settings.incoming_traceparent
+        self.read_traceparent = incoming != "ignore"
+        self.continue_traceparent = incoming == "continue"
         self.in_lambda = runtime.in_lambda
         self.environ = os.environ
         # Under provisioned concurrency the environment was initialised ahead of
@@ -161,6 +164,19 @@ class _Invocations:
             if cold:
                 runtime.cold = False
                 init_trace_id = self._close_init(header, sampled)
+            lambda_root = header.root if header is not None else None
+            caller = None
+            if self.read_traceparent and type(event) is dict and "headers" in event:
+                caller = _caller_traceparent(event, header)
+            linked = caller
+            if caller is not None and self.continue_traceparent:
+                # The caller's trace, and its sampling decision; never Lambda's
+                # Sampled=0 as a parent. Lambda's pass-through keys (Lineage) stay.
+                linked = header if header is not None and sampled else None
+                sampled = caller.is_sampled
+                header = TraceHeader(
+                    caller.root, caller.parent, caller.sampled, header.extra if header else ()
+                )
             backend = runtime.backend
             if not sampled and (not self.send_unsampled or header is None or not header.parent):
                 span = self._unsampled(header)
@@ -170,7 +186,9 @@ class _Invocations:
             span.annotations = {"ColdStart": cold and self.cold_start, "Service": self.service}
             if init_trace_id is not None:
                 span.annotations["InitTraceId"] = init_trace_id
-            if self.in_lambda and header is not None:
+            if linked is not None:
+                span.annotations["LinkedTraceId"] = linked.root
+            if self.in_lambda and header is not None and caller is linked:
                 # Unsampled here only with send_unsampled: recorded, sent as T1U.
                 scope = Scope(span, header.root, header.parent, sampled=sampled, limit=self.limit)
                 scope.extra = header.extra
@@ -184,8 +202,10 @@ class _Invocations:
             runtime.invocation = span
             token = backend.enter(span)
             init = runtime.init
-            if cold and init is not None and header is not None:
-                runtime.emitter.link(span.id, init_trace_id or header.root, init.root.id)
+            if cold and init is not None and lambda_root is not None:
+                runtime.emitter.link(span.id, init_trace_id or lambda_root, init.root.id)
+            if linked is not None:
+                runtime.emitter.link(span.id, linked.root, linked.parent)
             return span, scope, STACK.set((span,)), token
         except Exception:
             runtime.log_once(
@@ -275,6 +295,35 @@ class _Invocations:
                 "finish",
                 "tracing: could not send the invocation trace (logged once, then at debug level)",
             )
+
+
+def _caller_traceparent(event: dict[str, Any], header: TraceHeader | None) -> TraceHeader | None:
+    """A W3C ``traceparent`` in an HTTP event's headers, from another trace.
+
+    API Gateway (REST, HTTP), ALB and function URL events all hold ``headers``;
+    only a REST API keeps the caller's spelling of a name, so only its events
+    (which also hold ``multiValueHeaders``) are searched case-insensitively.
+    ``None`` when there is none, it does not parse, or it names the trace Lambda
+    already continues (a caller inside AWS whose OTel trace id is X-Ray's).
+    """
+    headers = event["headers"]
+    if type(headers) is not dict:
+        return None
+    value = headers.get("traceparent")
+    if value is None and "multiValueHeaders" in event:
+        for key, found in headers.items():
+            if type(key) is str and len(key) == 11 and key.lower() == "traceparent":
+                value = found
+                break
+    if value is None:
+        return None
+    caller = from_traceparent(value)
+    if caller is None:
+        log.debug("tracing: ignoring an invalid traceparent header: %.80r", value)
+        return None
+    if header is not None and caller.root == header.root:
+        return None
+    return caller
 
 
 def _capture(span: Span, key: str, value: Any, runtime: Runtime) -> None:
