@@ -4,7 +4,9 @@ Every boto3/botocore API call made while something is recorded becomes a core
 span named after the service (``sqs``, ``dynamodb``...), ``namespace: "aws"``,
 with the ``aws`` block X-Ray's console reads (``operation``, ``region``,
 ``request_id``, ``retries`` and the resource: ``queue_url``, ``table_name``,
-``bucket_name``, ``function_name``, ``topic_arn``) and ``http.response.status``.
+``bucket_name``, ``function_name``, ``topic_arn``, ``stream_name``,
+``event_bus_name``, ``state_machine_arn``, ``stream_arn``) and
+``http.response.status``.
 It is made current for the call, in the backend's library too, so what runs
 inside (our SQS trace-header injection, an HTTP instrumentation's span) nests
 under it.
@@ -41,14 +43,66 @@ log = logging.getLogger("tracing.aws")
 
 AWS_NAMESPACE = "aws"
 
-#: Request parameters named in the ``aws`` block, as X-Ray's console shows them.
-_RESOURCES = (
-    ("QueueUrl", "queue_url"),
-    ("TableName", "table_name"),
-    ("Bucket", "bucket_name"),
-    ("FunctionName", "function_name"),
-    ("TopicArn", "topic_arn"),
+
+def _stream_of_arn(value: object) -> str | None:
+    """A Kinesis stream's name from its ARN (``arn:...:stream/<name>``)."""
+    if isinstance(value, str) and ":stream/" in value:
+        return value.rpartition(":stream/")[2]
+    return None
+
+
+def _machine_of_execution(value: object) -> str | None:
+    """A state machine's ARN from one of its executions' (``arn:...:execution:<sm>:<id>``)."""
+    if isinstance(value, str) and value.count(":") == 7:
+        head, found, rest = value.partition(":execution:")
+        if found:
+            return f"{head}:stateMachine:{rest.partition(':')[0]}"
+    return None
+
+
+def _first_bus(value: object) -> str | None:
+    """The event bus of ``PutEvents``: the first entry's (``default`` when it names none).
+
+    Entries may name several buses; the first is the one recorded.
+    """
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        bus = value[0].get("EventBusName")
+        return bus if isinstance(bus, str) and bus else "default"
+    return None
+
+
+_Resource = tuple[str, str, Callable[[object], str | None] | None]
+
+#: Request parameters named in the ``aws`` block (parameter, field, conversion).
+#: X-Ray's console reads the first five (aws-xray-sdk's parameter list); the
+#: others name the resources of the hops beyond SQS, in the same style.
+_RESOURCES: tuple[_Resource, ...] = (
+    ("QueueUrl", "queue_url", None),
+    ("TableName", "table_name", None),
+    ("Bucket", "bucket_name", None),
+    ("FunctionName", "function_name", None),
+    ("TopicArn", "topic_arn", None),
 )
+#: The same per service (botocore's endpoint prefix): one look-up for the
+#: common calls. Services not named here get every field of ``_RESOURCES``.
+_SERVICE_RESOURCES: dict[str, tuple[_Resource, ...]] = {
+    "sqs": (("QueueUrl", "queue_url", None),),
+    "dynamodb": (("TableName", "table_name", None),),
+    "s3": (("Bucket", "bucket_name", None),),
+    "lambda": (("FunctionName", "function_name", None),),
+    "sns": (("TopicArn", "topic_arn", None),),
+    "ssm": (),
+    "secretsmanager": (),
+    "sts": (),
+    "kms": (),
+    "kinesis": (("StreamName", "stream_name", None), ("StreamARN", "stream_name", _stream_of_arn)),
+    "events": (("Entries", "event_bus_name", _first_bus), ("EventBusName", "event_bus_name", None)),
+    "states": (
+        ("stateMachineArn", "state_machine_arn", None),
+        ("executionArn", "state_machine_arn", _machine_of_execution),
+    ),
+    "streams.dynamodb": (("StreamArn", "stream_arn", None), ("TableName", "table_name", None)),
+}
 _THROTTLING = frozenset(
     {
         "Throttling",
@@ -132,16 +186,21 @@ def _open(client: Any, operation: str, params: Any) -> Span | None:
     if getattr(parent, "namespace", None) == AWS_NAMESPACE:
         return None  # aws-xray-sdk's own patch is already recording this call
     meta = client.meta
-    span = open_span(parent, meta.service_model.endpoint_prefix)
+    service = meta.service_model.endpoint_prefix
+    span = open_span(parent, service)
     if span is None:
         return None
     span.kind = CLIENT
     span.namespace = AWS_NAMESPACE
     aws: dict[str, Any] = {"operation": operation, "region": meta.region_name}
     if isinstance(params, dict):
-        for parameter, field in _RESOURCES:
+        for parameter, field, convert in _SERVICE_RESOURCES.get(service, _RESOURCES):
             value = params.get(parameter)
-            if isinstance(value, str):
+            if value is None:
+                continue
+            if convert is not None:
+                value = convert(value)
+            if isinstance(value, str) and field not in aws:
                 aws[field] = value[:2048]
     span.aws = aws
     return span

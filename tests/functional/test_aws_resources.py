@@ -1,0 +1,132 @@
+"""The resource of the hops beyond SQS in an AWS call's ``aws`` block, on both backends.
+
+Real botocore calls against moto (the session's ``aws`` server); the documents
+are the ones the ``daemon`` listener receives.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+import tracing
+from tracing import testing
+from tracing._header import new_id, new_trace_id
+from tracing.local.aws import LocalAWS
+
+ROLE = "arn:aws:iam::123456789012:role/sfn"
+DEFINITION = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+
+
+@pytest.fixture(params=["xray", "otel"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def env(aws: LocalAWS, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in aws.env.items():
+        monkeypatch.setenv(key, value)
+
+
+def _invoke(monkeypatch: pytest.MonkeyPatch, handler: Any) -> Any:
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={new_trace_id()};Parent={new_id()};Sampled=1")
+    return handler({}, testing.FakeContext())
+
+
+def _calls(daemon: testing.DaemonListener) -> list[dict[str, Any]]:
+    [invocation] = [d for d in daemon.sync() if d["name"] == "## handler"]
+    assert testing.check_document(invocation) == []
+    calls: list[dict[str, Any]] = invocation["subsegments"]
+    assert all(call["namespace"] == "aws" for call in calls)
+    assert all("fault" not in call and "error" not in call for call in calls)
+    return calls
+
+
+@pytest.mark.usefixtures("in_lambda", "env")
+def test_kinesis_eventbridge_and_step_functions_calls_name_their_resource(
+    backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kinesis, events, sfn = (boto3.client(s) for s in ("kinesis", "events", "stepfunctions"))
+    suffix = new_id()
+    stream = f"clicks-{suffix}"
+    kinesis.create_stream(StreamName=stream, ShardCount=1)
+    stream_arn = kinesis.describe_stream(StreamName=stream)["StreamDescription"]["StreamARN"]
+    bus = f"orders-{suffix}"
+    bus_arn = events.create_event_bus(Name=bus)["EventBusArn"]
+    machine = sfn.create_state_machine(
+        name=f"fulfil-{suffix}", definition=DEFINITION, roleArn=ROLE
+    )["stateMachineArn"]
+    tracing.configure(backend=backend)
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        kinesis.put_record(StreamName=stream, Data=b"{}", PartitionKey="k")
+        kinesis.put_records(StreamARN=stream_arn, Records=[{"Data": b"{}", "PartitionKey": "k"}])
+        entry = {"Source": "orders", "DetailType": "placed", "Detail": "{}"}
+        events.put_events(Entries=[entry])  # the default bus
+        events.put_events(Entries=[{**entry, "EventBusName": bus}, entry])
+        events.put_events(Entries=[{**entry, "EventBusName": bus_arn}])
+        execution = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
+        sfn.describe_execution(executionArn=execution)
+
+    _invoke(monkeypatch, handler)
+    calls = _calls(daemon)
+    assert [(c["name"], c["aws"]["operation"]) for c in calls] == [
+        ("kinesis", "PutRecord"),
+        ("kinesis", "PutRecords"),
+        ("events", "PutEvents"),
+        ("events", "PutEvents"),
+        ("events", "PutEvents"),
+        ("states", "StartExecution"),
+        ("states", "DescribeExecution"),
+    ]
+    put, put_by_arn, default, several, by_arn, start, describe = (c["aws"] for c in calls)
+    assert put["stream_name"] == stream
+    assert put_by_arn["stream_name"] == stream  # the name, from the stream's ARN
+    assert default["event_bus_name"] == "default"
+    assert several["event_bus_name"] == bus  # the first entry's bus
+    assert by_arn["event_bus_name"] == bus_arn  # as the call named it
+    assert start["state_machine_arn"] == machine
+    assert describe["state_machine_arn"] == machine  # from the execution's ARN
+    for block in (put, several, start):
+        assert block["region"] == "us-east-1"
+        assert block["request_id"]
+        assert not {"queue_url", "table_name", "topic_arn"} & set(block)
+
+
+@pytest.mark.usefixtures("in_lambda", "env")
+def test_sns_and_dynamodb_streams_calls_name_their_resource(
+    backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sns, dynamodb, streams = (boto3.client(s) for s in ("sns", "dynamodb", "dynamodbstreams"))
+    topic = sns.create_topic(Name=f"orders-{new_id()}")["TopicArn"]
+    table = f"orders-{new_id()}"
+    description = dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )["TableDescription"]
+    stream_arn = description["LatestStreamArn"]
+    tracing.configure(backend=backend)
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        sns.publish(TopicArn=topic, Message="m")
+        dynamodb.put_item(TableName=table, Item={"id": {"S": "1"}})
+        streams.describe_stream(StreamArn=stream_arn)
+        streams.list_streams(TableName=table)
+
+    _invoke(monkeypatch, handler)
+    publish, put, describe, listed = _calls(daemon)
+    assert (publish["name"], publish["aws"]["topic_arn"]) == ("sns", topic)
+    assert (put["name"], put["aws"]["table_name"]) == ("dynamodb", table)
+    assert describe["name"] == "streams.dynamodb"
+    assert describe["aws"]["stream_arn"] == stream_arn
+    assert "table_name" not in describe["aws"]
+    assert listed["aws"]["table_name"] == table  # as every call naming a table
