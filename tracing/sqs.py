@@ -22,23 +22,15 @@ exception.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import time
 from collections.abc import Callable, Mapping
-from contextvars import Token
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._header import TraceHeader, from_traceparent, new_trace_id, parse, to_traceparent
+from ._consumer import Consume, Source, place_after, run_batch
+from ._header import TraceHeader, from_traceparent, parse, to_traceparent
 from ._propagation import outgoing_header
-from ._runtime import Runtime, current_node, get_runtime
-from ._scope import STACK, Scope, end_unit
-from ._span import CONSUMER, NOOP, NoopSpan, Span, clean_name
-
-if TYPE_CHECKING:
-    from ._scope import Node
+from ._runtime import get_runtime
 
 __all__ = ["consume", "extract", "inject", "process_batch"]
 
@@ -50,7 +42,6 @@ _MAX_BODY_TO_PARSE = 262_144  # SNS messages are at most 256 KiB
 MAX_MESSAGE_ATTRIBUTES = 10
 MAX_MESSAGE_BYTES = 262_144
 _RECORD_SPAN = "SQS message"
-_MAX_ID = 128  # SQS message ids are 36 characters; anything longer is not one
 
 
 # -- producer -------------------------------------------------------------------
@@ -270,19 +261,17 @@ def extract(message: Any) -> tuple[TraceHeader | None, str | None]:
     return header, message_id
 
 
-@functools.lru_cache(maxsize=64)
-def _queue_name_of(arn: str) -> str | None:
-    if arn.count(":") >= 5:
-        return clean_name(arn.rsplit(":", 1)[1])
-    return None
+_SQS = Source(
+    extract=extract,
+    record_span=_RECORD_SPAN,
+    id_key="MessageId",
+    place_key="Queue",
+    place=place_after(":"),
+    log=log,
+)
 
 
-def _queue_name(arn: object) -> str | None:
-    """The queue name of a Lambda record's ``eventSourceARN`` (cached per ARN)."""
-    return _queue_name_of(arn) if isinstance(arn, str) and len(arn) <= 256 else None
-
-
-class consume:  # noqa: N801 - reads as a function at call sites
+class consume(Consume):  # noqa: N801 - reads as a function at call sites
     """Record the processing of one SQS message in the producer's trace.
 
     Accepts a Lambda SQS record or a boto3 ``ReceiveMessage`` message.
@@ -304,177 +293,8 @@ class consume:  # noqa: N801 - reads as a function at call sites
                 handle(message)
     """
 
-    __slots__ = (
-        "_emit",
-        "_library",
-        "_message",
-        "_record",
-        "_scope",
-        "_segment",
-        "_token",
-    )
-
-    def __init__(self, message: Any) -> None:
-        self._message = message
-        self._scope: Scope | None = None
-        self._segment: Span = NOOP
-        self._record: Span = NOOP
-        self._token: Token[tuple[Node, ...]] | None = None
-        self._emit: Callable[[Scope], bool] | None = None
-        self._library: object = None
-
-    def __enter__(self) -> Span:
-        try:
-            return self._enter()
-        except Exception:
-            try:  # noqa: SIM105 - contextlib.suppress is a Python call, unsafe at the limit
-                log.debug("tracing: consume() could not start tracing", exc_info=True)
-            except RecursionError:  # at the recursion limit even logging fails
-                pass
-            return NOOP
-
-    def _enter(self) -> Span:
-        runtime = get_runtime()
-        if runtime is None or runtime.settings.disabled:
-            return NOOP
-        message = self._message
-        if type(message) is not dict and not isinstance(message, Mapping):
-            log.debug("tracing: consume() got a %s, not a message; untraced", type(message))
-            return NOOP
-        header, message_id = extract(message)
-        usable = header is not None and header.parent is not None and header.is_sampled
-        parent = current_node()
-        invocation = parent if parent is not None and parent.recording else None
-        parent_scope = invocation.scope if invocation is not None else None
-        if parent_scope is None or parent_scope.placeholder:
-            invocation = None  # no invocation here (a worker, or consume() at import)
-        settings = runtime.settings
-        # Annotation keys here are fixed and valid, and values are validated ids
-        # (or capped), so they are set directly rather than through annotate().
-        message_id = message_id[:_MAX_ID] if message_id else None
-        record: Span = NOOP
-        if invocation is not None and parent_scope is not None and parent_scope.admit():
-            record = Span(_RECORD_SPAN, parent_scope)
-            invocation.adopt(record)
-            notes: dict[str, str | int | float | bool] = {}
-            if message_id:
-                notes["MessageId"] = message_id
-            if usable and header is not None:
-                notes["LinkedTraceId"] = header.root
-            record.annotations = notes
-        self._record = record
-        scope: Scope | None
-        if usable and header is not None:
-            # Same start as the record's subsegment, so the two line up exactly.
-            segment = Span(runtime.service_name, start_time=record.start_time or None)
-            segment.kind = CONSUMER
-            scope = Scope(
-                segment,
-                header.root,
-                header.parent,
-                segment=True,
-                limit=settings.max_spans_per_invocation,
-            )
-            scope.extra = _extras(runtime, header)
-        elif invocation is not None:
-            segment = record  # recorded in the current invocation
-            scope = None
-        elif parent is not None and not parent.recording:
-            return NOOP  # an unsampled invocation: no new trace behind its back
-        elif header is not None and header.sampled == "0" and header.parent is not None:
-            # The producer decided not to record this trace: record nothing, and
-            # pass its decision on (Sampled=0) from what this message triggers.
-            segment = NoopSpan(runtime.service_name, span_id=header.parent)
-            unsampled = Scope(segment, header.root, header.parent, sampled=False)
-            unsampled.extra = _extras(runtime, header)
-            self._token = STACK.set((segment,))
-            self._library = runtime.backend.enter(segment)
-            return segment
-        else:
-            segment = Span(runtime.service_name)
-            segment.kind = CONSUMER
-            scope = Scope(
-                segment, new_trace_id(), None, segment=True, limit=settings.max_spans_per_invocation
-            )
-        if scope is not None:
-            notes = {}
-            if message_id:
-                notes["MessageId"] = message_id
-            queue = _queue_name(message.get("eventSourceARN"))
-            if queue:
-                notes["Queue"] = queue
-            segment.annotations = notes
-        self._scope = scope
-        self._segment = segment
-        self._emit = runtime.emit_scope
-        if segment.recording:
-            stack = STACK.get()
-            self._token = STACK.set((*stack, segment) if scope is None else (segment,))
-            backend = runtime.backend
-            self._library = backend.enter(segment)
-            if usable and header is not None and invocation is not None:
-                # OTel messaging conventions: the invocation links to each
-                # record's context, the processing span to the invocation.
-                emitter = runtime.emitter
-                emitter.link(invocation.id, header.root, header.parent)
-                trace_id = parent_scope.trace_id if parent_scope is not None else None
-                emitter.link(segment.id, trace_id, invocation.id)
-        return segment
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        token, self._token = self._token, None
-        library, self._library = self._library, None
-        try:
-            runtime = get_runtime()
-            if library is not None and runtime is not None:
-                runtime.backend.exit(library)
-            if token is not None:
-                try:
-                    STACK.reset(token)
-                except ValueError:
-                    STACK.set(())
-            now = time.time()
-            segment, record = self._segment, self._record
-            if exc is not None:
-                segment.fail(exc, full=True)
-                if record is not segment:
-                    record.fail(exc)
-            segment.finish(now)
-            record.finish(now)
-            scope = self._scope
-            if scope is not None:
-                emit = self._emit
-                if emit is not None:
-                    emit(scope)
-                if self._record is NOOP and runtime is not None:
-                    runtime.end_of_unit()  # a worker: no invocation will flush for us
-                    end_unit()  # ... nor close the late window of the last message
-        except RecursionError:
-            pass  # at the recursion limit: the record's trace is dropped, not the error
-        except Exception:
-            try:  # noqa: SIM105 - contextlib.suppress is a Python call, unsafe at the limit
-                log.debug("tracing: consume() could not finish tracing", exc_info=True)
-            except RecursionError:
-                pass
-
-
-def _extras(runtime: Runtime, header: TraceHeader) -> tuple[tuple[str, str], ...]:
-    """The pass-through keys (``Lineage``...) that calls made for a message carry.
-
-    In Lambda, the *invocation's*: Lambda counts a loop's hops in ``Lineage`` per
-    invocation, and a message's own value would rewind (or skip) that count. In
-    a worker, the message's own: there is no invocation, and the chain goes on.
-    """
-    if not runtime.in_lambda:
-        return header.extra
-    invocation = runtime.invocation
-    scope = invocation.scope if invocation is not None else None
-    return scope.extra if scope is not None else ()
+    __slots__ = ()
+    _source = _SQS
 
 
 def process_batch(event: Mapping[str, Any], fn: Callable[[Any], Any]) -> dict[str, Any]:
@@ -504,33 +324,27 @@ def process_batch(event: Mapping[str, Any], fn: Callable[[Any], Any]) -> dict[st
     records = event.get("Records") if isinstance(event, Mapping) else None
     if not isinstance(records, list):
         raise TypeError("process_batch() expects a Lambda SQS event with a 'Records' list")
-    failures: list[dict[str, str]] = []
-    unreportable = 0
-    stop = False
-    for record in records:
-        message_id = record.get("messageId") if isinstance(record, Mapping) else None
-        if stop:
-            failed = True
-        else:
-            try:
-                with consume(record):
-                    fn(record)
-                failed = False
-            except Exception as exc:
-                failed = True
-                log.warning("tracing: SQS record %s failed: %r", message_id, exc)
-                if isinstance(record, Mapping) and str(record.get("eventSourceARN", "")).endswith(
-                    ".fifo"
-                ):
-                    stop = True
-        if failed:
-            if isinstance(message_id, str) and message_id:
-                failures.append({"itemIdentifier": message_id})
-            else:
-                unreportable += 1
+    failures, unreportable = run_batch(
+        records,
+        fn,
+        consume,
+        item_id=_message_id,
+        stop_after=_is_fifo,
+        report_rest=True,
+        label="SQS",
+        log=log,
+    )
     if unreportable:
         raise RuntimeError(
             f"{unreportable} failed SQS record(s) had no messageId to report; failing the "
             "whole batch so that no message is lost"
         )
     return {"batchItemFailures": failures}
+
+
+def _message_id(record: Any) -> object:
+    return record.get("messageId") if isinstance(record, Mapping) else None
+
+
+def _is_fifo(record: Any) -> bool:
+    return isinstance(record, Mapping) and str(record.get("eventSourceARN", "")).endswith(".fifo")
