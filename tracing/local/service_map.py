@@ -4,8 +4,11 @@
 without a traced caller), each service or function (a segment, or a Lambda
 invocation named by its ``Service`` annotation), each AWS resource an ``aws``
 subsegment names (a queue by ``queue_url``, a table by ``table_name``, a bucket,
-a topic, a function called with ``Invoke``; other services by name, such as
-SSM), and each remote HTTP host (``namespace: "remote"``).
+a topic, a Kinesis stream by ``stream_name``, an EventBridge event bus by
+``event_bus_name``, a Step Functions state machine by ``state_machine_arn``, a
+DynamoDB table's stream by ``stream_arn``, a function called with ``Invoke``;
+other services by name, such as SSM), and each remote HTTP host
+(``namespace: "remote"``).
 
 **Edges** carry the calls between them: count, average and p95 latency (the
 callee's duration as the caller saw it), and the error (4xx), fault (5xx) and
@@ -19,6 +22,21 @@ poison message shows as the fault rate of the queue -> worker edge. A batch
 invocation whose records are SQS messages adds no client edge: its messages are
 already counted on the queue's edge. ``Init`` is no request either: only its
 calls (the SSM read at import) count, for its function.
+
+**The other hops** are drawn the same way, producer -> resource -> consumer:
+
+* a Kinesis consumer segment (annotated ``Stream``) is an edge from the stream,
+  a DynamoDB Streams one (annotated ``TableStream``) from the table's stream,
+  which the table feeds (an edge counting the records, when the consumer's
+  parent is the ``PutItem`` call); their batch invocations (``Kinesis record``
+  and ``DynamoDB record`` subsegments) add no client edge, as for SQS;
+* whatever runs directly under a ``PutEvents``, ``Publish`` or
+  ``StartExecution`` call (a Lambda invocation given that call as parent, or
+  Lambda's own segment in AWS) is an edge from the event bus, topic or state
+  machine to that function, with the invocation's time and outcome; the AWS
+  segments of an SNS topic or a state machine (``origin`` ``AWS::SNS...``,
+  ``AWS::StepFunctions...``) are that topic's or state machine's node;
+* a function invoked with ``Invoke`` is counted once, on the call's edge.
 
 **Layout.** A layered layout of our own (longest path from the sources, then a
 few barycentre sweeps to reduce crossings), computed in Python and drawn as
@@ -60,6 +78,7 @@ _AWS_NAMES = {
     "events": "EventBridge",
     "kinesis": "Kinesis",
     "states": "Step Functions",
+    "streams.dynamodb": "DynamoDB Streams",
 }
 
 
@@ -68,11 +87,29 @@ def _last(separator: str) -> Callable[[str], str]:
     return lambda value: value.rstrip(separator).rsplit(separator, 1)[-1]
 
 
+def _machine(value: str) -> str:
+    """A state machine's name from its ARN (``...:stateMachine:<name>[:version]``)."""
+    return value.partition(":stateMachine:")[2].partition(":")[0] or _last(":")(value)
+
+
+def _table_of_stream(value: str) -> str:
+    """A DynamoDB table's name from its stream's ARN (``...:table/<name>/stream/<label>``)."""
+    return value.partition(":table/")[2].partition("/")[0] or _last("/")(value)
+
+
 _RESOURCES: tuple[tuple[str, str, Callable[[str], str]], ...] = (
     ("queue_url", "queue", _last("/")),
     ("table_name", "table", str),
     ("bucket_name", "bucket", str),
     ("topic_arn", "topic", _last(":")),
+    ("stream_name", "stream", _last("/")),
+    ("event_bus_name", "bus", _last("/")),
+    ("state_machine_arn", "state_machine", _machine),
+    ("stream_arn", "table_stream", _table_of_stream),
+    # As OpenTelemetry's botocore instrumentation names them (aws.sns.topic.arn...).
+    ("sns.topic.arn", "topic", _last(":")),
+    ("kinesis.stream_name", "stream", _last("/")),
+    ("step_functions.state_machine.arn", "state_machine", _machine),
 )
 _TYPE_LABELS = {
     "client": "Client",
@@ -82,11 +119,25 @@ _TYPE_LABELS = {
     "table": "DynamoDB table",
     "bucket": "S3 bucket",
     "topic": "SNS topic",
+    "stream": "Kinesis stream",
+    "table_stream": "DynamoDB stream",
+    "bus": "EventBridge event bus",
+    "state_machine": "Step Functions state machine",
     "aws": "AWS service",
     "remote": "Remote host",
 }
+#: Consumer segments' annotations naming what they consumed from.
+_CONSUMED = (("Queue", "queue"), ("Stream", "stream"), ("TableStream", "table_stream"))
+#: The subsegment a batch invocation gets per record it consumes.
+_RECORDS = frozenset({"SQS message", "Kinesis record", "DynamoDB record"})
+#: Resources that deliver to what runs under the call to them (a function
+#: invoked with the call as its parent): the edge is from the resource.
+_HOPS = frozenset({"queue", "topic", "stream", "table_stream", "bus", "state_machine"})
+#: AWS's own segments for a resource (``origin``): that resource's node.
+_ORIGINS = (("AWS::SNS", "topic"), ("AWS::StepFunctions", "state_machine"))
 _MAX_TRACES_PER_ITEM = 500  # trace ids listed for one node or edge
 _MAX_LABEL = 60  # characters of a name drawn on the map
+_MAX_KIND = 22  # characters of a node's type that fit its box as they are
 
 
 @dataclass
@@ -107,6 +158,13 @@ class _Stats:
             milliseconds = max(0.0, node.duration) * 1000.0
             if math.isfinite(milliseconds):  # (huge times overflow when scaled)
                 self.durations.append(milliseconds)
+        self._trace(trace_id)
+
+    def count_only(self, trace_id: str) -> None:
+        self.count += 1
+        self._trace(trace_id)
+
+    def _trace(self, trace_id: str) -> None:
         if trace_id not in self.traces and len(self.traces) < _MAX_TRACES_PER_ITEM:
             self.traces.append(trace_id)
 
@@ -181,6 +239,15 @@ class ServiceMap:
             edge = self.edges[(source, target)] = MapEdge(source, target)
         edge.stats.add(node, trace)
 
+    def feed(self, source: tuple[str, str], target: tuple[str, str], trace: str) -> None:
+        """A resource feeding another (a table its stream): counted, with no time."""
+        self.node(source)
+        self.node(target).stats.count_only(trace)
+        edge = self.edges.get((source, target))
+        if edge is None:
+            edge = self.edges[(source, target)] = MapEdge(source, target)
+        edge.stats.count_only(trace)
+
     def add_trace(self, trace: Trace) -> None:
         """Add one assembled trace's calls."""
         self.traces += 1
@@ -195,25 +262,31 @@ class ServiceMap:
             for key in (_aws_node(node),)
             if key[0] == "service"
         }
-        stack: list[tuple[Node, tuple[str, str] | None, bool]] = [
-            (root, None, True) for root in trace.roots
+        # (node, whose work it is, a root of the trace, the resource of the AWS
+        # call it sits directly under)
+        stack: list[tuple[Node, tuple[str, str] | None, bool, tuple[str, str] | None]] = [
+            (root, None, True, None) for root in trace.roots
         ]
         while stack:
-            node, owner, top = stack.pop()
+            node, owner, top, via = stack.pop()
             here = owner
-            if top or node.kind == "segment":
-                here = self._entry(node, owner, top, functions, trace.trace_id)
+            resource = None
+            if top or node.kind == "segment" or (via is not None and node.document_root):
+                # (a document's root under an AWS call: what that call started)
+                here = self._entry(node, owner, top, via, functions, trace.trace_id)
             elif node.entity.get("namespace") == "aws":
-                self.call(_owner(owner), _aws_node(node), node, trace.trace_id)
+                resource = _aws_node(node)
+                self.call(_owner(owner), resource, node, trace.trace_id)
             elif node.entity.get("namespace") == "remote" and not _has_segment(node):
                 self.call(_owner(owner), ("remote", _remote_name(node)), node, trace.trace_id)
-            stack.extend((child, here, False) for child in reversed(node.children))
+            stack.extend((child, here, False, resource) for child in reversed(node.children))
 
     def _entry(
         self,
         node: Node,
         owner: tuple[str, str] | None,
         top: bool,
+        via: tuple[str, str] | None,
         functions: dict[str, str],
         trace_id: str,
     ) -> tuple[str, str]:
@@ -221,18 +294,31 @@ class ServiceMap:
         service = node.annotations.get("Service")
         if node.kind == "segment":
             key = ("service", node.name)
-            if node.entity.get("origin") == "AWS::Lambda::Function":
+            origin = node.entity.get("origin")
+            if origin == "AWS::Lambda::Function":
                 self.node(key).function = True
+            elif isinstance(origin, str):
+                for prefix, kind in _ORIGINS:
+                    if origin.startswith(prefix):
+                        name = _machine(node.name) if kind == "state_machine" else node.name
+                        key = (kind, _last(":")(name)[:200] or node.name)
+                        break
         else:  # a Lambda invocation (or its Init): the function's own segment is AWS's
             if not (isinstance(service, str) and service):
                 service = functions.get(node.parent_id or "", "(unknown function)")
             key = ("service", str(service))
             self.node(key).function = True
-        queue = node.annotations.get("Queue")
-        if isinstance(queue, str) and queue:
-            self.call(("queue", queue), key, node, trace_id)  # a consumer segment
+        consumed = _consumed(node)
+        if consumed is not None:
+            self.call(consumed, key, node, trace_id)  # a consumer segment
+            if consumed[0] == "table_stream" and via == ("table", consumed[1]):
+                self.feed(via, consumed, trace_id)  # the table feeds its stream
         elif node.is_init or _is_batch(node):
             self.node(key)  # no request: only its calls count
+        elif via is not None and via == key:
+            self.node(key)  # a function invoked by the call above: that edge counts it
+        elif via is not None and via[0] in _HOPS:
+            self.call(via, key, node, trace_id)  # delivered by a bus, topic, state machine...
         elif top and node.kind == "subsegment" and key[1] in self._invoked:
             self.node(key)  # invoked by a function of this trace: that edge counts it
         elif top or owner is None:
@@ -258,7 +344,16 @@ def _owner(owner: tuple[str, str] | None) -> tuple[str, str]:
 
 
 def _is_batch(node: Node) -> bool:
-    return bool(node.children) and all(c.name == "SQS message" for c in node.children)
+    return bool(node.children) and all(c.name in _RECORDS for c in node.children)
+
+
+def _consumed(node: Node) -> tuple[str, str] | None:
+    """The queue or stream a consumer segment consumed from (by its annotation)."""
+    for annotation, kind in _CONSUMED:
+        value = node.annotations.get(annotation)
+        if isinstance(value, str) and value:
+            return (kind, value[:200])
+    return None
 
 
 def _has_segment(node: Node) -> bool:
@@ -568,11 +663,17 @@ def map_svg(service_map: ServiceMap, interactive: bool = True) -> str:
             f"{stats.count} · avg {_ms(stats.avg_ms)} ms" if stats.count else "source of requests"
         )
         focus = ' tabindex="0"' if interactive else ""
+        # The longest type ("Step Functions state machine") is narrowed to fit its box.
+        fit = (
+            f' textLength="{_BOX_W - 24}" lengthAdjust="spacingAndGlyphs"'
+            if len(node.label) > _MAX_KIND
+            else ""
+        )
         parts.append(
             f'<g class="node {_esc(node.type)} {cls}" data-node="{index[key]}"{focus}>'
             f"<title>{_esc(_name(key, service_map))}</title>"
             f'<rect x="{x:.1f}" y="{y:.1f}" width="{_BOX_W}" height="{_BOX_H}" rx="10"/>'
-            f'<text class="kind" x="{x + 12:.1f}" y="{y + 18:.1f}">{_esc(node.label)}</text>'
+            f'<text class="kind" x="{x + 12:.1f}" y="{y + 18:.1f}"{fit}>{_esc(node.label)}</text>'
             f'<text class="name" x="{x + 12:.1f}" y="{y + 38:.1f}">'
             f"{_esc(_short(node.name))}</text>"
             f'<text class="figure" x="{x + 12:.1f}" y="{y + 55:.1f}">{_esc(figure)}</text></g>'
