@@ -14,6 +14,8 @@ from ._lambda import handler
 from ._span import Span
 
 if TYPE_CHECKING:
+    from . import dynamodb as dynamodb
+    from . import kinesis as kinesis
     from . import sqs as sqs
 
 __all__ = [
@@ -21,9 +23,11 @@ __all__ = [
     "annotate",
     "configure",
     "current_span",
+    "dynamodb",
     "flush",
     "handler",
     "in_current_trace",
+    "kinesis",
     "metadata",
     "span",
     "sqs",
@@ -31,9 +35,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # ``tracing.sqs`` is imported on first use so that ``import tracing`` stays cheap.
-    if name == "sqs":
+    # The carriers are imported on first use so that ``import tracing`` stays cheap.
+    if name in ("sqs", "kinesis", "dynamodb"):
         import importlib
 
-        return importlib.import_module(".sqs", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

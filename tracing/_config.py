@@ -66,6 +66,7 @@ class Settings:
         "botocore_instrumentation",
         "send_unsampled",
         "incoming_traceparent",
+        "payload_context",
         "extra",
     )
     __slots__ = _fields
@@ -89,6 +90,7 @@ class Settings:
     botocore_instrumentation: str
     send_unsampled: bool
     incoming_traceparent: str
+    payload_context: tuple[str, ...]
     extra: Mapping[str, Any]
 
     def __init__(
@@ -112,6 +114,7 @@ class Settings:
         botocore_instrumentation: str = "tracing",
         send_unsampled: bool = False,
         incoming_traceparent: str = "link",
+        payload_context: tuple[str, ...] = (),
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         values = locals()
@@ -189,6 +192,41 @@ def _flag(value: Any) -> bool:
     return _bool(value) if isinstance(value, str) else bool(value)
 
 
+#: Services whose payloads can carry the trace context (``_payload_context.py``).
+PAYLOAD_SERVICES = ("kinesis", "dynamodb")
+_RESOURCE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
+def _payload_targets(value: Any) -> tuple[str, ...]:
+    """``payload_context``: ``"kinesis"``, ``"dynamodb"``, ``"kinesis:<stream>"`` or
+    ``"dynamodb:<table>"``, as an iterable or a comma-separated string."""
+    if isinstance(value, (bytes, Mapping)) or not isinstance(
+        value, (str, list, tuple, set, frozenset)
+    ):
+        raise ValueError(
+            f"expected an iterable of 'kinesis', 'dynamodb' or 'service:name', got {value!r}"
+        )
+    items = value.split(",") if isinstance(value, str) else list(value)
+    targets: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"expected strings, got {item!r}")
+        service, sep, name = item.strip().partition(":")
+        service = service.strip().lower()
+        name = name.strip()
+        if not service and not sep:
+            continue  # an empty item ("kinesis," or "")
+        if service not in PAYLOAD_SERVICES or (sep and not name):
+            raise ValueError(
+                f"expected 'kinesis', 'dynamodb', 'kinesis:<stream name>' or "
+                f"'dynamodb:<table name>', got {item!r}"
+            )
+        if name and (len(name) > 255 or not _RESOURCE_CHARS.issuperset(name)):
+            raise ValueError(f"{name!r} is not a {service} stream or table name")
+        targets.append(f"{service}:{name}" if name else service)
+    return tuple(dict.fromkeys(targets))
+
+
 # option -> (env vars, parser). Env vars follow one pattern, TRACING_<OPTION>; where
 # Powertools has a variable for the same thing, it is read when ours is not set, so
 # a Powertools user's environment works unchanged.
@@ -223,6 +261,7 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
         ("TRACING_INCOMING_TRACEPARENT",),
         _choice("link", "continue", "ignore"),
     ),
+    "payload_context": (("TRACING_PAYLOAD_CONTEXT",), _payload_targets),
 }
 
 

@@ -74,7 +74,26 @@ def configure(service: str | None = None, backend: str | None = None, **options:
     if not settings.disabled:
         _load_backend(runtime, explicit=backend is not None or bool(options))
     set_runtime(runtime)
+    if settings.payload_context and not settings.disabled:
+        _announce_payload_context(settings.payload_context)
     return settings
+
+
+def _announce_payload_context(targets: tuple[str, ...]) -> None:
+    """Say once that payloads change (``payload_context``): it is never silent."""
+    what = []
+    for service, label, kind in (
+        ("kinesis", "Kinesis records (PutRecord, PutRecords)", "stream"),
+        ("dynamodb", "DynamoDB items (PutItem, BatchWriteItem, TransactWriteItems)", "table"),
+    ):
+        names = [t.partition(":")[2] for t in targets if t.partition(":")[0] == service]
+        if names:
+            where = f"all {kind}s" if "" in names else f"{kind} " + ", ".join(names)
+            what.append(f"{label} of {where}")
+    log.info(
+        "tracing: payload_context: %s sent from here get a '_tracing' field with the trace context",
+        " and ".join(what),
+    )
 
 
 def _emitter(settings: Settings, explicit: bool) -> Emitter:

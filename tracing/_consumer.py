@@ -40,7 +40,7 @@ from ._span import CONSUMER, NOOP, NoopSpan, Span, clean_name
 if TYPE_CHECKING:
     from ._scope import Node
 
-__all__ = ["Consume", "Source", "place_after", "run_batch"]
+__all__ = ["Consume", "Source", "check_source", "place_after", "run_batch"]
 
 _MAX_ID = 128  # SQS ids are 36 characters, sequence numbers at most 128 digits
 
@@ -337,3 +337,16 @@ def run_batch(
             else:
                 unreportable += 1
     return failures, unreportable
+
+
+def check_source(records: list[Any], expected: str, what: str) -> None:
+    """Raise ``TypeError`` when a record says it comes from another source.
+
+    Records without ``eventSource`` (built by hand, in tests) are accepted.
+    """
+    for record in records:
+        source = record.get("eventSource") if isinstance(record, Mapping) else None
+        if isinstance(source, str) and source != expected:
+            raise TypeError(
+                f"process_batch() expects a Lambda {what} event, got a record from {source!r}"
+            )

@@ -37,7 +37,7 @@ __all__ = ["consume", "extract", "inject", "process_batch"]
 log = logging.getLogger("tracing.sqs")
 
 _SYSTEM_KEY = "AWSTraceHeader"
-_MAX_BODY_TO_PARSE = 262_144  # SNS messages are at most 256 KiB
+_MAX_BODY_TO_PARSE = 262_144  # SNS messages and EventBridge events are at most 256 KiB
 #: SQS limits checked before adding a message attribute.
 MAX_MESSAGE_ATTRIBUTES = 10
 MAX_MESSAGE_BYTES = 262_144
@@ -213,24 +213,52 @@ def _message_attribute(attributes: Any, key: str) -> Any:
     return None
 
 
-def _from_sns_envelope(body: Any) -> TraceHeader | None:
-    """The header of an SNS notification delivered without raw delivery."""
-    if not isinstance(body, str) or len(body) > _MAX_BODY_TO_PARSE:
+def _from_envelope(body: Any) -> TraceHeader | None:
+    """The header in the body of an SNS notification (without raw delivery) or an
+    EventBridge event delivered to SQS; ``None`` for any other body.
+
+    Bounded: only bodies of at most 256 KiB (both services' maximum) that start
+    with ``{`` and name the envelope's marker are parsed.
+    """
+    if not isinstance(body, str) or len(body) > _MAX_BODY_TO_PARSE or not body.startswith("{"):
         return None
-    if not body.startswith("{") or '"Notification"' not in body:
+    sns = '"Notification"' in body
+    if not sns and '"detail-type"' not in body:
         return None
     try:
         envelope = json.loads(body)
     except ValueError:
         return None
-    if not isinstance(envelope, Mapping) or envelope.get("Type") != "Notification":
+    if not isinstance(envelope, Mapping):
         return None
-    attributes = envelope.get("MessageAttributes")
-    for key in (_SYSTEM_KEY, "X-Amzn-Trace-Id"):
-        header = parse(_message_attribute(attributes, key))
-        if header is not None:
-            return header
-    return from_traceparent(_message_attribute(attributes, "traceparent"))
+    if sns and envelope.get("Type") == "Notification":
+        attributes = envelope.get("MessageAttributes")
+        for key in (_SYSTEM_KEY, "X-Amzn-Trace-Id"):
+            header = parse(_message_attribute(attributes, key))
+            if header is not None:
+                return header
+        return from_traceparent(_message_attribute(attributes, "traceparent"))
+    return _from_eventbridge(envelope)
+
+
+def _from_eventbridge(event: Mapping[str, Any]) -> TraceHeader | None:
+    """The context a producer put in an EventBridge event's ``detail._tracing``.
+
+    EventBridge itself passes a PutEvents entry's ``TraceHeader`` to an SQS target
+    as ``AWSTraceHeader`` (read first, by :func:`extract`); this is for events
+    whose context travels in the detail instead (``_tracing`` in the payload
+    format of ``tracing._payload_context``: ``AWSTraceHeader``, then
+    ``traceparent``). Datadog's ``detail._datadog`` is not read: its parent is a
+    Datadog span, which X-Ray never receives.
+    """
+    if not all(key in event for key in ("version", "id", "detail-type", "source")):
+        return None
+    detail = event.get("detail")
+    if not isinstance(detail, Mapping) or "_tracing" not in detail:
+        return None
+    from ._payload_context import from_fields
+
+    return from_fields(detail["_tracing"])
 
 
 def extract(message: Any) -> tuple[TraceHeader | None, str | None]:
@@ -238,7 +266,9 @@ def extract(message: Any) -> tuple[TraceHeader | None, str | None]:
 
     Looks, in order, at the ``AWSTraceHeader`` system attribute (``attributes`` in
     Lambda records, ``Attributes`` in ReceiveMessage messages), a ``traceparent``
-    message attribute, and an SNS envelope in the body. Never raises.
+    message attribute, then the body: an SNS notification's message attributes
+    (``AWSTraceHeader``, ``X-Amzn-Trace-Id``, ``traceparent``), or an EventBridge
+    event's ``detail._tracing`` (``AWSTraceHeader``, ``traceparent``). Never raises.
 
     Returns:
         ``(header, message_id)``; either may be ``None``.
@@ -257,7 +287,7 @@ def extract(message: Any) -> tuple[TraceHeader | None, str | None]:
         attributes = message.get("messageAttributes") or message.get("MessageAttributes")
         header = from_traceparent(_message_attribute(attributes, "traceparent"))
     if header is None:
-        header = _from_sns_envelope(message.get("body") or message.get("Body"))
+        header = _from_envelope(message.get("body") or message.get("Body"))
     return header, message_id
 
 
