@@ -35,7 +35,14 @@ from .._header import new_id, new_trace_id, parse
 from ..testing import lambda_sqs_event
 from .runtime import InvokeResult, LocalLambda
 
-__all__ = ["MAX_HOPS", "Delivery", "SQSEventSource", "lineage_count"]
+__all__ = [
+    "MAX_HOPS",
+    "Delivery",
+    "SQSEventSource",
+    "describe_delivery",
+    "lineage_count",
+    "next_lineage",
+]
 
 #: Invocations of one function in one chain before Lambda stops the next.
 MAX_HOPS = 16
@@ -66,14 +73,46 @@ def lineage_count(trace_header: str | None, function_arn: str) -> tuple[int, dic
     return pairs.get(_function_hash(function_arn), 0), pairs
 
 
+def next_lineage(pairs: dict[str, int], function_arn: str, count: int) -> str:
+    """The ``Lineage`` value of the function's next invocation in a chain.
+
+    Args:
+        pairs: Every function's count in the chain so far (from `lineage_count`).
+        function_arn: The function about to be invoked.
+        count: Its count so far; the invocation makes it ``count + 1``.
+    """
+    pairs = {**pairs, _function_hash(function_arn): count + 1}
+    return "|".join(f"{name}:{n}" for name, n in pairs.items())
+
+
 @dataclass
 class Delivery:
-    """What one `SQSEventSource.deliver` call did."""
+    """What one ``deliver`` call of a local event source did."""
 
     #: One entry per invocation: its result and the trace header it was given.
     invocations: list[tuple[InvokeResult, str]] = field(default_factory=list)
     #: Messages not delivered because their chain reached the limit.
     stopped: list[dict[str, Any]] = field(default_factory=list)
+    #: The event of each invocation, in the order of ``invocations``.
+    events: list[Any] = field(default_factory=list)
+    #: Stream records given up after their batch's last retry.
+    discarded: list[dict[str, Any]] = field(default_factory=list)
+
+
+def describe_delivery(delivery: Delivery) -> str:
+    """One line per invocation, stop and discarded record, for a console."""
+    lines = []
+    for index, (result, header) in enumerate(delivery.invocations, 1):
+        lineage = header.rpartition("Lineage=")[2] if "Lineage=" in header else "-"
+        outcome = "ok" if result.ok else json.dumps(result.error)[:80]
+        lines.append(f"invocation {index}: Lineage={lineage} {outcome}")
+    for message in delivery.stopped:
+        name = message.get("MessageId") or message.get("id") or "?"
+        lines.append(f"stopped message {name}: recursive loop detected")
+    for record in delivery.discarded:
+        name = record.get("eventID", "?")
+        lines.append(f"discarded record {name}: retries exhausted")
+    return "\n".join(lines)
 
 
 class SQSEventSource:
@@ -141,14 +180,13 @@ class SQSEventSource:
             return
         count = max(c for _, c in runnable)
         pairs = max((p for _, c, p in counted if c == count), key=len, default={})
-        pairs = {**pairs, _function_hash(arn): count + 1}
-        lineage = "|".join(f"{name}:{n}" for name, n in pairs.items())
+        lineage = next_lineage(pairs, arn, count)
         header = f"Root={new_trace_id()};Parent={new_id()};Sampled=1;Lineage={lineage}"
         batch = [m for m, _ in runnable]
-        result = self.function.invoke(
-            lambda_sqs_event(batch, queue_arn=self.queue_arn), trace_header=header
-        )
+        event = lambda_sqs_event(batch, queue_arn=self.queue_arn)
+        result = self.function.invoke(event, trace_header=header)
         delivery.invocations.append((result, header))
+        delivery.events.append(event)
         failed = set()
         if result.ok and isinstance(result.payload, dict):
             items = result.payload.get("batchItemFailures") or []
@@ -172,11 +210,4 @@ class SQSEventSource:
 
     def describe(self, delivery: Delivery) -> str:
         """One line per invocation and stop, for a console."""
-        lines = []
-        for index, (result, header) in enumerate(delivery.invocations, 1):
-            lineage = header.rpartition("Lineage=")[2]
-            outcome = "ok" if result.ok else json.dumps(result.error)[:80]
-            lines.append(f"invocation {index}: Lineage={lineage} {outcome}")
-        for message in delivery.stopped:
-            lines.append(f"stopped message {message.get('MessageId')}: recursive loop detected")
-        return "\n".join(lines)
+        return describe_delivery(delivery)
