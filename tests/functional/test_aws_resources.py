@@ -130,3 +130,58 @@ def test_sns_and_dynamodb_streams_calls_name_their_resource(
     assert describe["aws"]["stream_arn"] == stream_arn
     assert "table_name" not in describe["aws"]
     assert listed["aws"]["table_name"] == table  # as every call naming a table
+
+
+@pytest.mark.usefixtures("in_lambda", "env")
+def test_the_map_of_real_documents_draws_the_bus_and_state_machine_to_their_targets(
+    backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An invocation given a PutEvents or StartExecution call as parent, as Lambda does."""
+    from tracing.local.service_map import build_map
+    from tracing.local.traces import assemble
+
+    events, sfn = boto3.client("events"), boto3.client("stepfunctions")
+    bus = f"orders-{new_id()}"
+    events.create_event_bus(Name=bus)
+    machine = sfn.create_state_machine(
+        name=f"fulfil-{new_id()}", definition=DEFINITION, roleArn=ROLE
+    )["stateMachineArn"]
+    tracing.configure(backend=backend)
+
+    @tracing.handler
+    def producer(event: Any, context: Any) -> None:
+        events.put_events(
+            Entries=[{"Source": "o", "DetailType": "d", "Detail": "{}", "EventBusName": bus}]
+        )
+        sfn.start_execution(stateMachineArn=machine, input="{}")
+
+    @tracing.handler
+    def target(event: Any, context: Any) -> None:
+        if event.get("fail"):
+            raise RuntimeError("target failed")
+
+    root = new_trace_id()
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={root};Parent={new_id()};Sampled=1")
+    producer({}, testing.FakeContext())
+    documents = daemon.sync()
+    [invocation] = [d for d in documents if d["name"] == "## producer"]
+    put_events, start = invocation["subsegments"]
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={root};Parent={put_events['id']};Sampled=1")
+    target({}, testing.FakeContext())
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={root};Parent={start['id']};Sampled=1")
+    with pytest.raises(RuntimeError, match="target failed"):
+        target({"fail": True}, testing.FakeContext())
+    documents += daemon.sync()
+    service_map = build_map([assemble(documents)])
+    edges = {(e.source, e.target): e.stats for e in service_map.edges.values()}
+    function = ("service", "orders-api")
+    assert set(edges) == {
+        (("client", "client"), function),
+        (function, ("bus", bus)),
+        (function, ("state_machine", machine.rsplit(":", 1)[1])),
+        (("bus", bus), function),
+        (("state_machine", machine.rsplit(":", 1)[1]), function),
+    }
+    assert edges[(("client", "client"), function)].count == 1  # the targets are no client's
+    assert edges[(("bus", bus), function)].rate("faults") == 0.0
+    assert edges[(("state_machine", machine.rsplit(":", 1)[1]), function)].rate("faults") == 1.0
