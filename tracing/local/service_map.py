@@ -26,10 +26,13 @@ calls (the SSM read at import) count, for its function.
 **The other hops** are drawn the same way, producer -> resource -> consumer:
 
 * a Kinesis consumer segment (annotated ``Stream``) is an edge from the stream,
-  a DynamoDB Streams one (annotated ``TableStream``) from the table's stream,
-  which the table feeds (an edge counting the records, when the consumer's
-  parent is the ``PutItem`` call); their batch invocations (``Kinesis record``
-  and ``DynamoDB record`` subsegments) add no client edge, as for SQS;
+  a DynamoDB Streams one (annotated ``TableStream``) from the table's stream;
+  their batch invocations (``Kinesis record`` and ``DynamoDB record``
+  subsegments) add no client edge, as for SQS;
+* a consumer segment under a call to another resource than the one it consumed
+  from adds an edge from that resource to it, counting the records with no
+  time: the table feeding its stream (under the ``PutItem``), an event bus or
+  topic delivering to a queue (under the ``PutEvents`` or ``Publish``);
 * whatever runs directly under a ``PutEvents``, ``Publish`` or
   ``StartExecution`` call (a Lambda invocation given that call as parent, or
   Lambda's own segment in AWS) is an edge from the event bus, topic or state
@@ -311,8 +314,8 @@ class ServiceMap:
         consumed = _consumed(node)
         if consumed is not None:
             self.call(consumed, key, node, trace_id)  # a consumer segment
-            if consumed[0] == "table_stream" and via == ("table", consumed[1]):
-                self.feed(via, consumed, trace_id)  # the table feeds its stream
+            if via is not None and _feeds(via, consumed):
+                self.feed(via, consumed, trace_id)
         elif node.is_init or _is_batch(node):
             self.node(key)  # no request: only its calls count
         elif via is not None and via == key:
@@ -345,6 +348,14 @@ def _owner(owner: tuple[str, str] | None) -> tuple[str, str]:
 
 def _is_batch(node: Node) -> bool:
     return bool(node.children) and all(c.name in _RECORDS for c in node.children)
+
+
+def _feeds(via: tuple[str, str], consumed: tuple[str, str]) -> bool:
+    """The resource of the call above delivers to the one consumed from.
+
+    An event bus or topic delivering to a queue; a table feeding its stream.
+    """
+    return via != consumed and (via[0] in _HOPS or via == ("table", consumed[1]))
 
 
 def _consumed(node: Node) -> tuple[str, str] | None:

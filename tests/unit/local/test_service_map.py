@@ -585,3 +585,28 @@ def test_a_state_machines_own_segment_in_aws_is_its_node() -> None:
         (("function", "checkout"), ("state_machine", "fulfil")),
         (("state_machine", "fulfil"), ("service", "packer")),
     }
+
+
+def test_an_event_bus_and_a_topic_deliver_to_queues_whose_consumers_continue_the_trace() -> None:
+    ids = _Ids()
+    trace_id = "1-6b000050-000000000000000000000001"
+    put_events = _call(ids, "events", "PutEvents", 0.01, event_bus_name="default")
+    publish = _call(ids, "sns", "Publish", 0.02, topic_arn=f"arn:aws:sns:{REGION_ACCOUNT}:alerts")
+    producer = _invocation(trace_id, ids, "api", "e" * 16, 0, 0.05, [put_events, publish])
+    from_bus = _consumer(trace_id, ids, "audit", put_events["id"], 0.1, 0.01, {"Queue": "audit"})
+    from_topic = _consumer(
+        trace_id, ids, "mailer", publish["id"], 0.1, 0.01, {"Queue": "mail"}, fault=True
+    )
+    edges = _edge_stats(_map_of([producer, from_bus, from_topic]))
+    assert set(edges) == {
+        (("client", "client"), ("function", "api")),
+        (("function", "api"), ("bus", "default")),
+        (("bus", "default"), ("queue", "audit")),
+        (("queue", "audit"), ("service", "audit")),
+        (("function", "api"), ("topic", "alerts")),
+        (("topic", "alerts"), ("queue", "mail")),
+        (("queue", "mail"), ("service", "mailer")),
+    }
+    delivered = edges[(("topic", "alerts"), ("queue", "mail"))]
+    assert (delivered.count, delivered.avg_ms, delivered.rate("faults")) == (1, None, 0.0)
+    assert edges[(("queue", "mail"), ("service", "mailer"))].rate("faults") == 1.0
