@@ -101,11 +101,8 @@ def test_consumer_processing_appears_in_the_producers_trace(
     docs = _checked(daemon.settle())
     in_producer_trace = [d for d in docs if d["trace_id"] == producer_root]
     by_body = {d["subsegments"][0]["annotations"]["body"]: d for d in in_producer_trace}
-    # moto drops the batch's system attributes; on the otel backend the batch still
-    # connects through the traceparent message attribute.
-    expected = {"good": sends[0], "poison": sends[1]}
-    if backend == "otel":
-        expected.update({"batch-1": sends[2], "batch-2": sends[2]})
+    # LocalAWS keeps the batch entries' AWSTraceHeader (stock moto drops it).
+    expected = {"good": sends[0], "poison": sends[1], "batch-1": sends[2], "batch-2": sends[2]}
     assert sorted(by_body) == sorted(expected)
     for body, call in expected.items():
         segment = by_body[body]
@@ -175,9 +172,8 @@ def test_polling_worker_continues_the_producers_trace(
         for d in docs
         if d["trace_id"] == producer_root
     }
-    expected = {"good": sends[0], "poison": sends[1]}
-    if backend == "otel":  # connected through the traceparent message attribute
-        expected.update({"batch-1": sends[2], "batch-2": sends[2]})
+    # LocalAWS keeps the batch entries' AWSTraceHeader (stock moto drops it).
+    expected = {"good": sends[0], "poison": sends[1], "batch-1": sends[2], "batch-2": sends[2]}
     assert sorted(in_trace) == sorted(expected)
     for body, call in expected.items():
         segment = in_trace[body]
@@ -187,6 +183,4 @@ def test_polling_worker_continues_the_producers_trace(
         assert work["subsegments"][0]["aws"]["operation"] == "GetQueueAttributes"
         assert delete["aws"]["operation"] == "DeleteMessage"
     others = [d for d in docs if d["trace_id"] != producer_root]
-    # xray: the batch's headers were dropped by moto, so its messages start new traces.
-    assert len(others) == (0 if backend == "otel" else 2)
-    assert all("parent_id" not in d and d["name"] == "worker" for d in others)
+    assert others == []
