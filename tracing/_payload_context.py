@@ -189,8 +189,8 @@ def insert_into_json(data: Any, members: Mapping[str, str]) -> tuple[Any, int, s
         return data, 0, "the data is not a JSON object"
     try:
         parsed = json.loads(text)
-    except ValueError:
-        return data, 0, "the data is not a JSON object"
+    except (ValueError, RecursionError):
+        return data, 0, "the data is not a JSON object (or is nested too deep)"
     if not isinstance(parsed, dict):
         return data, 0, "the data is not a JSON object"
     if KEY in parsed:
@@ -300,8 +300,8 @@ def kinesis_header(data: Any, encoded: bool) -> TraceHeader | None:
         if raw.lstrip(b" \t\n\r")[:1] != b"{":
             return None
         return _from_json_bytes(raw)
-    except (ValueError, binascii.Error, TypeError):
-        return None
+    except (ValueError, binascii.Error, TypeError, RecursionError):
+        return None  # RecursionError: JSON nested deeper than the interpreter goes
 
 
 # -- DynamoDB: item attributes -------------------------------------------------

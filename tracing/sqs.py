@@ -227,7 +227,7 @@ def _from_envelope(body: Any) -> TraceHeader | None:
         return None
     try:
         envelope = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
         return None
     if not isinstance(envelope, Mapping):
         return None

@@ -63,6 +63,59 @@ def test_system_attribute_wins_over_sns_envelope() -> None:
     assert sqs.extract(record)[0] == TraceHeader(ROOT, PARENT, "1")
 
 
+def _eventbridge(detail: Any, **fields: Any) -> str:
+    event = {
+        "version": "0",
+        "id": "e1",
+        "detail-type": "OrderPlaced",
+        "source": "shop",
+        "account": "123456789012",
+        "time": "2026-01-01T00:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": detail,
+        **fields,
+    }
+    return json.dumps(event)
+
+
+def test_extract_from_an_eventbridge_events_detail() -> None:
+    body = _eventbridge({"sku": "a", "_tracing": {"AWSTraceHeader": HEADER}})
+    assert sqs.extract({"messageId": "m", "body": body})[0] == TraceHeader(ROOT, PARENT, "1")
+    w3c = {"_tracing": {"traceparent": f"00-5759e988bd862e3fe1be46a994272793-{PARENT}-01"}}
+    assert sqs.extract({"messageId": "m", "body": _eventbridge(w3c)})[0] == TraceHeader(
+        ROOT, PARENT, "1"
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Datadog's context: its parent is a Datadog span, which X-Ray never receives.
+        _eventbridge(
+            {"_datadog": {"traceparent": f"00-5759e988bd862e3fe1be46a994272793-{PARENT}-01"}}
+        ),
+        # Not an EventBridge event: a plain message that happens to have _tracing.
+        json.dumps({"detail-type": "x", "detail": {"_tracing": {"AWSTraceHeader": HEADER}}}),
+        json.dumps({"_tracing": {"AWSTraceHeader": HEADER}}),
+        _eventbridge({"_tracing": {"AWSTraceHeader": "Root=dummy"}}),
+        _eventbridge("text detail"),
+        '{"detail-type": ' + "[" * 100_000,
+        '{"Type": "Notification", "x": ' + "[" * 100_000,  # was a RecursionError
+        _eventbridge({"_tracing": {"AWSTraceHeader": HEADER}, "pad": "x" * 262_144}),
+    ],
+)
+def test_other_bodies_give_no_header(body: str) -> None:
+    assert sqs.extract({"messageId": "m", "body": body})[0] is None
+
+
+def test_the_system_attribute_wins_over_the_eventbridge_detail() -> None:
+    other = "Root=1-5759e988-000000000000000000000001;Parent=0000000000000001;Sampled=1"
+    body = _eventbridge({"_tracing": {"AWSTraceHeader": other}})
+    record = {"messageId": "m", "body": body, "attributes": {"AWSTraceHeader": HEADER}}
+    assert sqs.extract(record)[0] == TraceHeader(ROOT, PARENT, "1")
+
+
 @pytest.mark.parametrize(
     "value",
     ["Root=dummy", "x" * 100_000, f"{HEADER}\n", "Root=1-é", "<script>alert(1)</script>", 5, None],
