@@ -238,3 +238,30 @@ def test_a_worker_keeps_the_producers_unsampled_decision(
     sent = wire[-1]["MessageSystemAttributes"]["AWSTraceHeader"]["StringValue"]
     assert sent == f"Root={root};Parent={parent};Sampled=0;Lineage=a:1"
     assert daemon.sync() == []
+
+
+def test_an_eventbridge_events_detail_context_in_a_worker(
+    queue: tuple[Any, str], daemon: testing.DaemonListener
+) -> None:
+    """An EventBridge event delivered to SQS without AWSTraceHeader: detail._tracing."""
+    client, url = queue
+    tracing.configure(service="worker")
+    root, parent = new_trace_id(), new_id()
+    event = {
+        "version": "0",
+        "id": new_id(),
+        "detail-type": "OrderPlaced",
+        "source": "shop",
+        "account": "123456789012",
+        "time": "2026-01-01T00:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {"_tracing": {"AWSTraceHeader": f"Root={root};Parent={parent};Sampled=1"}},
+    }
+    client.send_message(QueueUrl=url, MessageBody=json.dumps(event))
+    [message] = _receive(client, url, 1)
+    assert "AWSTraceHeader" not in message.get("Attributes", {})
+    with tracing.sqs.consume(message):
+        pass
+    [doc] = daemon.wait_for(1)
+    assert (doc["trace_id"], doc["parent_id"], doc["name"]) == (root, parent, "worker")
