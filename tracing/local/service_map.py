@@ -373,12 +373,19 @@ def _has_segment(node: Node) -> bool:
 
 
 def _functions_by_parent(trace: Trace) -> dict[str, str]:
-    """Lambda's function segment id -> the function's service (for ``Init``)."""
+    """Lambda's function segment id -> the function's service (for ``Init``).
+
+    Every document's root counts, not only the trace's: a function invoked with
+    a call of this trace as its parent (an EventBridge target, locally) has its
+    ``Init`` and its invocation under that call, as siblings.
+    """
     found: dict[str, str] = {}
-    for root in trace.roots:
-        service = root.annotations.get("Service")
-        if root.parent_id and isinstance(service, str) and service:
-            found.setdefault(root.parent_id, service)
+    for _, node in trace.walk():
+        if not node.document_root:
+            continue
+        service = node.annotations.get("Service")
+        if node.parent_id and isinstance(service, str) and service:
+            found.setdefault(node.parent_id, service)
     return found
 
 
