@@ -74,11 +74,11 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
-## example-package: build examples/build/orders_{api,worker} for `sam deploy` (Linux x86_64, Python 3.12)
+## example-package: build examples/build/orders_{api,worker,notifier} for `sam deploy` (Linux x86_64, Python 3.12)
 example-package: $(STAMP)
 	rm -rf examples/build && mkdir -p examples/build/wheels
 	$(BIN)/python -m pip wheel --quiet --no-deps -w examples/build/wheels .
-	for fn in orders_api orders_worker; do \
+	for fn in orders_api orders_worker orders_notifier; do \
 		$(BIN)/python -m pip install --quiet --target examples/build/$$fn \
 			--platform manylinux2014_x86_64 --python-version 3.12 --only-binary=:all: \
 			examples/build/wheels/*.whl && \

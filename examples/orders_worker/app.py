@@ -1,8 +1,11 @@
-"""orders-worker: consumes queued orders in batches and stores them in DynamoDB.
+"""orders-worker: consumes queued orders in batches, stores them in DynamoDB and
+announces each stored order on EventBridge.
 
 Each message's processing is recorded in the *producer's* trace (orders-api),
-under the SendMessage call that queued it. Poison orders fail alone: the partial
-batch response makes Lambda retry only them.
+under the SendMessage call that queued it; the ``OrderStored`` event carries that
+trace on (its ``TraceHeader``, filled by the library), so orders-notifier's work
+lands in it too. Poison orders fail alone: the partial batch response makes
+Lambda retry only them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import tracing
 tracing.configure(service="orders-worker")
 
 table = boto3.resource("dynamodb").Table(os.environ["TABLE_NAME"])
+events = boto3.client("events")
 
 
 class PoisonOrderError(ValueError):
@@ -31,6 +35,16 @@ def save(record: dict[str, Any]) -> None:
         if order.get("quantity", 1) <= 0:
             raise PoisonOrderError(f"order {order['sku']} has quantity {order.get('quantity')}")
         table.put_item(Item={"sku": order["sku"], "quantity": order.get("quantity", 1)})
+    events.put_events(
+        Entries=[
+            {
+                "Source": "orders",
+                "DetailType": "OrderStored",
+                "Detail": json.dumps({"sku": order["sku"]}),
+                "EventBusName": os.environ.get("EVENT_BUS", "default"),
+            }
+        ]
+    )
 
 
 @tracing.handler

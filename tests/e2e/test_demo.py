@@ -37,9 +37,16 @@ def test_demo_shows_init_and_the_worker_inside_the_producers_trace(
         "orders-worker",
         "save order",
         "dynamodb",
+        "events",
+        "Service=orders-notifier",
+        "notify customer",
     ):
         assert expected in tree, expected
-    assert "complete: Init, SendMessage and the worker's DynamoDB call in one trace" in out
+    assert (
+        "complete: Init, SendMessage, the worker's DynamoDB call and the notifier in one trace"
+        in out
+    )
+    assert "default (EventBridge event bus) -> orders-notifier (Lambda function)" in out
     assert '"batchItemFailures": [{"itemIdentifier"' in out
     html = tmp_path / "demo-trace.html"
     assert html.is_file()

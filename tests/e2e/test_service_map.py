@@ -29,15 +29,26 @@ def test_the_demos_map_has_its_services_resources_and_the_poison_fault(
     viewer: Viewer, demo_map: tuple[str, str]
 ) -> None:
     printed, html = demo_map
-    assert "Service map: 6 nodes, 5 edges" in printed
+    assert "Service map: 8 nodes, 7 edges" in printed
+    assert "unknown function" not in printed  # the notifier's Init is the notifier's
     page = viewer.open(html, "map.html")
     names = sorted(n.locator(".name").text_content() or "" for n in page.locator("g.node").all())
-    assert names == ["SSM", "client", "orders", "orders", "orders-api", "orders-worker"]
-    assert page.locator("g.node.function").count() == 2
+    assert names == [
+        "SSM",
+        "client",
+        "default",
+        "orders",
+        "orders",
+        "orders-api",
+        "orders-notifier",
+        "orders-worker",
+    ]
+    assert page.locator("g.node.function").count() == 3
+    assert page.locator("g.node.bus").count() == 1
     assert page.locator("g.node.queue").count() == 1
     assert page.locator("g.node.table").count() == 1
     assert page.locator("g.node.client").count() == 1
-    assert page.locator("g.edge").count() == 5
+    assert page.locator("g.edge").count() == 7
     [faulty] = page.locator("g.edge.fault").all()
     assert "33% fault" in (faulty.text_content() or "")
     assert "orders (SQS queue) -> orders-worker" in (faulty.locator("title").text_content() or "")

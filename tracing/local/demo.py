@@ -1,7 +1,7 @@
 """``tracing demo`` (``make demo``): the example application, end to end, locally.
 
 Everything runs on this machine, with no AWS account: moto's HTTP server plays
-SSM, SQS and DynamoDB; the embedded collector (``tracing daemon``'s) receives the
+SSM, SQS, DynamoDB and EventBridge; the embedded collector (``tracing daemon``'s) receives the
 X-Ray documents into a SQLite store; and our Runtime API server drives the real
 ``awslambdaric`` for each function, each in its own process:
 
@@ -9,15 +9,19 @@ X-Ray documents into a SQLite store; and our Runtime API server drives the real
    orders on SQS;
 2. the queued messages are received and handed to ``orders-worker`` as the
    Lambda SQS event, exactly as Lambda builds it;
-3. ``orders-worker`` stores them in DynamoDB with ``process_batch``; one poison
-   order fails alone.
+3. ``orders-worker`` stores them in DynamoDB with ``process_batch`` (one poison
+   order fails alone) and puts an ``OrderStored`` event on EventBridge for each;
+4. a local EventBridge rule hands each event to ``orders-notifier`` with the
+   event's trace header, as EventBridge does.
 
 Then it prints the trace list and the tree of the first order's trace, which
 holds the deferred ``Init`` (with the SSM call made at import), the SendMessage
-call and the worker's processing with its DynamoDB call, and writes the same
+call, the worker's processing with its DynamoDB and PutEvents calls, and the
+notifier's invocation under that PutEvents call, and writes the same
 trace as an HTML timeline; and it ends with the service map of every trace
 (client -> orders-api -> SSM and the orders queue -> orders-worker -> the
-orders table, the poison order as the fault rate of the queue's edge), printed
+orders table and the default event bus -> orders-notifier, the poison order as
+the fault rate of the queue's edge), printed
 and written as an HTML page.
 """
 
@@ -77,6 +81,7 @@ def run_demo(backend: str = "xray", out_dir: str = "out", examples: str | None =
     from .aws import LocalAWS
     from .daemon import Collector
     from .event_source import SQSEventSource
+    from .event_sources import EventBridgeRule
     from .run import wait_quiet
     from .runtime import LocalLambda
     from .service_map import build_map, render_map_html, render_map_text
@@ -91,7 +96,10 @@ def run_demo(backend: str = "xray", out_dir: str = "out", examples: str | None =
     db = out / "demo.sqlite3"
     for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
         stale.unlink(missing_ok=True)
-    _step(f"backend {backend}; starting moto's HTTP server (SSM, SQS, DynamoDB) on 127.0.0.1")
+    _step(
+        f"backend {backend}; starting moto's HTTP server (SSM, SQS, DynamoDB, EventBridge) "
+        "on 127.0.0.1"
+    )
     with LocalAWS() as aws, TraceStore(db) as store, Collector("127.0.0.1:0", store) as collector:
         url, _ = _setup(aws)
         _step(f"collector listening on udp://{collector.address}, storing in {db}")
@@ -110,7 +118,14 @@ def run_demo(backend: str = "xray", out_dir: str = "out", examples: str | None =
             env={**common, "TABLE_NAME": "orders"},
             xray_daemon_address=collector.address,
         )
-        with api, worker:
+        notifier = LocalLambda(
+            "app.handler",
+            code_dir=apps / "orders_notifier",
+            function_name="orders-notifier",
+            env=common,
+            xray_daemon_address=collector.address,
+        )
+        with api, worker, notifier:
             _step("orders-api cold start: awslambdaric imports app.py (reads config from SSM)")
             api.start()
             roots = []
@@ -125,11 +140,21 @@ def run_demo(backend: str = "xray", out_dir: str = "out", examples: str | None =
                 "orders-worker gets the queue's messages through the local SQS event source "
                 "mapping (one batch; Lineage counted as Lambda does)"
             )
+            rule = EventBridgeRule(
+                notifier, aws, pattern={"source": ["orders"], "detail-type": ["OrderStored"]}
+            )
             source = SQSEventSource(worker, aws.client("sqs"), url, batch_size=len(ORDERS))
             delivery = source.deliver(max_batches=1)
             for result, _ in delivery.invocations:
                 outcome = result.payload if result.ok else result.error
                 _step(f"orders-worker -> {json.dumps(outcome)}")
+            _step(
+                "orders-notifier gets each OrderStored event through a local EventBridge rule "
+                "(with the event's trace header)"
+            )
+            for result, _ in rule.deliver().invocations:
+                outcome = result.payload if result.ok else result.error
+                _step(f"orders-notifier -> {json.dumps(outcome)}")
         wait_quiet(collector)
         _step("traces in the store (`tracing traces --db out/demo.sqlite3`):")
         print_trace_table([summarize(store.documents(t)) for t in store.trace_ids(limit=20)])
@@ -145,10 +170,11 @@ def run_demo(backend: str = "xray", out_dir: str = "out", examples: str | None =
         print(render_map_text(service_map))
         map_html.write_text(render_map_html(service_map, title="orders demo"), encoding="utf-8")
     names = {node.name for node in _walk(trace.roots)}
-    complete = {"Init", "orders-worker", "dynamodb", "sqs"} <= names and not problems
+    complete = {"Init", "orders-worker", "dynamodb", "sqs", "## handler"} <= names
+    complete = complete and "notify customer" in names and not problems
     _step(
-        f"{'complete' if complete else 'INCOMPLETE'}: Init, SendMessage and the worker's "
-        f"DynamoDB call in one trace; open {html} in a browser; took "
+        f"{'complete' if complete else 'INCOMPLETE'}: Init, SendMessage, the worker's "
+        f"DynamoDB call and the notifier in one trace; open {html} in a browser; took "
         f"{time.monotonic() - started:.1f} s"
     )
     _step(f"the service map: open {map_html} in a browser (click a node to list its traces)")
