@@ -219,3 +219,23 @@ def test_a_forked_child_draws_other_ids_than_its_parent() -> None:
     assert new_id() == parent
     assert len(child) == 16
     assert child != parent
+
+
+_hex = st.text(alphabet="0123456789abcdefABCDEF-xz", min_size=0, max_size=26)
+
+
+@settings(max_examples=400)
+@given(
+    epoch=st.one_of(st.text(alphabet="0123456789abcdef", min_size=8, max_size=8), _hex),
+    random=st.one_of(st.text(alphabet="0123456789abcdef", min_size=24, max_size=24), _hex),
+    parent=st.one_of(st.text(alphabet="0123456789abcdef", min_size=16, max_size=16), _hex),
+    sampled=st.sampled_from(["0", "1", "?", "2", "", "11"]),
+    tail=st.sampled_from(["", ";Lineage=a87bd80c:2", ";", ";Root=x", ";Self=1-abc", "x"]),
+)
+def test_the_fast_path_agrees_with_the_general_parser(
+    epoch: str, random: str, parent: str, sampled: str, tail: str
+) -> None:
+    """The fixed-width match (most headers) decides exactly as key-by-key parsing:
+    a space after each ';' sends the same header down the general path."""
+    value = f"Root=1-{epoch}-{random};Parent={parent};Sampled={sampled}{tail}"
+    assert parse(value) == parse(value.replace(";", "; "))
