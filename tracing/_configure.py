@@ -13,7 +13,7 @@ from ._hooks import install_handoff, when_imported
 from ._init_phase import InitPhase
 from ._runtime import NoLibrary, Runtime, get_runtime, in_lambda_environment, set_runtime
 from ._span import clean_name
-from .backends.xray_udp import UDPEmitter
+from .exporters.xray_udp import UDPEmitter
 
 if TYPE_CHECKING:
     from .backends import Backend, Emitter
@@ -101,11 +101,11 @@ def _emitter(settings: Settings, explicit: bool) -> Emitter:
     if settings.exporter == "xray-udp" or settings.disabled:
         return UDPEmitter(settings.daemon_address)
     try:
-        from .backends._otlp_emitter import default_resource
+        from .exporters._otlp_emitter import default_resource
 
         attributes = default_resource(settings.service)
         if settings.exporter == "otlp-udp":
-            from .backends.otlp_udp import OTLPUDPEmitter
+            from .exporters.otlp_udp import OTLPUDPEmitter
 
             return OTLPUDPEmitter(settings.daemon_address, attributes)
         if settings.exporter == "provider":
@@ -114,10 +114,10 @@ def _emitter(settings: Settings, explicit: bool) -> Emitter:
                     "exporter='provider' hands spans to an OpenTelemetry tracer provider's "
                     "exporters: it needs backend='otel'"
                 )
-            from .backends.otel_provider import ProviderEmitter
+            from .exporters.provider import ProviderEmitter
 
             return ProviderEmitter(attributes)
-        from .backends.otlp_http import OTLPHTTPEmitter
+        from .exporters.otlp_http import OTLPHTTPEmitter
 
         return OTLPHTTPEmitter(attributes)
     except ValueError:

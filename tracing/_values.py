@@ -33,7 +33,7 @@ send it while the handler still runs):
   ``"<unrepresentable T>"`` when ``repr`` raises.
 
 The UDP encoder runs with ``allow_nan=False`` as the last guard, and converts a
-document that still fails with the same rules (see ``backends/xray_udp.py``).
+document that still fails with the same rules (see ``exporters/xray_udp.py``).
 """
 
 from __future__ import annotations

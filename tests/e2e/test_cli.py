@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tracing._header import new_id, new_trace_id
-from tracing.backends.xray_udp import UDPEmitter
+from tracing.exporters.xray_udp import UDPEmitter
 from tracing.local.aws import LocalAWS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import tracing
 from tracing import testing
 from tracing._header import new_id, new_trace_id
-from tracing.backends.otel_provider import ExportGate, sends_to_xray
+from tracing.exporters.provider import ExportGate, sends_to_xray
 
 pytestmark = pytest.mark.usefixtures("in_lambda")
 

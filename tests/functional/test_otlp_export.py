@@ -32,8 +32,8 @@ import tracing
 from tracing import testing
 from tracing._header import new_id, new_trace_id
 from tracing._runtime import get_runtime
-from tracing.backends.otlp_udp import MAX_DATAGRAM, MAX_REQUEST
-from tracing.backends.xray_udp import UDPEmitter
+from tracing.exporters.otlp_udp import MAX_DATAGRAM, MAX_REQUEST
+from tracing.exporters.xray_udp import UDPEmitter
 from tracing.local.aws import LocalAWS
 from tracing.local.otlp import request_documents
 
@@ -612,7 +612,7 @@ def test_every_otlp_datagram_fits_and_every_span_arrives(
     daemon: testing.DaemonListener,
 ) -> None:
     from tracing import _otlp
-    from tracing.backends.otlp_udp import OTLPUDPEmitter
+    from tracing.exporters.otlp_udp import OTLPUDPEmitter
 
     emitter = OTLPUDPEmitter(daemon.address, {"service.name": "fuzz"})
     scope = _otlp.scope_fields("my.lib", "1.0") if scoped else None
@@ -687,7 +687,7 @@ def test_a_datagram_that_cannot_fit_is_counted_never_sent_over_the_limit(
     daemon: testing.DaemonListener, caplog: pytest.LogCaptureFixture
 ) -> None:
     from tracing import _otlp
-    from tracing.backends.otlp_udp import OTLPUDPEmitter
+    from tracing.exporters.otlp_udp import OTLPUDPEmitter
 
     # A resource that alone fills a datagram (OTEL_RESOURCE_ATTRIBUTES gone wild).
     emitter = OTLPUDPEmitter(daemon.address, {"service.name": "svc", "huge": "x" * 70_000})

@@ -23,7 +23,7 @@ CORE = sorted(
     if path.name not in {"cli.py", "__main__.py"}  # command-line tools, above the core
 )
 # The core may import the seam (tracing.backends) and the UDP emitter
-# (tracing.backends.xray_udp): neither is a backend.
+# (tracing.exporters.xray_udp): neither is a backend.
 FOREIGN = ("aws_xray_sdk", "opentelemetry", "tracing.local")
 #: aws-xray-sdk and OTel shapes that must stay in the backends.
 SHAPES = ("parent_segment", "xray_recorder", "get_span_context", "SpanView", "is_recording")

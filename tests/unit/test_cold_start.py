@@ -37,7 +37,8 @@ CORE = {
     "tracing._span",
     "tracing._values",
     "tracing.backends",
-    "tracing.backends.xray_udp",
+    "tracing.exporters",
+    "tracing.exporters.xray_udp",
 }
 #: Deferred to their first use, never imported by ``configure()``.
 DEFERRED = {

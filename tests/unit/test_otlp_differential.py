@@ -66,7 +66,7 @@ from tracing import testing
 from tracing._header import new_id, new_trace_id
 from tracing._runtime import get_runtime
 from tracing._scrub import scrub_text, scrub_url
-from tracing.backends.otlp_http import OTLPHTTPEmitter
+from tracing.exporters.otlp_http import OTLPHTTPEmitter
 
 from .._emitters import Both
 

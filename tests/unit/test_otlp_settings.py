@@ -11,8 +11,8 @@ import pytest
 import tracing
 from tracing._config import load_settings
 from tracing._runtime import get_runtime
-from tracing.backends.otlp_http import OTLPHTTPEmitter, endpoint_settings
-from tracing.backends.xray_udp import UDPEmitter
+from tracing.exporters.otlp_http import OTLPHTTPEmitter, endpoint_settings
+from tracing.exporters.xray_udp import UDPEmitter
 
 FUNCTION = {"AWS_LAMBDA_FUNCTION_NAME": "orders-api"}
 

@@ -77,7 +77,7 @@ def test_deep_nesting_is_flattened_not_lost() -> None:
     import json
 
     from tracing._entity import MAX_DEPTH
-    from tracing.backends.xray_udp import encode
+    from tracing.exporters.xray_udp import encode
 
     root = Span("root")
     node = root

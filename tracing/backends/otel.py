@@ -158,7 +158,7 @@ class OTelBackend:
 
     def _beside(self, provider: Any, emitter: Any) -> None:
         """Another set-up's provider (ADOT's): no span exported twice, Lineage kept."""
-        from .otel_provider import gate_exporters
+        from ..exporters.provider import gate_exporters
 
         attach = getattr(emitter, "attach", None)
         gates = gate_exporters(provider, everything=attach is not None)

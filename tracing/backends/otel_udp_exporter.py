@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from ..exporters.xray_udp import UDPEmitter
 from .otel_xray import span_documents
-from .xray_udp import UDPEmitter
 
 __all__ = ["XRayUDPSpanExporter"]
 

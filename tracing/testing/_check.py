@@ -34,7 +34,7 @@ import math
 import time
 from typing import Any
 
-from ..backends.xray_udp import HEADER, MAX_DATAGRAM
+from ..exporters.xray_udp import HEADER, MAX_DATAGRAM
 
 __all__ = ["check_document", "iter_entities"]
 

@@ -14,7 +14,7 @@ import time
 from types import TracebackType
 from typing import Any
 
-from ..backends.xray_udp import HEADER
+from ..exporters.xray_udp import HEADER
 
 __all__ = ["DaemonListener", "parse_datagram"]
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from tracing import testing
 from tracing._header import new_id, new_trace_id
-from tracing.backends.xray_udp import HEADER, UDPEmitter
+from tracing.exporters.xray_udp import HEADER, UDPEmitter
 from tracing.local.aws import LocalAWS
 from tracing.local.daemon import MAX_TRACKED_TRACES, Collector, ForwardConfig, parse_datagram
 from tracing.local.store import TraceStore

@@ -20,8 +20,8 @@ from tracing import testing
 from tracing._header import new_id, new_trace_id
 from tracing._otlp import Request, resource, span_message
 from tracing._runtime import get_runtime
-from tracing.backends.otlp_http import OTLPHTTPEmitter
-from tracing.backends.xray_udp import HEADER, UDPEmitter
+from tracing.exporters.otlp_http import OTLPHTTPEmitter
+from tracing.exporters.xray_udp import HEADER, UDPEmitter
 from tracing.local.daemon import Collector
 from tracing.local.render import render_text
 from tracing.local.store import TraceStore

@@ -10,7 +10,7 @@ import pytest
 
 from tracing import testing
 from tracing._header import new_id, new_trace_id
-from tracing.backends.xray_udp import HEADER
+from tracing.exporters.xray_udp import HEADER
 
 
 def _doc(**fields: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tracing import testing
-from tracing.backends.xray_udp import HEADER
+from tracing.exporters.xray_udp import HEADER
 
 
 @pytest.fixture

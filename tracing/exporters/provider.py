@@ -179,7 +179,7 @@ class ProviderEmitter(OTLPBase):
         if not spans or not self.gates:
             return
         try:
-            from .otlp_decode import request_readable_spans
+            from ..backends.otlp_decode import request_readable_spans
 
             # Each span keeps its instrumentation scope and its attributes' types.
             readable = request_readable_spans(

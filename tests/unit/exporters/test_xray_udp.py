@@ -11,7 +11,7 @@ import pytest
 
 from tracing import testing
 from tracing._header import new_id, new_trace_id
-from tracing.backends.xray_udp import HEADER, MAX_DATAGRAM, UDPEmitter, encode, split_document
+from tracing.exporters.xray_udp import HEADER, MAX_DATAGRAM, UDPEmitter, encode, split_document
 
 TRACE = new_trace_id()
 
