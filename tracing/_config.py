@@ -251,7 +251,10 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
     ),
     "capture_error": (("TRACING_CAPTURE_ERROR", "POWERTOOLS_TRACER_CAPTURE_ERROR"), _flag),
     "redact_keys": (("TRACING_REDACT_KEYS",), _keys),
-    "exporter": (("TRACING_EXPORTER",), _choice("xray-udp", "otlp-udp", "otlp", "provider")),
+    "exporter": (
+        ("TRACING_EXPORTER",),
+        _choice("xray-udp", "otlp-udp", "otlp", "xray-otlp", "provider"),
+    ),
     "botocore_instrumentation": (
         ("TRACING_BOTOCORE_INSTRUMENTATION",),
         _choice("tracing", "contrib", "off"),

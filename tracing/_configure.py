@@ -117,6 +117,10 @@ def _emitter(settings: Settings, explicit: bool) -> Emitter:
             from .exporters.provider import ProviderEmitter
 
             return ProviderEmitter(attributes)
+        if settings.exporter == "xray-otlp":
+            from .exporters.xray_otlp import XRayOTLPEmitter
+
+            return XRayOTLPEmitter(attributes)
         from .exporters.otlp_http import OTLPHTTPEmitter
 
         return OTLPHTTPEmitter(attributes)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -127,14 +127,7 @@ class OTLPHTTPEmitter(OTLPBase):
     ) -> None:
         super().__init__(resource_attributes)
         config = dict(settings or endpoint_settings())
-        self.url: str = config["url"]
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"OTLP endpoint must be an http(s) URL, got {self.url!r}")
-        self._scheme = parts.scheme
-        self._host = parts.hostname
-        self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._path = (parts.path or "/v1/traces") + (f"?{parts.query}" if parts.query else "")
+        self._use_url(config["url"])
         self._headers = {
             "Content-Type": "application/x-protobuf",
             **config.get("headers", {}),
@@ -148,6 +141,21 @@ class OTLPHTTPEmitter(OTLPBase):
         self._errors_seen: set[str] = set()
         self.sent = 0
         self.failed = 0
+
+    def _use_url(self, url: str) -> None:
+        """Post to ``url`` from now on.
+
+        Raises:
+            ValueError: ``url`` is not an ``http(s)`` URL.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"OTLP endpoint must be an http(s) URL, got {url!r}")
+        self.url: str = url
+        self._scheme = parts.scheme
+        self._host = parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._path = (parts.path or "/v1/traces") + (f"?{parts.query}" if parts.query else "")
 
     # -- buffering -------------------------------------------------------------------
 
@@ -198,9 +206,8 @@ class OTLPHTTPEmitter(OTLPBase):
         if not spans:
             return True
         deadline = time.monotonic() + self._timeout
-        fitting = fit_spans(self.request, spans, MAX_REQUEST)
         ok = True
-        for body in pack_requests(self.request, fitting, MAX_REQUEST):
+        for body in self._requests(spans):
             if not self._post(body, deadline):
                 ok = False
         if ok:
@@ -208,6 +215,20 @@ class OTLPHTTPEmitter(OTLPBase):
         else:
             self.failed += len(spans)
         return ok
+
+    def _requests(self, spans: list[bytes]) -> Iterator[bytes]:
+        """The request bodies that carry ``spans``, each within the endpoint's limits."""
+        fitting = fit_spans(self.request, spans, MAX_REQUEST)
+        return pack_requests(self.request, fitting, MAX_REQUEST)
+
+    def _signed(self, body: bytes, headers: dict[str, str]) -> dict[str, str]:
+        """The headers of one attempt to post ``body`` (an authenticating exporter
+        signs them here, once per attempt)."""
+        return headers
+
+    def _refusal(self, status: int, payload: bytes) -> Exception:
+        """What to log for a non-2xx answer (``payload``: the answer's body)."""
+        return RuntimeError(f"HTTP {status} from {self.url}")
 
     def _post(self, body: bytes, deadline: float) -> bool:
         headers = self._headers
@@ -222,10 +243,15 @@ class OTLPHTTPEmitter(OTLPBase):
                 self._fail("export", TimeoutError("no time left before the sandbox freezes"))
                 return False
             try:
+                signed = self._signed(body, headers)
+            except Exception as exc:
+                self._fail("sign", exc)
+                return False
+            try:
                 connection = self._connect(left)
-                connection.request("POST", self._path, body=body, headers=headers)
+                connection.request("POST", self._path, body=body, headers=signed)
                 response = connection.getresponse()
-                response.read()
+                payload = response.read()
             except Exception as exc:
                 self._drop_connection()
                 if attempt == 0:
@@ -237,7 +263,7 @@ class OTLPHTTPEmitter(OTLPBase):
             if response.status in _RETRY and attempt == 0:
                 time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
                 continue
-            self._fail("export", RuntimeError(f"HTTP {response.status} from {self.url}"))
+            self._fail("export", self._refusal(response.status, payload))
             return False
         return False
 
