@@ -74,6 +74,8 @@ def configure(service: str | None = None, backend: str | None = None, **options:
     if not settings.disabled:
         _load_backend(runtime, explicit=backend is not None or bool(options))
     set_runtime(runtime)
+    if in_lambda and not settings.disabled and runtime.emitter.buffered:
+        runtime.start_extension()  # network exporters: export after the response
     if settings.payload_context and not settings.disabled:
         _announce_payload_context(settings.payload_context)
     return settings

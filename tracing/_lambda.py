@@ -19,7 +19,7 @@ from contextvars import Token
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._configure import ensure_configured
-from ._header import TraceHeader, from_traceparent, new_trace_id, parse
+from ._header import TraceHeader, from_traceparent, new_id, new_trace_id, parse
 from ._init_phase import PROVISIONED_CONCURRENCY
 from ._runtime import Runtime
 from ._scope import STACK, Scope, end_unit
@@ -91,12 +91,16 @@ def handler(
         capture_error,
     )
     begin, finish = invocations.begin, invocations.finish
+    runtime.traced_handlers += 1  # the extension waits for hand-overs (_extension.py)
 
     @functools.wraps(fn)
     def traced(event: Any, context: Any) -> Any:
         begun = begin(event, context)
         if begun is None:
-            return fn(event, context)
+            try:
+                return fn(event, context)
+            finally:
+                runtime.end_of_unit(invocation=True)
         try:
             result = fn(event, context)
         except BaseException as exc:
@@ -191,6 +195,12 @@ class _Invocations:
                     caller.root, caller.parent, caller.sampled, header.extra if header else ()
                 )
             backend = runtime.backend
+            if header is None and not self.in_lambda and not _sample(runtime, event):
+                # No decision came with the call: the sampling rules made one
+                # (_sampling.py). Unsampled: a new trace passed on as Sampled=0.
+                span = self._unsampled(TraceHeader(new_trace_id(), new_id(), "0"))
+                runtime.invocation = span
+                return span, None, STACK.set((span,)), backend.enter(span)
             if not sampled and (not self.send_unsampled or header is None or not header.parent):
                 span = self._unsampled(header)
                 runtime.invocation = span
@@ -274,6 +284,8 @@ class _Invocations:
         runtime.invocation = None
         if scope is None:
             end_unit()
+            if runtime.extension is not None:  # it waits for every invocation
+                runtime.end_of_unit(invocation=True)
             return
         try:
             guard = runtime.guard
@@ -301,13 +313,30 @@ class _Invocations:
                 # Possibly still being sent: returning now would freeze the sandbox
                 # with the rest of it unsent.
                 runtime.wait_for_guard(runtime.settings.deadline_margin_ms / 1000.0)
-            runtime.end_of_unit()
-            end_unit()  # late windows of earlier invocations close (_scope.py)
         except Exception:
             runtime.log_once(
                 "finish",
                 "tracing: could not send the invocation trace (logged once, then at debug level)",
             )
+        try:
+            # Buffered spans go out now, or after the response (the extension).
+            runtime.end_of_unit(invocation=True)
+            end_unit()  # late windows of earlier invocations close (_scope.py)
+        except Exception:
+            runtime.log_once("finish", "tracing: could not end the invocation (logged once)")
+
+
+#: ``_sampling``'s decision, imported at the first handler call outside Lambda
+#: without a trace header: never at import (cold start), never in Lambda.
+_SAMPLE: list[Callable[[Runtime, Any], bool]] = []
+
+
+def _sample(runtime: Runtime, event: Any) -> bool:
+    if not _SAMPLE:
+        from ._sampling import http_attributes, sample
+
+        _SAMPLE.append(lambda runtime, event: sample(runtime, *http_attributes(event)))
+    return _SAMPLE[0](runtime, event)
 
 
 def _caller_traceparent(event: dict[str, Any], header: TraceHeader | None) -> TraceHeader | None:

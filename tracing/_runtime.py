@@ -15,6 +15,7 @@ from ._init_phase import InitPhase
 from ._scope import GENERATION, STACK, Scope, seal_open
 
 if TYPE_CHECKING:
+    from ._extension import Extension
     from ._guard import DeadlineGuard
     from ._scope import Node
     from ._span import Span
@@ -100,6 +101,15 @@ class Runtime:
         #: timeout, or past the late window (``_scope.py``, late work).
         self.late_sent = 0
         self.late_dropped = 0
+        #: The in-process Lambda extension exporting after the response
+        #: (``_extension.py``), when one is registered.
+        self.extension: Extension | None = None
+        #: Handlers wrapped with ``tracing.handler`` (the extension waits for a
+        #: hand-over only when one exists).
+        self.traced_handlers = 0
+        # One export at a time: the extension's thread, the deadline guard and
+        # tracing.flush() share the emitter's connection.
+        self._flush_lock = threading.Lock()
 
     def emit(self, document: dict[str, Any]) -> None:
         """Send one top-level document. Never raises (a failure is logged once)."""
@@ -197,15 +207,61 @@ class Runtime:
             self.settings.deadline_margin_ms,
         )
 
-    def end_of_unit(self) -> None:
+    def end_of_unit(self, invocation: bool = False) -> None:
         """A unit of work (invocation, worker message) ended: push out buffered data.
 
         UDP documents are already sent; an OTLP exporter exports its buffer here,
-        before the handler returns and the sandbox freezes.
+        before the handler returns and the sandbox freezes; or, at the end of a
+        Lambda invocation (``invocation``) with the in-process extension running,
+        hands the buffer over to it, to be exported after the response (before
+        the freeze). A handler called inside another traced handler hands
+        nothing over: the outermost one does.
         """
         emitter = self.emitter
         if emitter.buffered:
-            emitter.flush()
+            extension = self.extension
+            if invocation and extension is not None and extension.active:
+                if STACK.get():
+                    return  # a nested handler: the invocation goes on
+                if extension.hand_over():
+                    return
+            self.flush_buffer()
+
+    def flush_buffer(self) -> None:
+        """Export the emitter's buffer now, one export at a time. Never raises."""
+        try:
+            with self._flush_lock:
+                self.emitter.flush()
+        except Exception:
+            self.log_once("emit", "tracing: could not send a trace document (logged once)")
+
+    def start_extension(self) -> None:
+        """In Lambda, with a network exporter: register the in-process extension.
+
+        Called by ``configure()`` during init (registration is only accepted
+        before the runtime's first ``/next``). One local round trip; nothing is
+        imported or sent otherwise. A failure is logged and changes nothing.
+        """
+        if self.extension is not None or not self.in_lambda:
+            return
+        if not os.environ.get("AWS_LAMBDA_RUNTIME_API") or not self.emitter.buffered:
+            return
+        from . import _extension
+
+        if not _extension.wanted(self.settings.exporter, True, os.environ):
+            return
+        extension = _extension.Extension(
+            os.environ["AWS_LAMBDA_RUNTIME_API"],
+            self.flush_buffer,
+            lambda: self.traced_handlers > 0,
+        )
+        started = time.perf_counter()
+        if extension.register():
+            self.extension = extension
+            log.debug(
+                "tracing: registered the in-process Lambda extension in %.2f ms",
+                (time.perf_counter() - started) * 1000.0,
+            )
 
     def note_once(self, level: int, key: str, message: str, *args: object) -> None:
         """Log ``message`` at ``level`` the first time ``key`` happens, then at debug."""

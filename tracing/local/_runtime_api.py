@@ -1,8 +1,12 @@
 """The Lambda Runtime API (2018-06-01) server behind `tracing.local.runtime`.
 
 `RuntimeAPIServer` serves ``/invocation/next``, ``/response``, ``/error`` and
-``/init/error`` on loopback; `PendingInvocation` is one queued event and
-`InvokeResult` its outcome. Stdlib only.
+``/init/error`` on loopback, and the Extensions API (2020-01-01):
+``/extension/register`` (during init only) and ``/extension/event/next``, with
+Lambda's freeze rule: an invocation's result is ready when the runtime posts
+it, but the next invocation is handed to the runtime only once every registered
+extension has called ``event/next`` again. `PendingInvocation` is one queued
+event and `InvokeResult` its outcome. Stdlib only.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -34,6 +38,7 @@ __all__ = ["InvokeResult", "PendingInvocation", "RuntimeAPIServer"]
 logger = logging.getLogger("tracing.local.runtime")
 
 _PREFIX = "/2018-06-01/runtime"
+_EXTENSION = "/2020-01-01/extension"
 _DEFAULT_ARN = "arn:aws:lambda:us-east-1:123456789012:function:local-function"
 
 
@@ -53,6 +58,8 @@ class InvokeResult:
         duration_ms: Time from handing the event to the runtime until the result,
             like Lambda's Duration (init excluded).
         timed_out: True when the deadline passed and the process was killed.
+        responded_at: ``time.perf_counter()`` when the result arrived (the
+            runtime posted it, or it failed).
     """
 
     request_id: str
@@ -61,6 +68,26 @@ class InvokeResult:
     error: dict[str, Any] | None
     duration_ms: float
     timed_out: bool
+    responded_at: float = 0.0
+    _invocation: PendingInvocation | None = field(default=None, repr=False, compare=False)
+
+    def extensions_done_at(self, timeout: float = 0.0) -> float | None:
+        """``time.perf_counter()`` when every extension had called ``event/next``
+        after this invocation (the sandbox could freeze), waiting up to ``timeout``
+        seconds; the response time when no extension is registered; None if not yet.
+        """
+        inv = self._invocation
+        if inv is None:
+            return self.responded_at
+        return inv.extensions_done_at(timeout)
+
+    def post_response_ms(self, timeout: float = 0.0) -> float | None:
+        """Milliseconds from the response until the extensions were done, like
+        Lambda's ``PostRuntimeExtensionsDuration``; None if they are not done yet."""
+        done = self.extensions_done_at(timeout)
+        if done is None:
+            return None
+        return max(0.0, (done - self.responded_at) * 1000.0)
 
 
 class PendingInvocation:
@@ -75,6 +102,31 @@ class PendingInvocation:
         self._result: InvokeResult | None = None
         self._lock = threading.Lock()
         self._done = threading.Event()
+        # The freeze rule: set when every extension registered at dispatch
+        # called event/next after it (at once when there is none).
+        self._extensions_done = threading.Event()
+        self._extensions_done_at: float | None = None
+        self._extensions_done.set()
+
+    def extensions_pending(self) -> None:
+        """Dispatched to registered extensions: done only once they call next."""
+        self._extensions_done.clear()
+
+    def extensions_finished(self, at: float) -> None:
+        """Every extension called ``event/next`` after this invocation, at ``at``."""
+        self._extensions_done_at = at
+        self._extensions_done.set()
+
+    def extensions_done_at(self, timeout: float) -> float | None:
+        """When the sandbox could freeze after this invocation (see `InvokeResult`)."""
+        if not self._extensions_done.wait(timeout):
+            return None
+        result = self._result
+        responded = result.responded_at if result is not None else None
+        done = self._extensions_done_at
+        if done is None or (responded is not None and responded > done):
+            return responded  # an extension finished before the response: it waits
+        return done
 
     def wait(self, timeout: float) -> InvokeResult | None:
         """Block up to ``timeout`` seconds; return the result or None if pending."""
@@ -92,9 +144,12 @@ class PendingInvocation:
         with self._lock:
             if self._result is not None:
                 return None
+            now = time.perf_counter()
             start = self.dispatched_at or self.submitted_at
-            ms = (time.perf_counter() - start) * 1000.0
-            self._result = InvokeResult(self.request_id, ok, payload, error, ms, timed_out)
+            ms = (now - start) * 1000.0
+            self._result = InvokeResult(
+                self.request_id, ok, payload, error, ms, timed_out, now, self
+            )
         self._done.set()
         return self._result
 
@@ -111,6 +166,20 @@ def _decode_error(body: bytes, header_type: str | None) -> dict[str, Any]:
     error = decoded if isinstance(decoded, dict) else {"errorMessage": str(decoded)}
     error.setdefault("errorType", header_type or "Runtime.Unknown")
     return error
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+class _Registered:
+    """One registered extension: its events, and whether it called next since."""
+
+    def __init__(self, name: str, invoke: bool) -> None:
+        self.name = name
+        self.invoke = invoke
+        self.ready = False  # registered: busy until its first event/next (its init)
+        self.events: queue.Queue[bytes] = queue.Queue()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -135,8 +204,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        """Serve ``/invocation/next`` (long poll) and SnapStart's ``/restore/next``."""
-        if self.path == f"{_PREFIX}/restore/next":
+        """Serve ``/invocation/next`` (long poll), SnapStart's ``/restore/next`` and
+        the Extensions API's ``/event/next``."""
+        if self.path == f"{_EXTENSION}/event/next":
+            identifier = self.headers.get("Lambda-Extension-Identifier") or ""
+            answer = self.server.api._extension_next(identifier)
+            if answer is None:
+                self.close_connection = True  # stopping, or a killed runtime's poll
+            else:
+                self._reply(*answer)
+        elif self.path == f"{_PREFIX}/restore/next":
             body = self.server.api._restore_next()
             if body is None:
                 self.close_connection = True  # stopping
@@ -161,7 +238,17 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         error_type = self.headers.get("Lambda-Runtime-Function-Error-Type")
         parts = self.path.split("/")
-        if self.path in (f"{_PREFIX}/init/error", f"{_PREFIX}/restore/error"):
+        if self.path == f"{_EXTENSION}/register":
+            name = self.headers.get("Lambda-Extension-Name") or ""
+            features = self.headers.get("Lambda-Extension-Accept-Feature") or ""
+            status, answer, headers = self.server.api._register(name, body, features)
+            self._reply(status, answer, headers)
+        elif self.path in (f"{_EXTENSION}/init/error", f"{_EXTENSION}/exit/error"):
+            error = _decode_error(body, error_type)
+            error["extension"] = self.headers.get("Lambda-Extension-Identifier") or ""
+            self.server.api.extension_errors.append(error)
+            self._reply(202, b'{"status":"OK"}')
+        elif self.path in (f"{_PREFIX}/init/error", f"{_PREFIX}/restore/error"):
             self.server.api.init_error = _decode_error(body, error_type)
             self._reply(202)
         elif len(parts) != 6 or parts[5] not in ("response", "error"):
@@ -214,6 +301,27 @@ class RuntimeAPIServer:
         self._snapshotted = threading.Event()
         self._restore_body: bytes | None = None
         self._released = threading.Event()
+        # The Extensions API. Every extension registered here is internal (the
+        # runtime's own process starts it), so INVOKE is the one event served.
+        #: Answer every registration 403 (tests of the fallback).
+        self.refuse_extensions = False
+        #: What a registration answers (functionName, functionVersion, handler).
+        self.function_info: dict[str, str] = {
+            "functionName": "local-function",
+            "functionVersion": "$LATEST",
+            "handler": "",
+        }
+        #: Bodies posted to the extension init/exit error endpoints.
+        self.extension_errors: list[dict[str, Any]] = []
+        self._extensions: dict[str, _Registered] = {}
+        self._ready = threading.Condition(self._lock)
+        self._last: PendingInvocation | None = None  # the invocation extensions work on
+
+    @property
+    def extensions(self) -> list[str]:
+        """Names of the extensions registered by the live runtime, in order."""
+        with self._lock:
+            return [ext.name for ext in self._extensions.values()]
 
     @property
     def address(self) -> str:
@@ -303,17 +411,31 @@ class RuntimeAPIServer:
             self._released.clear()
             self._restore_body = None
             self.init_error = None
+            self._extensions.clear()
+            last, self._last = self._last, None
+            self._ready.notify_all()
             leftovers = list(self._inflight.values())
             self._inflight.clear()
             while not self._queue.empty():
                 leftovers.append(self._queue.get_nowait())
         for inv in leftovers:
             inv.resolve(False, None, _error("Runtime.ExitError", reason))
+        if last is not None:
+            last.extensions_finished(time.perf_counter())  # the process is gone
 
     def _next_invocation(self) -> PendingInvocation | None:
         generation = self._generation
         self._polled.set()
         while not self._stopping.is_set():
+            with self._lock:
+                # Lambda's freeze rule: no new invocation while an extension is
+                # still working on the last one (it has not called event/next).
+                while not self._stopping.is_set() and not all(
+                    ext.ready for ext in self._extensions.values()
+                ):
+                    if generation != self._generation:
+                        return None
+                    self._ready.wait(0.25)
             try:
                 inv = self._queue.get(timeout=0.25)
             except queue.Empty:
@@ -328,7 +450,84 @@ class RuntimeAPIServer:
                     continue  # already resolved by its caller
                 inv.dispatched_at = time.perf_counter()
                 self._inflight[inv.request_id] = inv
+                self._dispatch_to_extensions(inv)
                 return inv
+        return None
+
+    # -- the Extensions API (2020-01-01) -------------------------------------------------
+
+    def _register(self, name: str, body: bytes, features: str) -> tuple[int, bytes, dict[str, str]]:
+        """``POST /extension/register``: during init only, ``INVOKE`` only (internal)."""
+        if self.refuse_extensions:
+            return 403, _json(_error("Extension.Forbidden", "extensions refused (local)")), {}
+        if not name:
+            return 400, _json(_error("InvalidRequest", "Lambda-Extension-Name is required")), {}
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            request = None
+        events = request.get("events") if isinstance(request, dict) else None
+        if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+            return 400, _json(_error("InvalidRequest", 'expected {"events": [...]}')), {}
+        unknown = sorted(set(events) - {"INVOKE", "SHUTDOWN"})
+        if unknown:
+            return 400, _json(_error("InvalidRequest", f"unknown events {unknown}")), {}
+        if "SHUTDOWN" in events:
+            # Locally every extension runs in the runtime's process: internal ones
+            # cannot register for SHUTDOWN.
+            message = "internal extensions cannot register for SHUTDOWN"
+            return 403, _json(_error("Extension.InvalidEventType", message)), {}
+        with self._lock:
+            if self._polled.is_set():
+                message = "registration is only accepted during init"
+                return 403, _json(_error("Extension.RegistrationPeriodOver", message)), {}
+            identifier = str(uuid.uuid4())
+            self._extensions[identifier] = _Registered(name, "INVOKE" in events)
+        answer = dict(self.function_info)
+        if "accountId" in features:
+            answer["accountId"] = "123456789012"
+        return 200, _json(answer), {"Lambda-Extension-Identifier": identifier}
+
+    def _dispatch_to_extensions(self, inv: PendingInvocation) -> None:
+        """An invocation starts: every extension gets INVOKE and is busy until next.
+
+        Called with the lock held.
+        """
+        self._last = inv
+        if not self._extensions:
+            return
+        inv.extensions_pending()
+        event = {
+            "eventType": "INVOKE",
+            "deadlineMs": inv.deadline_ms,
+            "requestId": inv.request_id,
+            "invokedFunctionArn": inv.function_arn,
+            "tracing": {"type": "X-Amzn-Trace-Id", "value": inv.trace_header or ""},
+        }
+        body = _json(event)
+        for ext in self._extensions.values():
+            ext.ready = False
+            if ext.invoke:
+                ext.events.put(body)
+
+    def _extension_next(self, identifier: str) -> tuple[int, bytes, dict[str, str]] | None:
+        """``GET /extension/event/next``: done with the last event; wait for the next."""
+        generation = self._generation
+        with self._lock:
+            ext = self._extensions.get(identifier)
+            if ext is None:
+                return 403, _json(_error("Extension.UnknownExtensionIdentifier", "")), {}
+            ext.ready = True
+            last = self._last
+            if last is not None and all(e.ready for e in self._extensions.values()):
+                last.extensions_finished(time.perf_counter())
+            self._ready.notify_all()
+        while not self._stopping.is_set() and generation == self._generation:
+            try:
+                body = ext.events.get(timeout=0.25)
+            except queue.Empty:
+                continue
+            return 200, body, {"Lambda-Extension-Event-Identifier": str(uuid.uuid4())}
         return None
 
     def _take_inflight(self, request_id: str) -> PendingInvocation | None:

@@ -199,6 +199,14 @@ class LocalLambda:
         self._restored = False
         self._copies: list[RuntimeAPIServer] = []
         self._bad_headers: set[str] = set()  # warned about once each
+        self._server.function_info = {
+            "functionName": function_name,
+            "functionVersion": "$LATEST",
+            "handler": handler,
+        }
+        # The last invocation and its deadline (time.monotonic()): the next one
+        # waits until its extensions are done (Lambda's freeze rule).
+        self._last: tuple[InvokeResult, float] | None = None
 
     def _check_header(self, trace_header: str | None) -> None:
         """Warn once per value when a trace header will not parse: nothing would be sent."""
@@ -353,6 +361,7 @@ class LocalLambda:
         """
         self._check_header(trace_header)
         with self._lock:
+            self._await_extensions()
             self.start()
             proc = self._proc
             assert proc is not None
@@ -388,7 +397,37 @@ class LocalLambda:
                     logger.info("invoke %s failed: %s", inv.request_id, failed.error)
                     self._reap(graceful=False)
                     return failed
+            self._last = (result, kill_at)
             return result
+
+    @property
+    def extensions(self) -> list[str]:
+        """Names of the extensions the live runtime registered (Extensions API)."""
+        return self._server.extensions
+
+    def _await_extensions(self) -> None:
+        """Wait until the last invocation's extensions called ``event/next``.
+
+        Lambda hands the next event over only then. An extension still busy past
+        the last invocation's deadline times that invocation out: the
+        environment is reset (the next invocation is a cold start).
+        """
+        last, self._last = self._last, None
+        proc = self._proc
+        if last is None or proc is None:
+            return
+        result, kill_at = last
+        while result.extensions_done_at(_TICK_S) is None:
+            if proc.poll() is not None:
+                return  # it died: the next invoke starts a new one
+            if time.monotonic() >= kill_at:
+                logger.info(
+                    "invoke %s: an extension was still running at the deadline; "
+                    "resetting the environment",
+                    result.request_id,
+                )
+                self._reap(graceful=False)
+                return
 
     def stop(self) -> None:
         """Terminate the runtime and its restored copies (SIGTERM, SIGKILL after 2 s)."""
