@@ -50,6 +50,7 @@ DEFERRED = {
     "tracing.backends.otel_xray",
     "tracing.backends.otel_propagator",
     "tracing.backends.otel_otlp",
+    "tracing.exporters.xray_otlp",
     "aws_xray_sdk",
     "opentelemetry.propagate",
     "opentelemetry.propagators.aws",

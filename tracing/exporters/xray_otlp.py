@@ -363,7 +363,7 @@ class XRayOTLPEmitter(OTLPHTTPEmitter):
             now = time.monotonic()
             if now < self._next_lookup:
                 raise NoCredentialsError(
-                    "no AWS credentials were found (looked again a minute later)"
+                    "no AWS credentials (botocore's chain is asked again at most once a minute)"
                 )
             self._next_lookup = now + CREDENTIALS_RETRY_S
             session = self._session
@@ -376,7 +376,10 @@ class XRayOTLPEmitter(OTLPHTTPEmitter):
                 self._use_url(endpoint.rstrip("/") + "/v1/traces")
                 self._drop_connection()
                 self._resolved = True
-            credentials = session.get_credentials()
+            try:
+                credentials = session.get_credentials()
+            except Exception as exc:  # a provider of the chain failed (IMDS, container role)
+                raise NoCredentialsError(f"no AWS credentials: {exc}") from exc
             if credentials is None:
                 raise NoCredentialsError(
                     "botocore's credential chain found no AWS credentials (a role, "
