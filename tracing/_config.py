@@ -67,6 +67,7 @@ class Settings:
         "send_unsampled",
         "incoming_traceparent",
         "payload_context",
+        "sampling_rules",
         "extra",
     )
     __slots__ = _fields
@@ -91,6 +92,7 @@ class Settings:
     send_unsampled: bool
     incoming_traceparent: str
     payload_context: tuple[str, ...]
+    sampling_rules: str | None
     extra: Mapping[str, Any]
 
     def __init__(
@@ -115,6 +117,7 @@ class Settings:
         send_unsampled: bool = False,
         incoming_traceparent: str = "link",
         payload_context: tuple[str, ...] = (),
+        sampling_rules: str | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         values = locals()
@@ -227,6 +230,22 @@ def _payload_targets(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(targets))
 
 
+def _sampling_rules(value: Any) -> str:
+    """``sampling_rules``: ``"xray"`` (centralized), ``"default"``, or a rules file's
+    path. The file is read at the first sampling decision (``_sampling.py``)."""
+    if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)):
+        raise ValueError(f"expected 'xray', 'default' or a path, got {value!r}")
+    path = os.fspath(value)
+    if isinstance(path, bytes):
+        raise ValueError(f"expected 'xray', 'default' or a path, got {value!r}")
+    text = path.strip()
+    if not text:
+        raise ValueError("expected 'xray', 'default' or a path, got an empty string")
+    if text.lower() in ("xray", "default"):
+        return text.lower()
+    return os.path.expanduser(text)
+
+
 # option -> (env vars, parser). Env vars follow one pattern, TRACING_<OPTION>; where
 # Powertools has a variable for the same thing, it is read when ours is not set, so
 # a Powertools user's environment works unchanged.
@@ -265,6 +284,7 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
         _choice("link", "continue", "ignore"),
     ),
     "payload_context": (("TRACING_PAYLOAD_CONTEXT",), _payload_targets),
+    "sampling_rules": (("TRACING_SAMPLING_RULES",), _sampling_rules),
 }
 
 

@@ -13,8 +13,10 @@ the annotation keys. ``tracing.sqs.consume``, ``tracing.kinesis.consume`` and
   and ``LinkedTraceId``; the two are linked both ways (OTel messaging
   conventions).
 * No usable header: the block is recorded in the current invocation, or, in a
-  worker outside any invocation, in a new trace. A header saying ``Sampled=0``
-  in a worker: nothing recorded, and the decision is passed on.
+  worker outside any invocation, in a new trace when the sampling rules say so
+  (``_sampling.py``; else nothing is recorded and the new trace is passed on
+  with ``Sampled=0``). A header saying ``Sampled=0`` in a worker: nothing
+  recorded, and the decision is passed on.
 * An exception marks the segment ``fault`` with a ``cause`` and propagates.
 
 Everything read from a record is written by whoever can write to the queue,
@@ -32,7 +34,7 @@ from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._header import TraceHeader, new_trace_id
+from ._header import TraceHeader, new_id, new_trace_id
 from ._runtime import Runtime, current_node, get_runtime
 from ._scope import STACK, Scope, end_unit
 from ._span import CONSUMER, NOOP, NoopSpan, Span, clean_name
@@ -192,12 +194,12 @@ class Consume:
         elif header is not None and header.sampled == "0" and header.parent is not None:
             # The producer decided not to record this trace: record nothing, and
             # pass its decision on (Sampled=0) from what this record triggers.
-            segment = NoopSpan(runtime.service_name, span_id=header.parent)
-            unsampled = Scope(segment, header.root, header.parent, sampled=False)
-            unsampled.extra = _extras(runtime, header)
-            self._token = STACK.set((segment,))
-            self._library = runtime.backend.enter(segment)
-            return segment
+            return self._unrecorded(runtime, header.root, header.parent, _extras(runtime, header))
+        elif not runtime.in_lambda and not _sample(runtime):
+            # No decision came with the message: the sampling rules made one
+            # (_sampling.py). Unsampled: a new trace of its own, passed on as
+            # Sampled=0, as Lambda does for an unsampled invocation.
+            return self._unrecorded(runtime, new_trace_id(), new_id(), ())
         else:
             segment = Span(runtime.service_name)
             segment.kind = CONSUMER
@@ -227,6 +229,17 @@ class Consume:
                 emitter.link(invocation.id, header.root, header.parent)
                 trace_id = parent_scope.trace_id if parent_scope is not None else None
                 emitter.link(segment.id, trace_id, invocation.id)
+        return segment
+
+    def _unrecorded(
+        self, runtime: Runtime, root: str, parent: str, extra: tuple[tuple[str, str], ...]
+    ) -> Span:
+        """Record nothing, but pass ``root``/``parent`` on with ``Sampled=0``."""
+        segment = NoopSpan(runtime.service_name, span_id=parent)
+        unsampled = Scope(segment, root, parent, sampled=False)
+        unsampled.extra = extra
+        self._token = STACK.set((segment,))
+        self._library = runtime.backend.enter(segment)
         return segment
 
     def __exit__(
@@ -283,6 +296,19 @@ def _extras(runtime: Runtime, header: TraceHeader) -> tuple[tuple[str, str], ...
     invocation = runtime.invocation
     scope = invocation.scope if invocation is not None else None
     return scope.extra if scope is not None else ()
+
+
+#: ``_sampling.sample``, imported at the first decision outside Lambda: never at
+#: import (cold start), and never in Lambda, where Lambda decides.
+_SAMPLE: list[Callable[..., bool]] = []
+
+
+def _sample(runtime: Runtime, *request: str) -> bool:
+    if not _SAMPLE:
+        from ._sampling import sample
+
+        _SAMPLE.append(sample)
+    return _SAMPLE[0](runtime, *request)
 
 
 def run_batch(
