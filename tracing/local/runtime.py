@@ -157,6 +157,8 @@ class LocalLambda:
         exec_wrapper: A command the runtime's command line is appended to, as
             Lambda runs ``AWS_LAMBDA_EXEC_WRAPPER`` (a layer's start-up script,
             e.g. ADOT's ``opentelemetry-instrument``). Empty: none.
+        refuse_extensions: Answer every Extensions API registration 403, as an
+            environment without the Extensions API would fail it.
     """
 
     def __init__(
@@ -174,6 +176,7 @@ class LocalLambda:
         python: str = sys.executable,
         init_timeout_s: float = 10.0,
         exec_wrapper: Sequence[str] = (),
+        refuse_extensions: bool = False,
     ) -> None:
         self.handler, self.code_dir = handler, os.path.abspath(code_dir)
         self.function_name, self.region = function_name, region
@@ -199,6 +202,7 @@ class LocalLambda:
         self._restored = False
         self._copies: list[RuntimeAPIServer] = []
         self._bad_headers: set[str] = set()  # warned about once each
+        self._server.refuse_extensions = refuse_extensions
         self._server.function_info = {
             "functionName": function_name,
             "functionVersion": "$LATEST",
@@ -430,7 +434,13 @@ class LocalLambda:
                 return
 
     def stop(self) -> None:
-        """Terminate the runtime and its restored copies (SIGTERM, SIGKILL after 2 s)."""
+        """Terminate the runtime and its restored copies (SIGTERM, SIGKILL after 2 s).
+
+        As Lambda never ends an environment in the middle of an invocation, the
+        last invocation's extensions finish first (until its deadline at most).
+        """
+        with self._lock:
+            self._await_extensions()
         self._reap(graceful=True)
         self._server.stop()
         copies, self._copies = self._copies, []
