@@ -62,13 +62,11 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import http.client
+from typing import Any
 
 __all__ = [
     "NAME",
@@ -76,6 +74,7 @@ __all__ = [
     "Extension",
     "InvokeEvent",
     "parse_event",
+    "request",
     "wanted",
 ]
 
@@ -92,6 +91,8 @@ _API = "/2020-01-01/extension"
 REGISTER_TIMEOUT_S = 2.0
 #: event/next attempts before the extension gives up (then: export before return).
 _NEXT_ATTEMPTS = 3
+#: Largest answer read from the Extensions API (its events are small JSON).
+_MAX_ANSWER = 1024 * 1024
 _OFF = frozenset({"0", "false", "off", "no"})
 
 
@@ -175,7 +176,6 @@ class Extension:
         # before the thread read the INVOKE (the handler was quicker) is kept.
         self._ended = threading.Lock()
         self._ended.acquire()
-        self._connection: http.client.HTTPConnection | None = None
         #: Invocations exported after their response; INVOKEs seen.
         self.exported = 0
         self.invokes = 0
@@ -205,27 +205,17 @@ class Extension:
             or is not there: the caller exports before the return.
         """
         try:
-            import http.client
-
-            connection = http.client.HTTPConnection(self.address, timeout=REGISTER_TIMEOUT_S)
-            try:
-                body = json.dumps({"events": ["INVOKE"]})
-                connection.request(
-                    "POST",
-                    f"{_API}/register",
-                    body=body,
-                    headers={"Lambda-Extension-Name": NAME, "Content-Type": "application/json"},
-                )
-                response = connection.getresponse()
-                answer = response.read()
-                identifier = response.getheader("Lambda-Extension-Identifier")
-            finally:
-                connection.close()
-            if response.status != 200 or not identifier:
+            body = json.dumps({"events": ["INVOKE"]}).encode()
+            headers = {"Lambda-Extension-Name": NAME, "Content-Type": "application/json"}
+            status, answer_headers, answer = request(
+                self.address, "POST", f"{_API}/register", headers, body, REGISTER_TIMEOUT_S
+            )
+            identifier = answer_headers.get("lambda-extension-identifier")
+            if status != 200 or not identifier:
                 log.warning(
                     "tracing: the Lambda Extensions API refused the registration (HTTP %s: "
                     "%.200r); spans are exported before the handler returns",
-                    response.status,
+                    status,
                     answer,
                 )
                 return False
@@ -284,41 +274,24 @@ class Extension:
 
     def _next(self) -> InvokeEvent | None:
         """Ask for the next event (telling Lambda we are done); raises when it fails."""
-        import http.client
-
         headers = {"Lambda-Extension-Identifier": self.identifier or ""}
         for attempt in range(_NEXT_ATTEMPTS):
-            connection = self._connection
-            if connection is None:
+            try:
                 # No timeout: event/next is a long poll, for as long as the
                 # environment waits (frozen) for its next invocation.
-                connection = self._connection = http.client.HTTPConnection(self.address)
-            try:
-                connection.request("GET", f"{_API}/event/next", headers=headers)
-                response = connection.getresponse()
-                body = response.read()
-            except (OSError, http.client.HTTPException):
-                self._drop()
+                status, _, body = request(self.address, "GET", f"{_API}/event/next", headers)
+            except OSError:
                 if attempt + 1 == _NEXT_ATTEMPTS:
                     raise
                 time.sleep(0.01 * (attempt + 1))
                 continue
-            if response.status != 200:
-                self._drop()
-                raise RuntimeError(f"event/next answered HTTP {response.status}: {body[:200]!r}")
+            if status != 200:
+                raise RuntimeError(f"event/next answered HTTP {status}: {body[:200]!r}")
             event = parse_event(body)
             if event is None:
                 log.debug("tracing: ignoring an extension event that does not parse: %.200r", body)
             return event
         raise RuntimeError("unreachable")  # pragma: no cover
-
-    def _drop(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            try:
-                connection.close()
-            except Exception:
-                log.debug("tracing: closing the Extensions API connection failed", exc_info=True)
 
     def status(self) -> dict[str, Any]:
         """What the extension did so far (for logs and tests)."""
@@ -328,3 +301,61 @@ class Extension:
             "invokes": self.invokes,
             "exported": self.exported,
         }
+
+
+def request(
+    address: str,
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    body: bytes = b"",
+    timeout: float | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.0 exchange with the local Extensions API: status, headers, body.
+
+    Plain sockets, not ``http.client``: importing that (with ``ssl`` and
+    ``email``) costs 13-22 ms, and this runs at cold start. HTTP/1.0 keeps it
+    simple: the server closes the connection after its answer (no chunks, no
+    keep-alive), so the body is what arrives before EOF.
+
+    Raises:
+        OSError: Connecting, sending or receiving failed, or the answer is not HTTP.
+    """
+    host, _, port = address.rpartition(":")
+    lines = [f"{method} {path} HTTP/1.0", f"Host: {address}", f"Content-Length: {len(body)}"]
+    lines.extend(f"{name}: {value}" for name, value in headers.items())
+    payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(payload)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= _MAX_ANSWER:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    return parse_answer(b"".join(chunks))
+
+
+def parse_answer(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Status, lower-cased headers and body of a whole HTTP answer.
+
+    Raises:
+        OSError: It is not an HTTP answer.
+    """
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if not sep or len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise OSError(f"not an HTTP answer: {raw[:80]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    length = headers.get("content-length", "")
+    if length.isdigit():
+        body = body[: int(length)]
+    return int(parts[1]), headers, body

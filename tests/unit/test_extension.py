@@ -10,7 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tracing._config import load_settings
-from tracing._extension import NETWORK_EXPORTERS, Extension, parse_event, wait_for, wanted
+from tracing._extension import (
+    NETWORK_EXPORTERS,
+    Extension,
+    parse_answer,
+    parse_event,
+    wait_for,
+    wanted,
+)
 from tracing._runtime import NoLibrary, Runtime
 from tracing._scope import STACK
 from tracing._span import Span
@@ -184,3 +191,18 @@ def test_an_unbuffered_emitter_is_left_alone() -> None:
     runtime.end_of_unit(invocation=True)
     runtime.end_of_unit()
     assert emitter.flushes == 0
+
+
+def test_an_http_answer_parses() -> None:
+    raw = b"HTTP/1.1 200 OK\r\nLambda-Extension-Identifier: abc\r\nContent-Length: 2\r\n\r\n{}xx"
+    assert parse_answer(raw) == (
+        200,
+        {"lambda-extension-identifier": "abc", "content-length": "2"},
+        b"{}",
+    )
+
+
+@pytest.mark.parametrize("raw", [b"", b"garbage", b"HTTP/1.1 OK\r\n\r\n", b"SMTP 200 x\r\n\r\n"])
+def test_what_is_not_http_raises_oserror(raw: bytes) -> None:
+    with pytest.raises(OSError, match="not an HTTP answer"):
+        parse_answer(raw)
