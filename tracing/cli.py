@@ -3,7 +3,7 @@
 Usage::
 
     tracing daemon [--listen 127.0.0.1:2000] [--db PATH] [--forward] [--otlp-http 127.0.0.1:4318]
-                   [--quiet]
+                   [--sampling-rules FILE] [--quiet]
     tracing traces [--db PATH] [--since 10m] [--limit 20]
     tracing show TRACE_ID [--db PATH] [--html FILE] [--from-xray [--region R]]
     tracing map [--db PATH] [--since 1h] [--limit 1000] [--html FILE]
@@ -156,13 +156,34 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
             _silence_stdout()
             stop.set()
 
+    try:
+        from .local.xray_api import SamplingRules
+
+        SamplingRules(args.sampling_rules)  # a bad file: said before anything starts
+    except ValueError as exc:
+        print(f"tracing daemon: {exc}", file=sys.stderr)
+        return 2
     with (
         _store(args.db) as store,
         Collector(
-            args.listen, store, forward=forward, on_trace=on_trace, otlp_http=args.otlp_http
+            args.listen,
+            store,
+            forward=forward,
+            on_trace=on_trace,
+            otlp_http=args.otlp_http,
+            sampling_rules=args.sampling_rules,
         ) as collector,
     ):
-        print(f"listening on udp://{collector.address}, storing in {store.path}", flush=True)
+        # One line: scripts read the address from it, and the next line is the first
+        # trace's (or, with --quiet, "stopped:").
+        sampling = ""
+        if collector.sampling_address:
+            rules = args.sampling_rules or "X-Ray's default rule"
+            sampling = f" (X-Ray sampling API on http://{collector.sampling_address}: {rules})"
+        print(
+            f"listening on udp://{collector.address}{sampling}, storing in {store.path}",
+            flush=True,
+        )
         if collector.otlp_http_address:
             print(f"OTLP/HTTP on http://{collector.otlp_http_address}/v1/traces", flush=True)
         if not args.quiet:
@@ -253,6 +274,12 @@ def _parser() -> argparse.ArgumentParser:
         "--otlp-http",
         metavar="HOST:PORT",
         help="also take OTLP/HTTP (exporter=otlp) on this address, e.g. 127.0.0.1:4318",
+    )
+    daemon.add_argument(
+        "--sampling-rules",
+        metavar="FILE",
+        help="sampling rules GetSamplingRules/GetSamplingTargets answer with, on TCP at the "
+        "--listen address (aws-xray-sdk's JSON format; default: X-Ray's default rule)",
     )
     daemon.set_defaults(func=_cmd_daemon)
 

@@ -13,6 +13,11 @@ front of it, so a burst or a hostile sender costs drops, never memory:
 - the optional *forwarder* sends the raw documents on to X-Ray
   (``PutTraceSegments``), in batches of up to 50 like the daemon.
 
+On the TCP side of the same address it answers X-Ray's sampling calls
+(``GetSamplingRules``, ``GetSamplingTargets``) from local rules, as the X-Ray
+daemon's proxy answers them from X-Ray (``xray_api.py``), for
+``TRACING_SAMPLING_RULES=xray``.
+
 Example::
 
     with Collector("127.0.0.1:2000", TraceStore(":memory:")) as collector:
@@ -129,6 +134,15 @@ class Collector:
             stored documents; again if more arrive later, and for every pending
             trace on :meth:`stop`. Exceptions are logged, not raised.
         quiet_s: Seconds without a new document after which a trace is reported.
+        otlp_http: Also take OTLP/HTTP on this ``host:port``.
+        sampling_rules: Rules file the sampling API serves (aws-xray-sdk's
+            local format, or a ``GetSamplingRules`` answer); X-Ray's default
+            rule if None.
+        sampling_api: Answer ``GetSamplingRules``/``GetSamplingTargets`` on TCP,
+            same host and port as the UDP intake.
+
+    Raises:
+        ValueError: ``sampling_rules`` is unreadable or not valid rules.
     """
 
     def __init__(
@@ -141,6 +155,8 @@ class Collector:
         on_trace: Callable[[str, list[Document]], None] | None = None,
         quiet_s: float = 1.0,
         otlp_http: str | None = None,
+        sampling_rules: str | None = None,
+        sampling_api: bool = True,
     ) -> None:
         host, _, port = listen.rpartition(":")
         self._listen = (host.strip("[]") or "127.0.0.1", int(port))
@@ -151,6 +167,12 @@ class Collector:
         self._quiet_s = quiet_s
         self._otlp_http_listen = otlp_http
         self._otlp_http: Any = None
+        self._sampling: Any = None
+        self._sampling_rules: Any = None
+        if sampling_api:
+            from .xray_api import SamplingRules
+
+            self._sampling_rules = SamplingRules(sampling_rules)
         size = max(1, queue_size)  # NOTE: Queue(0) would be unbounded
         self._queue: queue.Queue[tuple[Document, float]] = queue.Queue(size)
         self._forward_queue: queue.Queue[str] = queue.Queue(size)
@@ -216,15 +238,11 @@ class Collector:
                 return self
             if self._state == "stopped":
                 raise RuntimeError("a stopped Collector cannot be restarted")
-            family, _, _, _, target = socket.getaddrinfo(*self._listen, type=socket.SOCK_DGRAM)[0]
-            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock = self._bind()
             try:
-                # A larger kernel buffer absorbs a flush of many documents at once.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-                sock.bind(target)
-                sock.settimeout(_POLL_S)
                 self._store = self._store or TraceStore()
             except BaseException:
+                self._close_sampling()
                 sock.close()
                 raise
             self._sock, self._address = sock, sock.getsockname()[:2]
@@ -236,6 +254,7 @@ class Collector:
                         self._otlp_http_listen, self.submit, self._count
                     ).start()
                 except BaseException:
+                    self._close_sampling()
                     sock.close()
                     raise
             if not ipaddress.ip_address(self._address[0].split("%")[0]).is_loopback:
@@ -268,6 +287,7 @@ class Collector:
         # Receiver first, then the others: nothing received is left in a queue.
         if self._otlp_http is not None:
             self._otlp_http.stop()
+        self._close_sampling()
         for thread, stop in self._workers:
             stop.set()
             thread.join(timeout)
@@ -275,6 +295,68 @@ class Collector:
             self._sock.close()
         if self._owns_store and self._store is not None:
             self._store.close()
+
+    def _bind(self) -> socket.socket:
+        """The UDP socket, and the sampling API on TCP at the same host and port.
+
+        With port 0 the system picks the UDP port, which TCP may not have free:
+        then both are tried again. A fixed port whose TCP side is taken keeps
+        the UDP intake and goes without the sampling API (a warning says so).
+        """
+        family, _, _, _, target = socket.getaddrinfo(*self._listen, type=socket.SOCK_DGRAM)[0]
+        attempts = 20 if self._listen[1] == 0 else 1
+        for attempt in range(attempts):
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                # A larger kernel buffer absorbs a flush of many documents at once.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+                sock.bind(target)
+                sock.settimeout(_POLL_S)
+            except BaseException:
+                sock.close()
+                raise
+            if self._sampling_rules is None:
+                return sock
+            from .xray_api import SamplingAPIServer
+
+            host, port = sock.getsockname()[:2]
+            try:
+                self._sampling = SamplingAPIServer((host, port), self._sampling_rules).start()
+            except OSError as exc:
+                if attempt + 1 < attempts:
+                    sock.close()
+                    continue
+                log.warning(
+                    "tracing collector: no sampling API, TCP %s:%s is not free (%s)",
+                    host,
+                    port,
+                    exc,
+                )
+            return sock
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _close_sampling(self) -> None:
+        sampling, self._sampling = self._sampling, None
+        if sampling is not None:
+            sampling.stop()
+
+    @property
+    def sampling_address(self) -> str | None:
+        """``host:port`` of the sampling API (TCP), when it runs."""
+        if self._sampling is None:
+            return None
+        host, port = self._sampling.address
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
+    def sampling_statistics(self) -> dict[str, dict[str, int]]:
+        """Per rule, the ``RequestCount``/``SampledCount``/``BorrowCount`` clients
+        reported through ``GetSamplingTargets`` (totals)."""
+        rules = self._sampling_rules
+        if rules is None:
+            return {}
+        with rules._lock:
+            return {name: dict(counts) for name, counts in rules.statistics.items()}
 
     def __enter__(self) -> Collector:
         return self.start()
