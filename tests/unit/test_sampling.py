@@ -19,12 +19,7 @@ import tracing
 from tracing import _sampling
 from tracing._config import load_settings
 from tracing._runtime import get_runtime
-from tracing._sampling import (
-    CentralizedSampler,
-    Sampler,
-    http_attributes,
-    proxy_address,
-)
+from tracing._sampling import Sampler, http_attributes, proxy_address
 from tracing._sampling_rules import (
     BORROW,
     NO,
@@ -37,6 +32,7 @@ from tracing._sampling_rules import (
     rule_from_record,
     wildcard,
 )
+from tracing._sampling_xray import CentralizedSampler
 
 
 class Clock:
