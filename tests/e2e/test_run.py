@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -449,3 +450,50 @@ def test_local_lambda_names_a_missing_runtime_client(
         "Runtime.ExitError: Runtime exited during init: exit status 1 (awslambdaric is not "
         f"installed for {bare_python}: {INSTALL})"
     )
+
+
+def test_run_shows_the_export_after_the_response(tmp_path: Path, event: Path) -> None:
+    """With a network exporter, the function's in-process extension exports after the
+    response: `tracing run` says how long, and the spans reach the endpoint."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[bytes] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            return None
+
+    app = tmp_path / "otlp_app.py"
+    app.write_text(
+        "import tracing\n\ntracing.configure()\n\n\n@tracing.handler\n"
+        "def handler(event, context):\n    return {'ok': True}\n"
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        done = _tracing(
+            "run",
+            "otlp_app.handler",
+            "--event",
+            str(event),
+            "--env",
+            "TRACING_EXPORTER=otlp",
+            "--env",
+            f"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://127.0.0.1:{server.server_port}/v1/traces",
+            cwd=tmp_path,
+            env=_env(tmp_path),
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"exported after the response in \d+\.\d ms", done.stdout), done.stdout
+    assert received, "no OTLP request reached the endpoint"

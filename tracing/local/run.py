@@ -460,6 +460,17 @@ def run_handler(
                     failed = failed or not result.ok
                     text = json.dumps(outcome, default=str)[:200]
                     print(f"{label}invocation {index + 1}: {text}", flush=True)
+                    if getattr(target, "extensions", None):
+                        # A network exporter exports after the response (an
+                        # in-process extension): show what the caller did not wait for.
+                        post = result.post_response_ms(timeout=5.0)
+                        if post is not None:
+                            print(
+                                f"  responded after {result.duration_ms:.1f} ms; exported "
+                                f"after the response in {post:.1f} ms "
+                                "(PostRuntimeExtensionsDuration)",
+                                flush=True,
+                            )
             logs = function.logs
         finally:
             function.stop()
