@@ -70,6 +70,8 @@ class SigV4Endpoint:
     service: str = "xray"
     #: (status, body) to answer a correctly signed request with, instead of 200.
     answer: tuple[int, bytes] | None = None
+    #: Seconds to wait, after reading a request, before answering it.
+    delay_s: float = 0.0
     received: list[Received] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
 
@@ -186,6 +188,8 @@ class SigV4Endpoint:
             )
             self._changed.notify_all()
         status, answer = self.answer or (200, b"")
+        if self.delay_s:
+            time.sleep(self.delay_s)
         self._reply(http, status, answer)
 
     @staticmethod

@@ -228,3 +228,35 @@ def test_turned_off_it_does_not_register(app: Path, endpoint: Endpoint) -> None:
         assert function.extensions == []
     assert answered - result.payload["returned"] >= DELAY_S * 0.9
     assert {"## handler", "work"} <= {name for _, name in endpoint.spans_of(root)}
+
+
+def test_xray_otlp_exports_after_the_response_too(app: Path, backend: str) -> None:
+    """The SigV4-signed exporter takes the same way: the response does not wait for
+    X-Ray's endpoint (here one that checks every signature and answers after 300 ms)."""
+    from tests._sigv4_endpoint import ACCESS_KEY, SECRET_KEY, SigV4Endpoint
+
+    with SigV4Endpoint(delay_s=DELAY_S) as xray:
+        function = LocalLambda(
+            "after_app.handler",
+            code_dir=app,
+            function_name="after-response",
+            env={
+                "TRACING_BACKEND": backend,
+                "TRACING_EXPORTER": "xray-otlp",
+                "AWS_ENDPOINT_URL_XRAY": xray.url,
+                "AWS_REGION": "us-east-1",
+                "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+                "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            },
+        )
+        with function:
+            assert function.extensions == ["tracing"]
+            runs = [_invoke(function, step) for step in range(2)]
+            posts = [result.post_response_ms(timeout=5.0) for _, result, _ in runs]
+            logs = function.logs
+        waits = [answered - result.payload["returned"] for _, result, answered in runs]
+        assert max(waits) < RESPONSE_BOUND_S, (waits, logs)
+        assert all(post is not None and post >= DELAY_S * 1000 * 0.9 for post in posts), posts
+        assert xray.refused == []
+        names = {span.name for span in xray.spans()}
+        assert {"## handler", "work"} <= names, (names, logs)
