@@ -72,6 +72,10 @@ class SigV4Endpoint:
     answer: tuple[int, bytes] | None = None
     #: Seconds to wait, after reading a request, before answering it.
     delay_s: float = 0.0
+    #: path -> JSON answer, for X-Ray API calls (``/GetSamplingRules``...) signed
+    #: like the exports; each accepted call is kept in ``api_calls``.
+    json_answers: Mapping[str, Any] = field(default_factory=dict)
+    api_calls: list[tuple[str, Any]] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
 
@@ -172,6 +176,12 @@ class SigV4Endpoint:
                 self.refused.append(wrong)
                 self._changed.notify_all()
             self._reply(http, 403, json.dumps({"message": wrong}).encode())
+            return
+        if http.path in self.json_answers:
+            with self._changed:
+                self.api_calls.append((http.path, json.loads(body or b"{}")))
+                self._changed.notify_all()
+            self._reply(http, 200, json.dumps(self.json_answers[http.path]).encode())
             return
         try:
             raw = gzip.decompress(body) if http.headers.get("Content-Encoding") == "gzip" else body

@@ -152,12 +152,25 @@ def _build(runtime: Runtime) -> Decider:
     if source is None or source == "default":
         return default
     if source == "xray":
-        from ._sampling_xray import CentralizedSampler, HTTPSamplingAPI
+        from ._sampling_xray import (
+            CentralizedSampler,
+            HTTPSamplingAPI,
+            SamplingAPI,
+            SignedSamplingAPI,
+        )
 
-        address = proxy_address(settings.daemon_address)
-        log.debug("tracing: centralized sampling rules through %s", address)
+        api: SamplingAPI
+        emitter_region = getattr(runtime.emitter, "region", None)
+        if settings.exporter == "xray-otlp" and isinstance(emitter_region, str):
+            # No daemon with xray-otlp: X-Ray's API itself, signed.
+            log.debug("tracing: centralized sampling rules from X-Ray's API, signed")
+            api = SignedSamplingAPI(emitter_region)
+        else:
+            address = proxy_address(settings.daemon_address)
+            log.debug("tracing: centralized sampling rules through %s", address)
+            api = HTTPSamplingAPI(address)
         return CentralizedSampler(
-            HTTPSamplingAPI(address),
+            api,
             default,
             service_type=service_type,
             alive=lambda: _active is not None and _active[0] is runtime,

@@ -7,7 +7,9 @@ until it says), loading the reservoir quota, its expiry and the rate X-Ray hands
 this client; a rule changed at X-Ray (``LastRuleModification``) is fetched at
 once. Rules apply by ``Priority`` then name, X-Ray's ``Default`` last. The calls
 go unsigned to the X-Ray daemon's (or CloudWatch agent's) TCP address, which
-signs and forwards them, as aws-xray-sdk's do (:class:`HTTPSamplingAPI`).
+signs and forwards them, as aws-xray-sdk's do (:class:`HTTPSamplingAPI`); with
+``exporter="xray-otlp"``, where no daemon is assumed, they go SigV4-signed
+straight to X-Ray's API (:class:`SignedSamplingAPI`).
 
 Imported only when centralized sampling is chosen.
 """
@@ -27,7 +29,7 @@ from typing import Any, Protocol
 from ._sampling import _MATCH_CACHE, Decider
 from ._sampling_rules import Rule, rule_from_record
 
-__all__ = ["CentralizedSampler", "HTTPSamplingAPI", "SamplingAPI"]
+__all__ = ["CentralizedSampler", "HTTPSamplingAPI", "SamplingAPI", "SignedSamplingAPI"]
 
 log = logging.getLogger("tracing.sampling")
 
@@ -75,6 +77,92 @@ class HTTPSamplingAPI:
         if response.status != 200:
             raise OSError(f"HTTP {response.status} from {path}: {data[:200]!r}")
         answer = json.loads(data)
+        if not isinstance(answer, dict):
+            raise ValueError(f"{path} answered {type(answer).__name__}, not an object")
+        return answer
+
+    def get_sampling_rules(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._post("/GetSamplingRules", body)
+
+    def get_sampling_targets(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._post("/SamplingTargets", body)
+
+
+class SignedSamplingAPI:
+    """The same two calls, SigV4-signed, straight to X-Ray's API: no daemon needed.
+
+    What a worker uses with ``exporter="xray-otlp"`` (after the X-Ray daemon's
+    end of support, nothing may listen on the proxy address): the endpoint is
+    botocore's X-Ray endpoint (``AWS_ENDPOINT_URL_XRAY`` and ``AWS_ENDPOINT_URL``
+    redirect it), the credentials botocore's chain, read before each call so
+    refreshable ones refresh; signed by the exporter's own SigV4
+    (``tracing.exporters.xray_otlp.sign``). botocore is imported at the first call,
+    in the poller's thread, never at import or in a handler.
+
+    Args:
+        region: The signing region (``AWS_REGION``, else botocore's).
+        timeout_s: Seconds per call.
+    """
+
+    def __init__(self, region: str, timeout_s: float = 2.0) -> None:
+        self.region = region
+        self.timeout_s = timeout_s
+        self._session: Any = None
+        self._endpoint: str | None = None
+        self._keys: Any = None
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        import datetime
+        import http.client
+        from urllib.parse import urlsplit
+
+        from .exporters.xray_otlp import SigningKeys, canonical_host, resolve_endpoint, sign
+
+        if self._session is None:
+            import botocore.session
+
+            self._session = botocore.session.Session()
+            self._endpoint = resolve_endpoint(self._session, self.region).rstrip("/")
+            self._keys = SigningKeys()
+        credentials = self._session.get_credentials()
+        if credentials is None:
+            raise OSError("botocore's credential chain found no AWS credentials")
+        frozen = credentials.get_frozen_credentials()
+        url = f"{self._endpoint}{path}"
+        data = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        signed = sign(
+            url,
+            headers,
+            data,
+            self.region,
+            frozen.access_key,
+            frozen.secret_key,
+            frozen.token,
+            datetime.datetime.now(datetime.timezone.utc),
+            self._keys,
+        )
+        headers |= {
+            "Host": canonical_host(url),
+            "X-Amz-Date": signed.amz_date,
+            "Authorization": signed.authorization,
+        }
+        if frozen.token:
+            headers["X-Amz-Security-Token"] = frozen.token
+        parts = urlsplit(url)
+        connection_class = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
+        connection = connection_class(parts.hostname or "", parts.port, timeout=self.timeout_s)
+        try:
+            connection.request("POST", parts.path, data, headers)
+            response = connection.getresponse()
+            answer_bytes = response.read(4 * 1024 * 1024)
+        finally:
+            connection.close()
+        if response.status != 200:
+            raise OSError(f"HTTP {response.status} from X-Ray {path}: {answer_bytes[:200]!r}")
+        answer = json.loads(answer_bytes)
         if not isinstance(answer, dict):
             raise ValueError(f"{path} answered {type(answer).__name__}, not an object")
         return answer

@@ -234,3 +234,60 @@ def test_a_handler_outside_lambda_with_a_header_keeps_its_decision(
     monkeypatch.delenv("_X_AMZN_TRACE_ID")
     assert [handler({}, None) for _ in range(10)] == [False] * 10
     assert len(daemon.sync()) == 10
+
+
+def test_with_xray_otlp_centralized_rules_come_signed_from_x_rays_api(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No daemon after its end of support: with exporter="xray-otlp", sampling_rules="xray"
+    asks X-Ray's API itself, SigV4-signed (an endpoint that checks every signature)."""
+    from tests._sigv4_endpoint import ACCESS_KEY, SECRET_KEY, SigV4Endpoint
+    from tracing import _sampling
+    from tracing._runtime import get_runtime
+    from tracing._sampling_xray import CentralizedSampler, SignedSamplingAPI
+
+    rule = {
+        "RuleName": "nothing",
+        "Priority": 1,
+        "FixedRate": 0.0,
+        "ReservoirSize": 0,
+        "ServiceName": "*",
+        "ServiceType": "*",
+        "Host": "*",
+        "HTTPMethod": "*",
+        "URLPath": "*",
+        "ResourceARN": "*",
+        "Version": 1,
+        "Attributes": {},
+    }
+    answers = {
+        "/GetSamplingRules": {"SamplingRuleRecords": [{"SamplingRule": rule}]},
+        "/SamplingTargets": {"SamplingTargetDocuments": [], "UnprocessedStatistics": []},
+    }
+    with SigV4Endpoint(json_answers=answers) as xray:
+        for key, value in {
+            "AWS_ENDPOINT_URL_XRAY": xray.url,
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        }.items():
+            monkeypatch.setenv(key, value)
+        tracing.configure(service="orders-worker", exporter="xray-otlp", sampling_rules="xray")
+        runtime = get_runtime()
+        assert runtime is not None
+        sampler = _sampling._build(runtime)
+        assert isinstance(sampler, CentralizedSampler)
+        api = sampler._api
+        assert isinstance(api, SignedSamplingAPI)
+        # The poller's two steps, run here rather than on its thread.
+        checked = CentralizedSampler(api, sampler._fallback, start=False)
+        assert checked.decide("orders-worker") is True  # before rules: the default rule
+        now = time.time()
+        assert checked.refresh_rules(now)
+        assert [r.name for r in checked.rules] == ["nothing"]
+        assert not any(checked.decide("orders-worker") for _ in range(50))
+        checked.report(now + 60)
+        assert xray.refused == []
+        assert [path for path, _ in xray.api_calls][:1] == ["/GetSamplingRules"]
+        assert "/SamplingTargets" in [path for path, _ in xray.api_calls]
+        sampler.close()
