@@ -53,10 +53,38 @@ def _cmd_traces(args: argparse.Namespace) -> int:
     from .local.traces import summarize
     from .local.views import print_trace_table
 
+    if args.filter is not None:
+        return _filtered_traces(args)
     with _store(args.db) as store:
         summaries = [summarize(store.documents(t)) for t in store.trace_ids(args.since, args.limit)]
     if not summaries:
         print("no traces yet (is `tracing daemon` running, and AWS_XRAY_DAEMON_ADDRESS set?)")
+        return 0
+    print_trace_table(summaries)
+    return 0
+
+
+def _filtered_traces(args: argparse.Namespace) -> int:
+    """``tracing traces --filter``: the newest ``--limit`` stored traces that match."""
+    from .local.filter_expr import FilterError, parse
+    from .local.traces import assemble, summarize
+    from .local.views import print_trace_table
+
+    try:
+        expression = parse(args.filter)
+    except FilterError as exc:
+        print(f"tracing traces: --filter, column {exc.column}: {exc.reason}", file=sys.stderr)
+        return 2
+    summaries = []
+    with _store(args.db) as store:
+        for trace_id in store.trace_ids(args.since, limit=2**62):  # every one, newest first
+            documents = store.documents(trace_id)
+            if expression.matches(assemble(documents)):
+                summaries.append(summarize(documents))
+                if len(summaries) >= args.limit:
+                    break
+    if not summaries:
+        print(f"no stored trace matches {args.filter}")
         return 0
     print_trace_table(summaries)
     return 0
@@ -287,6 +315,13 @@ def _parser() -> argparse.ArgumentParser:
     traces.add_argument("--db", help=db_help)
     traces.add_argument("--since", type=_since, help="only traces newer than e.g. 10m, 2h")
     traces.add_argument("--limit", type=int, default=20)
+    traces.add_argument(
+        "--filter",
+        metavar="EXPR",
+        help="only traces matching EXPR, an X-Ray filter expression (X-Ray's own language, "
+        "e.g. 'annotation.sku = \"book-1\"' or 'service(\"orders-api\") { fault }'); "
+        "rootcause.*, groups and json are not supported locally",
+    )
     traces.set_defaults(func=_cmd_traces)
 
     show = commands.add_parser("show", help="show one trace as a tree, optionally as HTML")

@@ -33,7 +33,7 @@ _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "/": "/"}
 
 @dataclass(frozen=True)
 class _Token:
-    kind: str  # word, string, number, op, !, ( ) { } , :, end
+    kind: str  # word, string, number, op, !, ( ) { } , :, end; bad (value: why)
     value: Any
     column: int
 
@@ -68,15 +68,17 @@ def _tokens(text: str) -> list[_Token]:
                 j += 1
             found.append(_Token("word", text[i:j], column))
             i = j
-        elif char == "#":
-            raise FilterError("not supported locally: JSON values (#[...])", column, text)
+        elif char == "#":  # (the parser reports it, unless it fails earlier in the text)
+            found.append(_Token("bad", "not supported locally: JSON values (#[...])", column))
+            break
         else:
             op = next((o for o in _COMPARE if text.startswith(o, i)), None)
             if op is None and char == "!":
                 found.append(_Token("!", "!", column))
                 i += 1
             elif op is None:
-                raise FilterError(f"unexpected character {char!r}", column, text)
+                found.append(_Token("bad", f"unexpected character {char!r}", column))
+                break
             else:
                 found.append(_Token("op", op, column))
                 i += len(op)

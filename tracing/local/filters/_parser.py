@@ -41,7 +41,8 @@ class _Parser:
         return self.tokens[self.pos]
 
     def fail(self, reason: str, token: _Token | None = None) -> FilterError:
-        return FilterError(reason, (token or self.token).column, self.text)
+        at = token or self.token
+        return FilterError(at.value if at.kind == "bad" else reason, at.column, self.text)
 
     def word(self, *words: str) -> bool:
         token = self.token
