@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,6 +14,9 @@ from tracing.local.service_map import build_map, render_map_html
 from tracing.local.traces import assemble
 
 from .conftest import Viewer
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "service-map.png"
@@ -111,4 +115,79 @@ def test_screenshot_of_the_demos_map(
     page.screenshot(path=str(target), full_page=True)
     assert target.stat().st_size < 300_000
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    viewer.assert_clean()
+
+
+# In the page: every box (nodes, edge labels), every text's size, and whether an
+# edge's line passes through a label (points sampled along each path).
+MEASURE = """scope => {
+  const root = document.querySelector(scope);
+  const rect = el => { const r = el.getBoundingClientRect();
+    return {x: r.x, y: r.y, w: r.width, h: r.height}; };
+  const boxes = [...root.querySelectorAll("g.node rect, g.edge rect.label-bg")].map(rect);
+  const labels = [...root.querySelectorAll("g.edge rect.label-bg")].map(rect);
+  const crossings = [];
+  root.querySelectorAll("g.edge path.line").forEach((path, n) => {
+    const matrix = path.getScreenCTM();
+    const length = path.getTotalLength();
+    for (let at = 0; at <= length; at += 2) {
+      const p = path.getPointAtLength(at).matrixTransform(matrix);
+      labels.forEach((l, i) => {
+        if (p.x > l.x + 1 && p.x < l.x + l.w - 1 && p.y > l.y + 1 && p.y < l.y + l.h - 1) {
+          crossings.push([n, i]);
+        }
+      });
+    }
+  });
+  const texts = [...root.querySelectorAll("svg text")].map(t => ({
+    text: t.textContent, size: parseFloat(getComputedStyle(t).fontSize),
+    height: t.getBoundingClientRect().height}));
+  return {boxes, crossings, texts};
+}"""
+
+
+def assert_readable(page: Page, scope: str) -> None:
+    """No two boxes overlap, no edge runs through a label, no text under 11 px."""
+    found = page.evaluate(MEASURE, scope)
+    boxes = found["boxes"]
+    assert len(boxes) > 4
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            apart_x = a["x"] + a["w"] <= b["x"] + 0.5 or b["x"] + b["w"] <= a["x"] + 0.5
+            apart_y = a["y"] + a["h"] <= b["y"] + 0.5 or b["y"] + b["h"] <= a["y"] + 0.5
+            assert apart_x or apart_y, (a, b)
+    assert found["crossings"] == []
+    for text in found["texts"]:
+        assert text["size"] >= 11, text
+        assert text["height"] >= 11, text  # drawn at that size: the map is not scaled down
+
+
+def test_the_map_is_readable_with_a_legend_and_the_queue_agrees_with_its_edge(
+    viewer: Viewer, demo_map: tuple[str, str]
+) -> None:
+    page = viewer.open(demo_map[1], "map.html")
+    assert_readable(page, ".canvas")
+    legend = page.locator(".map-legend").inner_text()
+    for word in ("OK", "Error (4xx)", "Fault (5xx)", "Throttle (429)", "Node", "Edge"):
+        assert word in legend
+    assert "coloured by the calls into it" in legend
+    figure = page.locator("g.node", has_text="orders-api").locator(".figure").text_content()
+    assert (figure or "").startswith("4 requests · avg ")
+    # The queue is as red as its edge to the consumer, and says why.
+    queue = page.locator("g.node.queue")
+    assert "fault" in (queue.get_attribute("class") or "").split()
+    assert "33% fault" in (queue.locator(".delivered").text_content() or "")
+    edge = page.locator("g.edge.fault")
+    assert "33% fault" in (edge.text_content() or "")
+    queue.click()
+    assert "3 delivered to consumers; fault 33%" in page.locator("#details-body").inner_text()
+    viewer.assert_clean()
+
+
+def test_the_traces_own_map_is_readable_too(viewer: Viewer) -> None:
+    documents = realistic_documents(messages=3, poison_last=True)
+    page = viewer.open(render_html(assemble(documents)))
+    assert_readable(page, "section.trace-map")
+    assert page.locator("section.trace-map .map-legend").is_visible()
+    assert "fault" in (page.locator("g.node.queue").get_attribute("class") or "").split()
     viewer.assert_clean()

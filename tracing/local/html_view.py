@@ -210,13 +210,16 @@ def _row(trace: Trace, index: int, depth: int, node: Node) -> str:
 
 def _trace_map(trace: Trace) -> str:
     """This trace's own service map, drawn above the timeline (as X-Ray's trace view)."""
-    from .service_map import MAP_STYLE, build_map, map_svg
+    from .map_svg import MAP_STYLE, map_legend, map_svg
+    from .service_map import build_map
 
-    svg = map_svg(build_map([trace]), interactive=False)
+    service_map = build_map([trace])
+    svg = map_svg(service_map, interactive=False)
+    legend = map_legend() if service_map.nodes else ""
     return (
         f'<section class="trace-map" aria-label="Service map of this trace">'
         f"<style>.trace-map{{padding:8px 20px;overflow-x:auto;background:#fff;"
-        f"border-bottom:1px solid #d5dbdb}}{MAP_STYLE}</style>{svg}</section>"
+        f"border-bottom:1px solid #d5dbdb}}{MAP_STYLE}</style>{svg}{legend}</section>"
     )
 
 

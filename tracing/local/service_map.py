@@ -54,14 +54,12 @@ with ``textContent`` only.
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .html_view import _script_json, page_csp
 from .traces import Node, Trace
 
 __all__ = ["MapEdge", "MapNode", "ServiceMap", "build_map", "render_map_html", "render_map_text"]
@@ -502,350 +500,27 @@ def _printable(text: str) -> str:
 
 
 def _ordered_edges(service_map: ServiceMap) -> list[MapEdge]:
-    layers, _ = _layout(service_map)
+    from .map_svg import _layers
+
+    layers = _layers(service_map)
     return sorted(
         service_map.edges.values(),
         key=lambda e: (layers.get(e.source, 0), layers.get(e.target, 0), e.target[1]),
     )
 
 
-# -- layout --------------------------------------------------------------------------
-
-_BOX_W, _BOX_H = 190, 64
-_GAP_X, _GAP_Y = 190, 56
-_MARGIN = 30
-
-
-def _layout(
-    service_map: ServiceMap,
-) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], tuple[float, float]]]:
-    """Layers (longest path from the sources) and box positions (top-left corners)."""
-    keys = list(service_map.nodes)
-    outgoing: dict[tuple[str, str], list[tuple[str, str]]] = {k: [] for k in keys}
-    incoming: dict[tuple[str, str], list[tuple[str, str]]] = {k: [] for k in keys}
-    for source, target in service_map.edges:
-        if source != target:
-            outgoing[source].append(target)
-            incoming[target].append(source)
-    # Break cycles: drop edges that go back to a node on the current DFS path.
-    forward: dict[tuple[str, str], list[tuple[str, str]]] = {k: [] for k in keys}
-    state: dict[tuple[str, str], int] = {}
-    starts = sorted(keys, key=lambda k: (k[0] != "client", bool(incoming[k]), k))
-    for start in starts:
-        if start in state:
-            continue
-        state[start] = 1
-        path = [(start, iter(outgoing[start]))]
-        while path:
-            current, children = path[-1]
-            child = next(children, None)
-            if child is None:
-                state[current] = 2
-                path.pop()
-            elif state.get(child) == 1:
-                continue  # a back edge
-            else:
-                forward[current].append(child)
-                if child not in state:
-                    state[child] = 1
-                    path.append((child, iter(outgoing[child])))
-    layer = {k: 0 for k in keys}
-    for _ in range(len(keys)):
-        changed = False
-        for source in keys:
-            for target in forward[source]:
-                if layer[target] < layer[source] + 1:
-                    layer[target] = layer[source] + 1
-                    changed = True
-        if not changed:
-            break
-    rows: dict[int, list[tuple[str, str]]] = {}
-    for key in keys:
-        rows.setdefault(layer[key], []).append(key)
-    for members in rows.values():
-        members.sort(key=lambda k: (k[0] != "client", k[1]))
-    # Barycentre sweeps: order each layer by the mean position of its neighbours.
-    for sweep in range(4):
-        order = range(1, len(rows)) if sweep % 2 == 0 else range(len(rows) - 2, -1, -1)
-        for index in order:
-            members = rows.get(index, [])
-            neighbour_rows = rows.get(index - 1 if sweep % 2 == 0 else index + 1, [])
-            position = {key: i for i, key in enumerate(neighbour_rows)}
-            links = incoming if sweep % 2 == 0 else outgoing
-            placed = {key: i for i, key in enumerate(members)}
-            weight: dict[tuple[str, str], tuple[float, int]] = {}
-            for key in members:
-                seen = [position[other] for other in links[key] if other in position]
-                weight[key] = (sum(seen) / len(seen) if seen else math.inf, placed[key])
-            members.sort(key=weight.__getitem__)
-    tallest = max((len(m) for m in rows.values()), default=1)
-    boxes: dict[tuple[str, str], tuple[float, float]] = {}
-    for index, members in rows.items():
-        offset = (tallest - len(members)) * (_BOX_H + _GAP_Y) / 2
-        for i, key in enumerate(members):
-            boxes[key] = (
-                _MARGIN + index * (_BOX_W + _GAP_X),
-                _MARGIN + offset + i * (_BOX_H + _GAP_Y),
-            )
-    return layer, boxes
-
-
-# -- HTML ----------------------------------------------------------------------------
-
-
-def _esc(text: str) -> str:
-    return html.escape(text, quote=True)
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= _MAX_LABEL else text[: _MAX_LABEL - 1] + "…"
-
-
-def _edge_class(stats: _Stats) -> str:
-    if stats.faults:
-        return "fault"
-    if stats.throttles:
-        return "throttle"
-    if stats.errors:
-        return "error"
-    return "ok"
-
-
-def _edge_lines(stats: _Stats) -> tuple[str, str]:
-    """Two short lines: calls and average; p95 and the failure rates."""
-    first = f"{stats.count} call{'s' if stats.count != 1 else ''}"
-    if stats.avg_ms is not None:
-        first += f" · avg {_ms(stats.avg_ms)} ms"
-    second = [f"p95 {_ms(stats.p95_ms)} ms"] if stats.p95_ms is not None else []
-    for which, word in (("faults", "fault"), ("errors", "error"), ("throttles", "throttle")):
-        if getattr(stats, which):
-            second.append(f"{_pct(stats.rate(which))} {word}")
-    return first, " · ".join(second)
-
-
-def _edge_label(stats: _Stats) -> str:
-    return " · ".join(part for part in _edge_lines(stats) if part)
+# -- HTML (drawn by map_svg) -----------------------------------------------------------
 
 
 def map_svg(service_map: ServiceMap, interactive: bool = True) -> str:
-    """The map as an inline ``<svg>`` (also embedded above ``show --html``'s timeline)."""
-    _, boxes = _layout(service_map)
-    if not boxes:
-        return '<p class="map-empty">No calls to draw.</p>'
-    width = max(x for x, _ in boxes.values()) + _BOX_W + _MARGIN
-    height = max(y for _, y in boxes.values()) + _BOX_H + _MARGIN + 20
-    index = {key: i for i, key in enumerate(service_map.nodes)}
-    parts = [
-        f'<svg class="service-map" role="img" '
-        f'aria-label="Service map" viewBox="0 0 {width:.0f} {height:.0f}" '
-        f'width="{width:.0f}" height="{height:.0f}">',
-    ]
-    for number, edge in enumerate(service_map.edges.values()):
-        sx, sy = boxes[edge.source]
-        tx, ty = boxes[edge.target]
-        x1, y1 = sx + _BOX_W, sy + _BOX_H / 2
-        x2, y2 = tx, ty + _BOX_H / 2
-        if x2 <= x1:  # a back edge (a cycle): loop below the boxes
-            low = max(sy, ty) + _BOX_H + 34
-            d = (
-                f"M{x1:.1f},{y1:.1f} C{x1 + 60:.1f},{low:.1f} "
-                f"{x2 - 60:.1f},{low:.1f} {x2:.1f},{y2:.1f}"
-            )
-            lx, ly = (x1 + x2) / 2, low - 4
-        else:
-            bend = (x2 - x1) / 2
-            d = (
-                f"M{x1:.1f},{y1:.1f} C{x1 + bend:.1f},{y1:.1f} "
-                f"{x2 - bend:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
-            )
-            lx, ly = (x1 + x2) / 2, (y1 + y2) / 2 - 6
-        cls = _edge_class(edge.stats)
-        first, second = _edge_lines(edge.stats)
-        parts.append(
-            f'<g class="edge {cls}" data-edge="{number}">'
-            f"<title>{_esc(_name(edge.source, service_map))} -> "
-            f"{_esc(_name(edge.target, service_map))}: {_esc(_edge_label(edge.stats))}</title>"
-            f'<path d="{d}"/>'
-            # The arrowhead: every edge ends level, into the target's left side.
-            f'<path class="head" d="M{x2:.1f},{y2:.1f} L{x2 - 9:.1f},{y2 - 5:.1f} '
-            f'L{x2 - 9:.1f},{y2 + 5:.1f} z"/>'
-            f'<text x="{lx:.1f}" y="{ly - 8:.1f}" text-anchor="middle">'
-            f'<tspan x="{lx:.1f}">{_esc(first)}</tspan>'
-            f'<tspan x="{lx:.1f}" dy="13">{_esc(second)}</tspan></text></g>'
-        )
-    for key, node in service_map.nodes.items():
-        x, y = boxes[key]
-        stats = node.stats
-        cls = _edge_class(stats) if stats.count else "ok"
-        figure = (
-            f"{stats.count} · avg {_ms(stats.avg_ms)} ms" if stats.count else "source of requests"
-        )
-        focus = ' tabindex="0"' if interactive else ""
-        # The longest type ("Step Functions state machine") is narrowed to fit its box.
-        fit = (
-            f' textLength="{_BOX_W - 24}" lengthAdjust="spacingAndGlyphs"'
-            if len(node.label) > _MAX_KIND
-            else ""
-        )
-        parts.append(
-            f'<g class="node {_esc(node.type)} {cls}" data-node="{index[key]}"{focus}>'
-            f"<title>{_esc(_name(key, service_map))}</title>"
-            f'<rect x="{x:.1f}" y="{y:.1f}" width="{_BOX_W}" height="{_BOX_H}" rx="10"/>'
-            f'<text class="kind" x="{x + 12:.1f}" y="{y + 18:.1f}"{fit}>{_esc(node.label)}</text>'
-            f'<text class="name" x="{x + 12:.1f}" y="{y + 38:.1f}">'
-            f"{_esc(_short(node.name))}</text>"
-            f'<text class="figure" x="{x + 12:.1f}" y="{y + 55:.1f}">{_esc(figure)}</text></g>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+    """The map as an inline ``<svg>`` (see :func:`tracing.local.map_svg.map_svg`)."""
+    from .map_svg import map_svg as draw
 
-
-MAP_STYLE = """
-.service-map { font: 13px system-ui, sans-serif; display: block; max-width: 100%; height: auto; }
-.service-map .node rect { fill: #fff; stroke: #1d8102; stroke-width: 2; }
-.service-map .node.error rect { stroke: #ff9900; }
-.service-map .node.fault rect { stroke: #d13212; }
-.service-map .node.throttle rect { stroke: #8c4fff; }
-.service-map .node.client rect { fill: #f2f3f3; stroke: #687078; }
-.service-map .node { cursor: pointer; }
-.service-map .node:focus { outline: none; }
-.service-map .node:focus rect, .service-map .node.selected rect { stroke-width: 4; }
-.service-map .kind { fill: #545b64; font-size: 11px; text-transform: uppercase; }
-.service-map .name { fill: #16191f; font-weight: 600; font-size: 15px; }
-.service-map .figure { fill: #545b64; }
-.service-map .edge path { fill: none; stroke: #687078; stroke-width: 1.6; }
-.service-map .edge path.head { fill: #687078; stroke: none; }
-.service-map .edge.fault path.head { fill: #d13212; }
-.service-map .edge.error path.head { fill: #ff9900; }
-.service-map .edge.throttle path.head { fill: #8c4fff; }
-.service-map .edge.error path { stroke: #ff9900; }
-.service-map .edge.fault path { stroke: #d13212; stroke-width: 2.4; }
-.service-map .edge.throttle path { stroke: #8c4fff; }
-.service-map .edge text { fill: #16191f; font-size: 13px; paint-order: stroke;
-  stroke: #fff; stroke-width: 3px; }
-.service-map .edge.fault text { fill: #d13212; }
-"""
-
-_STYLE = (
-    """
-body { margin: 0; font: 14px system-ui, sans-serif; color: #16191f; background: #fafafa; }
-header { padding: 14px 20px; background: #232f3e; color: #fff; }
-header h1 { margin: 0; font-size: 18px; }
-header .facts { margin-top: 4px; color: #d5dbdb; }
-main { display: flex; gap: 16px; padding: 16px 20px; align-items: flex-start; }
-.canvas { background: #fff; border: 1px solid #d5dbdb; border-radius: 8px; padding: 8px;
-  overflow: auto; flex: 1; }
-aside { width: 300px; background: #fff; border: 1px solid #d5dbdb; border-radius: 8px;
-  padding: 12px; }
-aside h2 { margin: 0 0 8px; font-size: 15px; word-break: break-all; }
-aside ul { padding-left: 18px; margin: 6px 0; }
-aside li { font-family: ui-monospace, monospace; font-size: 12px; word-break: break-all; }
-.hint { color: #545b64; }
-table.edges { border-collapse: collapse; margin: 0 20px 20px; background: #fff; }
-table.edges th, table.edges td { border: 1px solid #d5dbdb; padding: 4px 8px; text-align: right; }
-table.edges td:first-child, table.edges th:first-child { text-align: left; }
-"""
-    + MAP_STYLE
-)
-
-_SCRIPT = """
-(function () {
-  "use strict";
-  var data = JSON.parse(document.getElementById("map-data").textContent);
-  var title = document.getElementById("details-title");
-  var body = document.getElementById("details-body");
-  function text(tag, value) {
-    var node = document.createElement(tag);
-    node.textContent = String(value);
-    return node;
-  }
-  function select(index) {
-    var item = data.nodes[index];
-    document.querySelectorAll(".node.selected").forEach(function (n) {
-      n.classList.remove("selected");
-    });
-    var box = document.querySelector('.node[data-node="' + index + '"]');
-    if (box) { box.classList.add("selected"); }
-    title.textContent = item.name + " (" + item.label + ")";
-    body.textContent = "";
-    body.appendChild(text("p", item.count + " request(s) received; fault " +
-      Math.round(item.fault_rate * 100) + "%, error " + Math.round(item.error_rate * 100) + "%"));
-    body.appendChild(text("p", item.traces.length + " trace(s):"));
-    var list = document.createElement("ul");
-    list.className = "traces";
-    item.traces.forEach(function (id) { list.appendChild(text("li", id)); });
-    body.appendChild(list);
-    if (item.traces.length) {
-      body.appendChild(text("p", "Show one with: tracing show <trace id> --html trace.html"));
-    }
-  }
-  document.querySelectorAll(".node").forEach(function (box) {
-    var index = Number(box.getAttribute("data-node"));
-    box.addEventListener("click", function () { select(index); });
-    box.addEventListener("keydown", function (event) {
-      if (event.key === "Enter" || event.key === " ") { event.preventDefault(); select(index); }
-    });
-  });
-})();
-"""
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{csp}">
-<meta name="referrer" content="no-referrer">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>{style}</style>
-</head>
-<body>
-<header><h1>{title}</h1>
-<div class="facts">{facts}</div></header>
-<main>
-<div class="canvas">{svg}</div>
-<aside id="details" aria-live="polite"><h2 id="details-title">Traces</h2>
-<div id="details-body"><p class="hint">Click a node to list the traces that reached it.</p>
-</div></aside>
-</main>
-{table}
-<script type="application/json" id="map-data">{data}</script>
-<script>{script}</script>
-</body>
-</html>
-"""
-
-
-def _edge_table(service_map: ServiceMap) -> str:
-    rows = [
-        "<tr><th>edge</th><th>calls</th><th>avg ms</th><th>p95 ms</th><th>error</th>"
-        "<th>fault</th><th>throttle</th></tr>"
-    ]
-    for edge in _ordered_edges(service_map):
-        stats = edge.stats
-        rows.append(
-            f'<tr class="{_edge_class(stats)}"><td>{_esc(_name(edge.source, service_map))} → '
-            f"{_esc(_name(edge.target, service_map))}</td><td>{stats.count}</td>"
-            f"<td>{_ms(stats.avg_ms)}</td>"
-            f"<td>{_ms(stats.p95_ms)}</td><td>{_pct(stats.rate('errors'))}</td>"
-            f"<td>{_pct(stats.rate('faults'))}</td><td>{_pct(stats.rate('throttles'))}</td></tr>"
-        )
-    return f'<table class="edges">{"".join(rows)}</table>'
+    return draw(service_map, interactive)
 
 
 def render_map_html(service_map: ServiceMap, title: str = "Service map", facts: str = "") -> str:
-    """The map as one self-contained page: click a node to list its traces."""
-    summary = (
-        f"{len(service_map.nodes)} nodes, {len(service_map.edges)} edges, "
-        f"from {service_map.traces} traces"
-    )
-    return _PAGE.format(
-        csp=page_csp(_SCRIPT),
-        title=_esc(title),
-        facts=_esc(f"{summary}{' · ' + facts if facts else ''}"),
-        style=_STYLE,
-        svg=map_svg(service_map),
-        table=_edge_table(service_map),
-        data=_script_json(service_map.to_dict()),
-        script=_SCRIPT,
-    )
+    """The map as one self-contained page (see :mod:`tracing.local.map_svg`)."""
+    from .map_svg import render_map_html as render
+
+    return render(service_map, title, facts)
