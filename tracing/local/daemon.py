@@ -16,7 +16,9 @@ front of it, so a burst or a hostile sender costs drops, never memory:
 On the TCP side of the same address it answers X-Ray's sampling calls
 (``GetSamplingRules``, ``GetSamplingTargets``) from local rules, as the X-Ray
 daemon's proxy answers them from X-Ray (``xray_api.py``), for
-``TRACING_SAMPLING_RULES=xray``.
+``TRACING_SAMPLING_RULES=xray``; and X-Ray's query calls (``GetTraceSummaries``,
+``BatchGetTraces``, ``GetTraceGraph``, ``GetServiceGraph``, ``PutTraceSegments``)
+from the store (``xray_query.py``), for boto3's ``xray`` client and ``aws xray``.
 
 Example::
 
@@ -140,6 +142,8 @@ class Collector:
             rule if None.
         sampling_api: Answer ``GetSamplingRules``/``GetSamplingTargets`` on TCP,
             same host and port as the UDP intake.
+        query_api: Answer X-Ray's query calls and ``PutTraceSegments`` there too.
+        page_size: Trace summaries per ``GetTraceSummaries`` page.
 
     Raises:
         ValueError: ``sampling_rules`` is unreadable or not valid rules.
@@ -157,6 +161,8 @@ class Collector:
         otlp_http: str | None = None,
         sampling_rules: str | None = None,
         sampling_api: bool = True,
+        query_api: bool = True,
+        page_size: int = 100,
     ) -> None:
         host, _, port = listen.rpartition(":")
         self._listen = (host.strip("[]") or "127.0.0.1", int(port))
@@ -173,6 +179,9 @@ class Collector:
             from .xray_api import SamplingRules
 
             self._sampling_rules = SamplingRules(sampling_rules)
+        self._http_api = sampling_api or query_api
+        self._query_api = query_api
+        self._page_size = page_size
         size = max(1, queue_size)  # NOTE: Queue(0) would be unbounded
         self._queue: queue.Queue[tuple[Document, float]] = queue.Queue(size)
         self._forward_queue: queue.Queue[str] = queue.Queue(size)
@@ -246,6 +255,11 @@ class Collector:
                 sock.close()
                 raise
             self._sock, self._address = sock, sock.getsockname()[:2]
+            if self._sampling is not None and self._query_api:
+                from .xray_query import QueryAPI
+
+                query = QueryAPI(self._store, self._put, self._page_size)
+                self._sampling.add(query.operations())
             if self._otlp_http_listen is not None:
                 from .otlp_http import OTLPHTTPReceiver
 
@@ -315,7 +329,7 @@ class Collector:
             except BaseException:
                 sock.close()
                 raise
-            if self._sampling_rules is None:
+            if not self._http_api:
                 return sock
             from .xray_api import SamplingAPIServer
 
@@ -342,7 +356,7 @@ class Collector:
 
     @property
     def sampling_address(self) -> str | None:
-        """``host:port`` of the sampling API (TCP), when it runs."""
+        """``host:port`` of the X-Ray API (TCP: sampling and queries), when it runs."""
         if self._sampling is None:
             return None
         host, port = self._sampling.address
@@ -420,6 +434,12 @@ class Collector:
             self._count("unsampled", len(documents))  # X-Ray does not store them
             return
         self.submit(documents)
+
+    def _put(self, documents: list[tuple[Document, str]]) -> None:
+        """``PutTraceSegments``' valid documents: as if each came in a datagram."""
+        self._count("received", len(documents))
+        for document, text in documents:
+            self._enqueue(document, text)
 
     def submit(self, documents: list[Document]) -> None:
         """Store documents received another way (OTLP): as if each came alone."""

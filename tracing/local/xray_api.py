@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -233,14 +233,16 @@ class SamplingRules:
 
 
 class SamplingAPIServer:
-    """Serves :class:`SamplingRules` over HTTP in a thread.
+    """Serves X-Ray's REST-JSON calls over HTTP in a thread: the sampling calls
+    from :class:`SamplingRules`, and any operations added with :meth:`add`
+    (the query API of ``xray_query.py``).
 
     Args:
         address: ``(host, port)`` to bind (TCP); port 0 picks one.
-        rules: What to answer.
+        rules: What the sampling calls answer; without them, they are not served.
     """
 
-    def __init__(self, address: tuple[str, int], rules: SamplingRules) -> None:
+    def __init__(self, address: tuple[str, int], rules: SamplingRules | None) -> None:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -253,6 +255,10 @@ class SamplingAPIServer:
                 log.debug("sampling api: %s", format % args)
 
         self.rules = rules
+        self.operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+        if rules is not None:
+            self.operations["/GetSamplingRules"] = rules.get_sampling_rules
+            self.operations["/SamplingTargets"] = rules.get_sampling_targets
         self._server = ThreadingHTTPServer(address, Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -263,6 +269,13 @@ class SamplingAPIServer:
     def address(self) -> tuple[str, int]:
         host, port = self._server.server_address[:2]
         return str(host), int(port)
+
+    def add(self, operations: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]]) -> None:
+        """Serve more operations: HTTP path -> a function of the JSON body.
+
+        A function raising ``ValueError`` answers 400 ``InvalidRequestException``.
+        """
+        self.operations = {**self.operations, **operations}
 
     def start(self) -> SamplingAPIServer:
         self._thread.start()
@@ -275,11 +288,7 @@ class SamplingAPIServer:
 
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         route = request.path.split("?", 1)[0]
-        operations = {
-            "/GetSamplingRules": self.rules.get_sampling_rules,
-            "/SamplingTargets": self.rules.get_sampling_targets,
-        }
-        operation = operations.get(route)
+        operation = self.operations.get(route)
         try:
             length = int(request.headers.get("Content-Length") or "0")
         except ValueError:
@@ -301,7 +310,7 @@ class SamplingAPIServer:
             self._answer(request, 400, "InvalidRequestException", {"message": str(exc)[:200]})
             return
         except Exception:  # never let one request stop the daemon
-            log.exception("tracing collector: sampling API request failed")
+            log.exception("tracing collector: X-Ray API request %s failed", route)
             self._answer(request, 500, "InternalFailure", {"message": "internal error"})
             return
         self._answer(request, 200, None, answer)
