@@ -159,3 +159,15 @@ def test_screenshot_of_the_demos_trace(
     assert target.stat().st_size < 300_000
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     viewer.assert_clean()
+
+
+def test_root_rows_carry_a_quiet_note_that_is_not_cut_off(viewer: Viewer) -> None:
+    page = viewer.open(render_html(assemble(realistic_documents())))
+    for entity in (INIT, HANDLER):
+        note = page.locator(f'.row[data-id="{entity}"] .orphan')
+        assert note.inner_text() == "from Lambda"
+        assert "not recorded here" in (note.get_attribute("title") or "")
+        cell = page.locator(f'.row[data-id="{entity}"] .name')
+        assert cell.evaluate("el => el.scrollWidth <= el.clientWidth")
+    assert "parent not in trace" not in page.locator(".timeline").inner_text()
+    viewer.assert_clean()

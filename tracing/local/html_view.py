@@ -158,6 +158,17 @@ def _node_data(trace: Trace, node: Node) -> dict[str, Any]:
     return {key: _jsonable(value) for key, value in data.items()}
 
 
+def _root_note(node: Node) -> str:
+    """A quiet note on a document whose parent is not among the trace's documents."""
+    parent = node.parent_id or "?"
+    if node.is_init or (node.kind == "subsegment" and "Service" in node.annotations):
+        # Lambda's own function segment (AWS records it; locally nobody does).
+        note, why = "from Lambda", f"under Lambda's function segment {parent}, not recorded here"
+    else:
+        note, why = "called from outside", f"its parent {parent} is not in this trace"
+    return f'<span class="orphan" title="{_esc(why)}">{note}</span>'
+
+
 def _row(trace: Trace, index: int, depth: int, node: Node) -> str:
     status = _status(node)
     classes = ["row", status]
@@ -181,8 +192,7 @@ def _row(trace: Trace, index: int, depth: int, node: Node) -> str:
     if node.orphan:
         # NOTE: common and harmless locally: Lambda's own function segment, the parent
         # of Init and of each invocation, is never among our documents.
-        parent = _esc(f"parent {node.parent_id or '?'} is not in this trace")
-        badges.append(f'<span class="orphan" title="{parent}">↰ parent not in trace</span>')
+        badges.append(_root_note(node))
     operation = _operation(node)
     if operation:
         badges.append(f'<span class="op">{_esc(operation[:_MAX_NAME])}</span>')
