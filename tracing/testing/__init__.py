@@ -14,6 +14,16 @@ tests::
             my_handler({}, testing.FakeContext())
             docs = daemon.sync()
         assert not testing.check_document(docs[0])
+
+With pytest, the ``tracing_daemon`` fixture (registered by the installed
+``pytest11`` entry point, :mod:`tracing.testing.pytest_plugin`) does the set-up,
+and ``assert_trace`` takes X-Ray's filter expressions::
+
+    def test_an_order_is_traced(tracing_daemon):
+        import app  # imported after the fixture: configure() reads its address
+
+        app.handler({"sku": "book-1"}, testing.FakeContext())
+        tracing_daemon.assert_trace('annotation.sku = "book-1"')
 """
 
 from __future__ import annotations

@@ -262,6 +262,67 @@ class DaemonListener:
             seen = count
             time.sleep(quiet)
 
+    def traces(self, expression: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        """The documents received so far (after a :meth:`sync`), by trace id.
+
+        Args:
+            expression: Keep only the traces an X-Ray filter expression selects
+                (``annotation.sku = "book-1"``, ``service("orders") { fault }``),
+                evaluated as ``tracing traces --filter`` and the daemon's
+                ``GetTraceSummaries`` do.
+
+        Raises:
+            ValueError: The expression does not parse (the message points at
+                the column).
+        """
+        documents = self.sync()
+        by_trace: dict[str, list[dict[str, Any]]] = {}
+        for document in documents:
+            trace_id = document.get("trace_id")
+            if isinstance(trace_id, str):
+                by_trace.setdefault(trace_id, []).append(document)
+        if expression is None:
+            return by_trace
+        from ..local.filter_expr import matches_documents, parse
+
+        selected = parse(expression)
+        return {
+            trace_id: found
+            for trace_id, found in by_trace.items()
+            if matches_documents(selected, found)
+        }
+
+    def assert_trace(self, expression: str, *, count: int | None = None) -> list[str]:
+        """Assert that a trace matching an X-Ray filter expression was received.
+
+        Waits for everything sent so far (:meth:`sync`), then evaluates the
+        expression over each received trace.
+
+        Args:
+            expression: An X-Ray filter expression.
+            count: When given, exactly this many traces must match.
+
+        Returns:
+            The matching trace ids.
+
+        Raises:
+            AssertionError: No trace (or not ``count`` traces) matched; the
+                message lists what was received.
+        """
+        matching = sorted(self.traces(expression))
+        if (count is None and matching) or (count is not None and len(matching) == count):
+            return matching
+        received = self.traces()
+        lines = [
+            f"  {trace_id}: " + ", ".join(sorted({str(d.get("name")) for d in documents}))[:200]
+            for trace_id, documents in sorted(received.items())
+        ][:20]
+        wanted = "a trace" if count is None else f"{count} trace(s)"
+        raise AssertionError(
+            f"expected {wanted} matching {expression!r}, found {len(matching)} of "
+            f"{len(received)} received" + ("".join("\n" + line for line in lines))
+        )
+
     def clear(self) -> None:
         """Forget everything received."""
         with self._decoding, self._cond:
