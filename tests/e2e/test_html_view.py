@@ -171,3 +171,25 @@ def test_root_rows_carry_a_quiet_note_that_is_not_cut_off(viewer: Viewer) -> Non
         assert cell.evaluate("el => el.scrollWidth <= el.clientWidth")
     assert "parent not in trace" not in page.locator(".timeline").inner_text()
     viewer.assert_clean()
+
+
+def test_a_cause_reads_as_a_stack_and_a_reference_names_its_entity(viewer: Viewer) -> None:
+    documents = realistic_documents(messages=1, poison_last=True)
+    consumer = documents[2]
+    consumer["cause"]["exceptions"][0]["stack"].append(
+        {"path": "/var/task/<b>x.py", "line": 7, "label": "run"}
+    )
+    work = consumer["subsegments"][0]
+    work["cause"] = consumer["cause"]
+    consumer["cause"] = work["cause"]["exceptions"][0]["id"]  # X-Ray's reference
+    page = viewer.open(render_html(assemble(documents)))
+    page.locator(f'.row[data-id="{work["id"]}"]').click()
+    cause = page.locator("#details .detail-cause")
+    assert cause.locator(".what").inner_text() == "PoisonOrderError: order poison has quantity 0"
+    assert cause.locator("ol.frames li").all_inner_texts() == [
+        "/var/task/app.py:32 in save",
+        "/var/task/<b>x.py:7 in run",  # as text
+    ]
+    page.locator(f'.row[data-id="{CONSUMER}"]').click()
+    assert cause.inner_text().endswith("same exception as save order")
+    viewer.assert_clean()

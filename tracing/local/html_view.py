@@ -353,6 +353,9 @@ dl.kv dt{color:var(--muted)}
 dl.kv dd{margin:0;word-break:break-all;white-space:pre-wrap}
 pre{background:#f7f9f9;border:1px solid var(--line);padding:6px 8px;margin:0;font-size:12px;
 white-space:pre-wrap;word-break:break-all}
+.exception .what{font-weight:600;margin:2px 0;word-break:break-all}
+ol.frames{margin:2px 0 6px;padding-left:20px;font:12px ui-monospace,monospace;word-break:break-all}
+.detail-cause .same,.detail-cause .cwd{color:var(--muted);margin:2px 0;word-break:break-all}
 @media (max-width:1000px){main{grid-template-columns:1fr}:root{--name:240px}}
 """
 
@@ -394,6 +397,54 @@ _SCRIPT = """
     box.appendChild(flat ? keyValues(value) : el("pre", null, show(value)));
     body.appendChild(box);
   }
+  var thrown = {};  // exception id -> the entity that recorded it
+  data.nodes.forEach(function (node) {
+    var cause = node.cause;
+    if (cause && typeof cause === "object" && Array.isArray(cause.exceptions)) {
+      cause.exceptions.forEach(function (e) {
+        if (e && typeof e.id === "string" && !(e.id in thrown)) { thrown[e.id] = node.name; }
+      });
+    }
+  });
+  function causeSection(cause) {
+    var box = el("section", "detail-cause");
+    box.appendChild(el("h3", null, "cause"));
+    if (typeof cause === "string") {
+      box.appendChild(el("p", "same", cause in thrown ?
+        "same exception as " + thrown[cause] : "exception " + cause + " (not in this trace)"));
+      body.appendChild(box);
+      return;
+    }
+    if (!cause || typeof cause !== "object" || !Array.isArray(cause.exceptions)) {
+      box.appendChild(el("pre", null, show(cause)));
+      body.appendChild(box);
+      return;
+    }
+    cause.exceptions.forEach(function (e) {
+      if (!e || typeof e !== "object") { return; }
+      var one = el("div", "exception");
+      var what = (e.type || "Exception") + (e.message ? ": " + e.message : "");
+      one.appendChild(el("p", "what", what));
+      if (Array.isArray(e.stack) && e.stack.length) {
+        var frames = el("ol", "frames");
+        e.stack.forEach(function (f) {
+          if (!f || typeof f !== "object") { return; }
+          var line = f.line === undefined ? "?" : f.line;
+          frames.appendChild(el("li", null, (f.path || "?") + ":" + line +
+            (f.label ? " in " + f.label : "")));
+        });
+        one.appendChild(frames);
+      }
+      if (typeof e.cause === "string" && e.cause in thrown) {
+        one.appendChild(el("p", "same", "caused by the exception of " + thrown[e.cause]));
+      }
+      box.appendChild(one);
+    });
+    if (cause.working_directory) {
+      box.appendChild(el("p", "cwd", "working directory " + cause.working_directory));
+    }
+    body.appendChild(box);
+  }
   function select(index) {
     var node = data.nodes[index];
     if (!node) { return; }
@@ -419,7 +470,13 @@ _SCRIPT = """
     if (node.cold_start) { facts["cold start"] = "yes"; }
     section("overview", facts);
     ["annotations", "metadata", "aws", "http", "cause", "sql", "namespace", "origin",
-     "type", "precursor_ids"].forEach(function (key) { section(key, node[key]); });
+     "type", "precursor_ids"].forEach(function (key) {
+      if (key === "cause" && node.cause !== undefined && node.cause !== null) {
+        causeSection(node.cause);
+      } else {
+        section(key, node[key]);
+      }
+    });
   }
   rows.forEach(function (row) {
     var index = Number(row.getAttribute("data-i"));
