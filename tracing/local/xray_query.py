@@ -38,6 +38,10 @@ MAX_BATCH_TRACES = 5
 MAX_GRAPH_TRACES = 100
 #: Traces one page of summaries (or one service graph) reads at most.
 MAX_SCAN = 10_000
+#: Seconds of work after which a page of summaries ends early, with a
+#: ``NextToken`` (X-Ray's pages may hold fewer summaries too): a filter matching
+#: few of many traces answers page by page rather than all at once.
+PAGE_BUDGET_S = 1.0
 _CANDIDATE_CHUNK = 500
 
 
@@ -107,6 +111,8 @@ class QueryAPI:
         put: Takes ``(document, text)`` pairs from ``PutTraceSegments``: the
             collector stores them as it stores UDP documents.
         page_size: Trace summaries per page.
+        budget_s: Seconds of work after which a page ends early (see
+            :data:`PAGE_BUDGET_S`).
     """
 
     def __init__(
@@ -114,8 +120,10 @@ class QueryAPI:
         store: TraceStore,
         put: Callable[[list[tuple[dict[str, Any], str]]], None],
         page_size: int = 100,
+        budget_s: float = PAGE_BUDGET_S,
     ) -> None:
         self.store = store
+        self.budget_s = budget_s
         self._put = put
         self.page_size = max(1, page_size)
 
@@ -197,7 +205,12 @@ class QueryAPI:
         summaries: list[dict[str, Any]] = []
         processed = 0
         exhausted = False
-        while len(summaries) < self.page_size and processed < MAX_SCAN:
+        deadline = time.monotonic() + self.budget_s
+        while (
+            len(summaries) < self.page_size
+            and processed < MAX_SCAN
+            and (processed == 0 or time.monotonic() < deadline)
+        ):
             limit = min(_CANDIDATE_CHUNK, MAX_SCAN - processed)
             chunk = self._candidates(start, end, kind, after, limit)
             for key in chunk:
@@ -206,7 +219,7 @@ class QueryAPI:
                 trace = assemble(self._documents(key[1]))
                 if trace.nodes and (matcher is None or matcher.matches(trace)):
                     summaries.append(summary(trace))
-                if len(summaries) >= self.page_size:
+                if len(summaries) >= self.page_size or time.monotonic() >= deadline:
                     break
             if len(chunk) < limit and (not chunk or after == chunk[-1]):
                 exhausted = True

@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 
 from tracing.local.daemon import Collector
 from tracing.local.store import TraceStore
+from tracing.local.xray_query import QueryAPI
 
 ROOT = Path(__file__).resolve().parents[3]
 HEADER = b'{"format":"json","version":1}\n'
@@ -239,6 +240,31 @@ def test_a_bad_filter_expression_says_where(collector: Collector) -> None:
     assert error["Code"] == "InvalidRequestException"
     assert "column" in error["Message"]
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+@needs_filters
+def test_pages_cut_short_by_the_time_budget_lose_nothing(
+    collector: Collector, orders: list[dict[str, Any]], store: TraceStore
+) -> None:
+    # With no time to spare, each page reads one trace: pages come back empty or
+    # with one summary, and following NextToken still finds every match once.
+    api = QueryAPI(store, lambda documents: None, page_size=10, budget_s=0.0)
+    body: dict[str, Any] = {
+        "StartTime": NOW - 3600,
+        "EndTime": NOW + 60,
+        "FilterExpression": 'annotation.sku = "book-1"',
+    }
+    found, pages = [], 0
+    while True:
+        page = api.get_trace_summaries(body)
+        pages += 1
+        assert page["TracesProcessedCount"] == 1
+        found += [s["Id"] for s in page["TraceSummaries"]]
+        if "NextToken" not in page:
+            break
+        body["NextToken"] = page["NextToken"]
+    assert pages == len(orders)
+    assert found == [o["trace_id"] for o in reversed(orders) if o["annotations"]["sku"] == "book-1"]
 
 
 def test_batch_get_traces_returns_the_documents(
