@@ -388,3 +388,20 @@ def test_service_graph_of_the_demo(demo_db: Path) -> None:
         ids = [s["Id"] for p in pages for s in p["TraceSummaries"]]
         assert len(ids) == len(set(ids)) == store.stats()["traces"]
         assert all(len(p["TraceSummaries"]) <= 2 for p in pages)
+
+
+def test_either_api_can_be_left_out(store: TraceStore) -> None:
+    with Collector("127.0.0.1:0", store, sampling_api=False) as queries_only:
+        client = _xray(queries_only)
+        assert client.get_trace_summaries(StartTime=NOW - 60, EndTime=NOW)["TraceSummaries"] == []
+        with pytest.raises(ClientError) as raised:
+            client.get_sampling_rules()
+        assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    with Collector("127.0.0.1:0", store, query_api=False) as sampling_only:
+        client = _xray(sampling_only)
+        assert client.get_sampling_rules()["SamplingRuleRecords"]
+        with pytest.raises(ClientError) as raised:
+            client.get_trace_summaries(StartTime=NOW - 60, EndTime=NOW)
+        assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    with Collector("127.0.0.1:0", store, sampling_api=False, query_api=False) as udp_only:
+        assert udp_only.sampling_address is None
