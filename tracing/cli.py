@@ -207,7 +207,10 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
         sampling = ""
         if collector.sampling_address:
             rules = args.sampling_rules or "X-Ray's default rule"
-            sampling = f" (X-Ray sampling API on http://{collector.sampling_address}: {rules})"
+            sampling = (
+                f" (X-Ray API on http://{collector.sampling_address}: queries, and sampling "
+                f"from {rules})"
+            )
         print(
             f"listening on udp://{collector.address}{sampling}, storing in {store.path}",
             flush=True,

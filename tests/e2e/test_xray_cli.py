@@ -81,7 +81,7 @@ def daemon(tmp_path: Path) -> Iterator[str]:
         assert process.stdout is not None
         ready, _, _ = select.select([process.stdout], [], [], 30)
         line = process.stdout.readline() if ready else ""
-        if "X-Ray sampling API on http://" + address in line:
+        if "X-Ray API on http://" + address in line:
             break
         process.kill()
         process.communicate(timeout=10)

@@ -219,7 +219,7 @@ def test_the_cli_serves_the_file_and_refuses_a_bad_one(tmp_path: Path, rules_fil
         first = process.stdout.readline()
         assert first.startswith("listening on udp://127.0.0.1:")
         address = first.split("udp://")[1].split(" ")[0]
-        assert f"(X-Ray sampling API on http://{address}: {rules_file})" in first
+        assert f"(X-Ray API on http://{address}: queries, and sampling from {rules_file})" in first
         client = boto3.client("xray", endpoint_url=f"http://{address}", region_name="us-east-1")
         names = [
             r["SamplingRule"]["RuleName"]
