@@ -193,3 +193,182 @@ def test_a_cause_reads_as_a_stack_and_a_reference_names_its_entity(viewer: Viewe
     page.locator(f'.row[data-id="{CONSUMER}"]').click()
     assert cause.inner_text().endswith("same exception as save order")
     viewer.assert_clean()
+
+
+PRODUCER_TRACE = "1-6763c0de-5e0d8b2a51f0f1b3a9c4d7e2"
+RECORD = "5a1f0c3d9e8b7a60"
+
+
+def _worker_documents(linked: str) -> list[dict[str, object]]:
+    """A worker invocation's trace: its record subsegment names the producer's trace."""
+    documents = realistic_documents()
+    handler = documents[1]
+    assert isinstance(handler["subsegments"], list)
+    handler["subsegments"].append(
+        {
+            "id": RECORD,
+            "name": "SQS message",
+            "start_time": handler["start_time"] + 0.0004,
+            "end_time": handler["start_time"] + 0.0009,
+            "annotations": {"MessageId": "5de22e5e-a116", "LinkedTraceId": linked},
+        }
+    )
+    return documents
+
+
+def test_a_linked_trace_id_is_a_link_to_that_traces_page(viewer: Viewer) -> None:
+    documents = _worker_documents(PRODUCER_TRACE)
+    documents[1]["annotations"]["InitTraceId"] = "1-6763c0dd-000000000000000000000001"
+    page = viewer.open(render_html(assemble(documents)))
+    page.locator(f'.row[data-id="{RECORD}"]').click()
+    link = page.locator("#details .detail-annotations a")
+    assert link.count() == 1
+    assert link.inner_text() == PRODUCER_TRACE
+    assert (link.get_attribute("href") or "").endswith(f"{PRODUCER_TRACE}.html")
+    assert link.evaluate("a => a.href").startswith(viewer.directory.as_uri() + "/")  # same folder
+    assert "5de22e5e-a116" in details(viewer)  # other annotations stay text
+    page.locator(f'.row[data-id="{HANDLER}"]').click()
+    init_link = page.locator("#details .detail-annotations a")
+    assert init_link.get_attribute("href") == "1-6763c0dd-000000000000000000000001.html"
+    # The header lists both traces this one names, whichever row is selected.
+    header = page.locator("header .links a")
+    assert sorted(header.all_inner_texts()) == [
+        "1-6763c0dd-000000000000000000000001",
+        PRODUCER_TRACE,
+    ]
+    assert "SQS message (LinkedTraceId)" in page.locator("header .links").inner_text()
+    viewer.assert_clean()
+
+
+@pytest.mark.parametrize(
+    "value", ["1-x<script>", "1-6763c0de-5e0d8b2a51f0f1b3a9c4d7e2/../x", "javascript:alert(1)"]
+)
+def test_a_malformed_linked_trace_id_stays_text(viewer: Viewer, value: str) -> None:
+    page = viewer.open(render_html(assemble(_worker_documents(value))))
+    page.locator(f'.row[data-id="{RECORD}"]').click()
+    assert page.locator("#details a, header a").count() == 0
+    assert page.locator("#details .detail-annotations dd", has_text=value).count() == 1
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    viewer.assert_clean()
+
+
+def test_the_producers_trace_links_to_a_trace_its_documents_name(viewer: Viewer) -> None:
+    documents = realistic_documents()
+    worker_trace = "1-6763c0df-00000000000000000000abcd"
+    documents[2]["annotations"]["LinkedTraceId"] = worker_trace  # the consumer segment
+    page = viewer.open(render_html(assemble(documents)))
+    assert page.locator("header .links a").get_attribute("href") == f"{worker_trace}.html"
+    page.locator(f'.row[data-id="{CONSUMER}"]').click()
+    assert page.locator("#details a").get_attribute("href") == f"{worker_trace}.html"
+    viewer.assert_clean()
+
+
+QUICK = "00000000000000c0"
+TINY = "00000000000000d0"
+
+
+def _zoom_documents() -> list[dict[str, object]]:
+    """A 2 s segment whose 8 ms and 0.4 ms children are slivers on the whole trace's axis."""
+    t0 = 1_765_000_000.0
+    return [
+        {
+            "trace_id": "1-6934e280-00000000000000000000000a",
+            "id": "00000000000000a0",
+            "name": "api",
+            "start_time": t0,
+            "end_time": t0 + 2.0,
+            "subsegments": [
+                {"id": "00000000000000b0", "name": "slow", "start_time": t0, "end_time": t0 + 1.9},
+                {"id": QUICK, "name": "quick", "start_time": t0 + 1.0, "end_time": t0 + 1.008},
+                {"id": TINY, "name": "tiny", "start_time": t0 + 1.5, "end_time": t0 + 1.5004},
+            ],
+        }
+    ]
+
+
+def _ticks(viewer: Viewer) -> list[str]:
+    return viewer.page.locator(".axis .tick").all_inner_texts()
+
+
+def _ms_of(label: str) -> float:
+    number, unit = label.split()
+    return float(number) * (1000.0 if unit == "s" else 1.0)
+
+
+def test_dragging_across_the_axis_zooms_and_reset_restores(viewer: Viewer) -> None:
+    page = viewer.open(render_html(assemble(_zoom_documents())))
+    whole = _ticks(viewer)
+    assert whole[0] == "0 ms"
+    assert _ms_of(whole[-1]) == 2000.0
+    quick = box(viewer, QUICK)
+    assert quick["width"] < 5
+    lane = page.locator("#axis-lane").bounding_box()
+    assert lane is not None
+    # Drag from 4 px left of the sliver to 8 px right of it, across the axis.
+    start, end = quick["x"] - 4, quick["x"] + 8
+    y = lane["y"] + lane["height"] / 2
+    page.mouse.move(start, y)
+    page.mouse.down()
+    page.mouse.move(start + 6, y)
+    page.mouse.move(end, y)
+    page.mouse.up()
+    per_px = 2000.0 / lane["width"]
+    low, high = (start - lane["x"]) * per_px, (end - lane["x"]) * per_px
+    zoomed = _ticks(viewer)
+    step = _ms_of(zoomed[1]) - _ms_of(zoomed[0])
+    assert low - 1 <= _ms_of(zoomed[0]) <= low + step + 1
+    assert high - step - 1 <= _ms_of(zoomed[-1]) <= high + 1
+    assert box(viewer, QUICK)["width"] > 50
+    assert page.locator("#zoom-range").inner_text().startswith("Zoomed to")
+    # The whole-trace bar runs past both ends of the range: it fills the lane.
+    assert box(viewer, "00000000000000a0")["width"] == pytest.approx(lane["width"], abs=1.5)
+    # Clicking a row after a drag still selects it.
+    page.locator(f'.row[data-id="{QUICK}"]').click()
+    assert page.locator("#details-title").inner_text() == "quick"
+
+    reset = page.get_by_role("button", name="Reset zoom")
+    assert reset.is_visible()
+    reset.click()
+    assert _ticks(viewer) == whole
+    assert box(viewer, QUICK)["width"] < 5
+    assert reset.is_disabled()
+    viewer.assert_clean()
+
+
+def test_shift_drag_across_the_rows_zooms_without_selecting(viewer: Viewer) -> None:
+    page = viewer.open(render_html(assemble(_zoom_documents())))
+    quick = box(viewer, QUICK)
+    y = quick["y"] + quick["height"] / 2
+    page.keyboard.down("Shift")
+    page.mouse.move(quick["x"] - 4, y)
+    page.mouse.down()
+    page.mouse.move(quick["x"] + 8, y)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    assert box(viewer, QUICK)["width"] > 50
+    assert page.locator(".row.selected").count() == 0
+    viewer.assert_clean()
+
+
+def test_z_zooms_to_the_focused_row_and_escape_resets(viewer: Viewer) -> None:
+    page = viewer.open(render_html(assemble(_zoom_documents())))
+    whole = _ticks(viewer)
+    lane = page.locator("#axis-lane").bounding_box()
+    assert lane is not None
+    page.locator(f'.row[data-id="{QUICK}"]').focus()
+    page.keyboard.press("z")
+    quick = box(viewer, QUICK)
+    assert quick["width"] == pytest.approx(lane["width"], abs=1.5)
+    ticks = _ticks(viewer)
+    assert ticks[0] == "1000.0 ms"  # one decimal below 10 ms
+    assert ticks[-1] == "1008.0 ms"
+    page.keyboard.press("Escape")
+    assert _ticks(viewer) == whole
+    assert box(viewer, QUICK)["width"] < 5
+    # A 0.4 ms row: ticks every 0.1 ms, each label distinct.
+    page.locator(f'.row[data-id="{TINY}"]').focus()
+    page.keyboard.press("z")
+    assert _ticks(viewer) == ["1500.0 ms", "1500.1 ms", "1500.2 ms", "1500.3 ms", "1500.4 ms"]
+    page.keyboard.press("Escape")
+    assert _ticks(viewer) == whole
+    viewer.assert_clean()

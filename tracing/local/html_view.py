@@ -13,6 +13,7 @@ import hashlib
 import html
 import json
 import math
+import re
 from typing import Any
 
 from .render import _ms, _operation, _status
@@ -26,6 +27,11 @@ _MAX_NAME = 300  # characters of a name drawn in a row
 _MAX_STRING = 20_000  # characters of one string in the details data
 _MAX_ITEMS = 1_000  # entries of one list/dict in the details data
 _MAX_NESTING = 32  # levels of one value in the details data
+_MAX_LINKS = 50  # linked traces listed in the header
+# Annotations naming another trace (the SQS record subsegment, the first
+# invocation under provisioned concurrency); the page's script has the same list.
+_LINK_KEYS = ("LinkedTraceId", "InitTraceId")
+_TRACE_ID = re.compile(r"1-[0-9a-f]{8}-[0-9a-f]{24}")
 
 
 def _jsonable(value: Any, depth: int = 0) -> Any:
@@ -93,12 +99,17 @@ def _nice_step(total_ms: float) -> float:
     return 10.0 * magnitude
 
 
-def _tick_label(ms: float, step: float) -> str:
+def _tick_label(ms: float, step: float, span: float) -> str:
+    """A tick's label; the page's script (``label``) follows the same rule.
+
+    Seconds for steps of a second or more; below that milliseconds, with one
+    decimal when the axis covers less than 10 ms (more when the step needs it).
+    """
     if step >= 1000:
-        return f"{ms / 1000:g} s"
-    if step >= 1:
-        return f"{ms:.0f} ms"
-    return f"{ms:.{max(1, -math.floor(math.log10(step)))}f} ms"
+        return f"{ms / 1000:.{max(0, -math.floor(math.log10(step / 1000) + 1e-9))}f} s"
+    if span < 10:
+        return f"{ms:.{max(1, math.ceil(-math.log10(step) - 1e-9))}f} ms"
+    return f"{ms:.{max(0, math.ceil(-math.log10(step) - 1e-9))}f} ms"
 
 
 def _axis(trace: Trace) -> tuple[str, float]:
@@ -109,9 +120,8 @@ def _axis(trace: Trace) -> tuple[str, float]:
     for index in range(count + 1):
         ms = index * step
         left = 0.0 if total_ms <= 0 else ms / total_ms * 100.0
-        ticks.append(
-            f'<span class="tick" style="left:{left:.4f}%">{_esc(_tick_label(ms, step))}</span>'
-        )
+        label = _esc(_tick_label(ms, step, total_ms))
+        ticks.append(f'<span class="tick" style="left:{left:.4f}%">{label}</span>')
     grid = 100.0 if total_ms <= 0 else step / total_ms * 100.0
     return "".join(ticks), grid
 
@@ -151,11 +161,47 @@ def _node_data(trace: Trace, node: Node) -> dict[str, Any]:
         "duration": _ms(node.duration),
         "annotations": node.annotations,
         "metadata": node.metadata,
+        # Offsets from the trace's start, in ms: where the script draws the bar
+        # when the timeline is zoomed.
+        "at": _offset_ms(trace, node.start),
+        "until": _offset_ms(trace, node.display_end),
     }
     for key in _DETAIL_KEYS:
         if key in entity:
             data[key] = entity[key]
     return {key: _jsonable(value) for key, value in data.items()}
+
+
+def _offset_ms(trace: Trace, moment: float) -> float:
+    value = (moment - trace.start) * 1000.0
+    return round(value, 6) if math.isfinite(value) else 0.0
+
+
+def _linked_traces(trace: Trace) -> list[dict[str, Any]]:
+    """The other traces this trace's annotations name, for the header's links.
+
+    The worker's record subsegment (``SQS message``) names the producer's trace
+    with ``LinkedTraceId``, the first invocation names Init's own trace with
+    ``InitTraceId``; wherever a document of this trace names another trace, the
+    page links to ``<trace id>.html`` next to it (as the map's node details do),
+    so one can go from either side to the other. Only a well-formed X-Ray trace
+    id is listed (the script checks it again before making a link).
+    """
+    seen: dict[str, list[str]] = {}
+    for _depth, node in trace.walk():
+        for key in _LINK_KEYS:
+            value = node.annotations.get(key)
+            if (
+                isinstance(value, str)
+                and _TRACE_ID.fullmatch(value)
+                and value != trace.trace_id
+                and (value in seen or len(seen) < _MAX_LINKS)
+            ):
+                names = seen.setdefault(value, [])
+                label = f"{node.name[:_MAX_NAME]} ({key})"
+                if label not in names and len(names) < 5:
+                    names.append(label)
+    return [{"trace_id": value, "from": names} for value, names in seen.items()]
 
 
 def _root_note(node: Node) -> str:
@@ -280,7 +326,14 @@ def render_html(trace: Trace, title: str | None = None) -> str:
         grid=f"{grid:.4f}",
         ticks=ticks,
         rows="".join(rows) or '<p class="empty">No usable documents in this trace.</p>',
-        data=_script_json({"trace_id": trace.trace_id, "nodes": nodes}),
+        data=_script_json(
+            {
+                "trace_id": trace.trace_id,
+                "total": _offset_ms(trace, trace.start + max(trace.duration, 0.0)),
+                "links": _linked_traces(trace),
+                "nodes": nodes,
+            }
+        ),
         script=_SCRIPT,
         style=_STYLE,
         service_map=_trace_map(trace),
@@ -303,7 +356,27 @@ header h1{font-size:17px;margin:0 0 4px;font-weight:600;word-break:break-all}
 .legend{display:flex;flex-wrap:wrap;gap:4px 14px;margin-top:8px;color:#d5dbdb;font-size:12px}
 .sw{display:inline-block;width:18px;height:10px;border-radius:2px;vertical-align:-1px;margin-right:5px}
 main{display:grid;grid-template-columns:minmax(0,1fr) 360px;gap:16px;padding:16px 20px}
-.timeline{background:#fff;border:1px solid #d5dbdb;border-radius:4px;overflow:hidden}
+.timeline{background:#fff;border:1px solid #d5dbdb;border-radius:4px;overflow:hidden;
+position:relative}
+.zoombar{display:flex;flex-wrap:wrap;align-items:center;gap:4px 12px;padding:5px 8px;
+font-size:12px;border-bottom:1px solid var(--line)}
+#zoom-range{font-weight:600;font-variant-numeric:tabular-nums}
+#zoom-reset{font:inherit;padding:1px 10px;border:1px solid #879596;border-radius:3px;
+background:#fff;color:#16191f;cursor:pointer}
+#zoom-reset:disabled{color:#aab7b8;border-color:#d5dbdb;cursor:default}
+kbd{font:11px ui-monospace,monospace;border:1px solid #d5dbdb;border-radius:3px;padding:0 3px}
+#axis-lane{cursor:col-resize;user-select:none}
+.brush{position:absolute;top:0;bottom:0;background:rgba(0,115,187,.14);
+border-left:1px solid #0073bb;border-right:1px solid #0073bb;pointer-events:none}
+.bar.out{visibility:hidden}
+.links{margin-top:8px;font-size:12px;color:#d5dbdb}
+.links:empty{display:none}
+.links ul{display:inline;margin:0;padding:0;list-style:none}
+.links li{display:inline;margin-left:10px}
+.links a{color:#8ecbf4}
+.links .from{color:#aab7b8}
+.links code{font-size:11px}
+dd a{color:#0073bb}
 .row,.axis{display:grid;grid-template-columns:var(--name) 84px 78px minmax(0,1fr);
 align-items:center;min-height:26px;border-top:1px solid var(--line)}
 .axis{border-top:0;background:#fafafa;font-size:11px;color:var(--muted);font-weight:600}
@@ -379,11 +452,31 @@ _SCRIPT = """
   function show(value) {
     return typeof value === "string" ? value : JSON.stringify(value, null, 2);
   }
-  function keyValues(object) {
+  // An annotation naming another trace (LinkedTraceId on the worker's record
+  // subsegment, InitTraceId on the first invocation) links to <trace id>.html
+  // next to this page, as the map's node details do; only a well-formed X-Ray
+  // trace id becomes a link, anything else stays text.
+  var TRACE_ID = /^1-[0-9a-f]{8}-[0-9a-f]{24}$/;
+  var LINK_KEYS = {"LinkedTraceId": true, "InitTraceId": true};
+  function value(name, key, item) {
+    var dd = el("dd");
+    if (name === "annotations" && LINK_KEYS.hasOwnProperty(key) &&
+        typeof item === "string" && TRACE_ID.test(item)) {
+      var link = el("a", "trace-link", item);
+      link.href = item + ".html";
+      link.title = "Open " + item + ".html next to this page " +
+        "(write it with tracing show " + item + " --html " + item + ".html)";
+      dd.appendChild(link);
+    } else {
+      dd.textContent = show(item);
+    }
+    return dd;
+  }
+  function keyValues(name, object) {
     var dl = el("dl", "kv");
     Object.keys(object).forEach(function (key) {
       dl.appendChild(el("dt", null, key));
-      dl.appendChild(el("dd", null, show(object[key])));
+      dl.appendChild(value(name, key, object[key]));
     });
     return dl;
   }
@@ -394,8 +487,27 @@ _SCRIPT = """
     box.appendChild(el("h3", null, name));
     var flat = typeof value === "object" && !Array.isArray(value) &&
       Object.keys(value).every(function (key) { return scalar(value[key]); });
-    box.appendChild(flat ? keyValues(value) : el("pre", null, show(value)));
+    box.appendChild(flat ? keyValues(name, value) : el("pre", null, show(value)));
     body.appendChild(box);
+  }
+  // The header lists the traces this one names (see _linked_traces), so the
+  // producer's and the worker's traces link to each other where the data says so.
+  var links = document.getElementById("links");
+  var listed = (Array.isArray(data.links) ? data.links : []).filter(function (link) {
+    return link && typeof link.trace_id === "string" && TRACE_ID.test(link.trace_id);
+  });
+  if (listed.length) {
+    links.appendChild(el("span", null, "Linked traces: "));
+    var list = links.appendChild(el("ul"));
+    listed.forEach(function (link) {
+      var item = list.appendChild(el("li"));
+      var a = item.appendChild(el("a", "trace-link", link.trace_id));
+      a.href = link.trace_id + ".html";
+      var names = Array.isArray(link.from) ? link.from.join(", ") : "";
+      item.appendChild(el("span", "from", names ? " named by " + names : ""));
+    });
+    links.appendChild(el("span", "from", " (each opens <trace id>.html next to this " +
+      "page: write it with tracing show <trace id> --html <trace id>.html)"));
   }
   var thrown = {};  // exception id -> the entity that recorded it
   data.nodes.forEach(function (node) {
@@ -478,13 +590,186 @@ _SCRIPT = """
       }
     });
   }
+  // Zoom: the bars and the axis show [view.from, view.to] (ms from the trace's
+  // start). Drag across the axis (or shift-drag across the rows) to pick a range;
+  // "z" on a row zooms to it; "Reset zoom" or Escape shows the whole trace.
+  var total = typeof data.total === "number" && data.total > 0 ? data.total : 0;
+  var view = {from: 0, to: total};
+  var MIN_SPAN = 0.001;
+  var timeline = document.querySelector(".timeline");
+  var axisLane = document.getElementById("axis-lane");
+  var zoombar = document.getElementById("zoombar");
+  var range = zoombar.appendChild(el("span", null, "Whole trace"));
+  range.id = "zoom-range";
+  var reset = zoombar.appendChild(el("button", null, "Reset zoom"));
+  reset.id = "zoom-reset";
+  reset.type = "button";
+  reset.disabled = true;
+  var hint = zoombar.appendChild(el("span", "hint", "Zoom: drag across the time axis " +
+    "(or shift-drag across the rows); "));
+  hint.appendChild(el("kbd", null, "z"));
+  hint.appendChild(document.createTextNode(" on a row zooms to it, "));
+  hint.appendChild(el("kbd", null, "Esc"));
+  hint.appendChild(document.createTextNode(" resets."));
+  var brush = timeline.appendChild(el("div", "brush"));
+  brush.hidden = true;
+  var bars = rows.map(function (row) { return row.querySelector(".bar"); });
+  function niceStep(span) {
+    if (!(span > 0)) { return 1; }
+    var raw = span / 6;
+    var magnitude = Math.pow(10, Math.floor(Math.log10(raw)));
+    var factors = [1, 2, 5, 10];
+    for (var i = 0; i < factors.length; i++) {
+      if (raw <= factors[i] * magnitude) { return factors[i] * magnitude; }
+    }
+    return 10 * magnitude;
+  }
+  // The same rule as _tick_label in html_view.py.
+  function label(ms, step, span) {
+    if (step >= 1000) {
+      return (ms / 1000).toFixed(Math.max(0, -Math.floor(Math.log10(step / 1000) + 1e-9))) + " s";
+    }
+    var digits = Math.max(span < 10 ? 1 : 0, Math.ceil(-Math.log10(step) - 1e-9));
+    return ms.toFixed(Math.min(digits, 9)) + " ms";
+  }
+  function drawAxis() {
+    var span = view.to - view.from;
+    Array.prototype.slice.call(axisLane.querySelectorAll(".tick")).forEach(function (tick) {
+      axisLane.removeChild(tick);
+    });
+    var step = niceStep(span);
+    // NOTE: offsets come from epoch floats (about 0.3 µs apart): a tick within
+    // 0.1 % of a step of either end counts as on it.
+    var first = Math.ceil(view.from / step - 1e-3) * step;
+    for (var i = 0; i <= 50; i++) {
+      var ms = first + i * step;
+      if (ms > view.to + step * 1e-3) { break; }
+      var left = span > 0 ? (ms - view.from) / span * 100 : 0;
+      var tick = el("span", "tick", label(ms, step, span));
+      tick.style.left = left.toFixed(4) + "%";
+      tick.style.transform = left < 3 ? "none" : (left > 97 ? "translateX(-100%)" :
+        "translateX(-50%)");
+      axisLane.appendChild(tick);
+    }
+    var width = axisLane.clientWidth;
+    if (span > 0 && width > 0) {
+      var px = step / span * width;
+      timeline.style.setProperty("--grid", px.toFixed(3) + "px");
+      rows.forEach(function (row) {
+        row.querySelector(".lane").style.backgroundPosition =
+          ((first - view.from) / span * width).toFixed(3) + "px 0";
+      });
+    }
+  }
+  function drawBars() {
+    var span = view.to - view.from;
+    bars.forEach(function (bar, i) {
+      var node = data.nodes[Number(rows[i].getAttribute("data-i"))];
+      if (!bar || !node || typeof node.at !== "number" || !(span > 0)) { return; }
+      var start = Math.max(node.at, view.from);
+      var end = Math.min(node.until, view.to);
+      var out = node.until < view.from || node.at > view.to;
+      bar.classList.toggle("out", out);
+      bar.style.left = ((start - view.from) / span * 100).toFixed(4) + "%";
+      bar.style.width = (Math.max(end - start, 0) / span * 100).toFixed(4) + "%";
+    });
+  }
+  function zoom(from, to) {
+    from = Math.max(0, Math.min(from, total));
+    to = Math.max(0, Math.min(to, total));
+    if (!(to > from)) { return; }
+    if (to - from < MIN_SPAN) {  // no closer than 1 µs: float offsets end there
+      var middle = (from + to) / 2;
+      from = Math.max(0, middle - MIN_SPAN / 2);
+      to = Math.min(total, from + MIN_SPAN);
+    }
+    view.from = from;
+    view.to = to;
+    var whole = from <= 0 && to >= total;
+    reset.disabled = whole;
+    var fine = niceStep(to - from) / 10;
+    range.textContent = whole ? "Whole trace" : "Zoomed to +" + label(from, fine, to - from) +
+      " … +" + label(to, fine, to - from);
+    drawBars();
+    drawAxis();
+  }
+  function resetZoom() { zoom(0, total); }
+  function zoomTo(node) {
+    var from = node.at;
+    var to = node.until;
+    if (!(to > from)) {  // an instant: a window around it
+      var pad = Math.max(total / 1000, 0.001);
+      from -= pad;
+      to += pad;
+    }
+    zoom(from, to);
+  }
+  reset.addEventListener("click", resetZoom);
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && !reset.disabled) { resetZoom(); }
+  });
+  window.addEventListener("resize", drawAxis);
+  var drag = null;
+  var dragged = false;
+  var suppress = false;  // the click that ends a shift-drag across a row
+  document.addEventListener("mousedown", function () { suppress = false; }, true);
+  function timeAt(x) {
+    var box = axisLane.getBoundingClientRect();
+    var fraction = box.width > 0 ? (x - box.left) / box.width : 0;
+    return view.from + Math.max(0, Math.min(1, fraction)) * (view.to - view.from);
+  }
+  function clampX(x) {
+    var box = axisLane.getBoundingClientRect();
+    return Math.max(box.left, Math.min(box.right, x));
+  }
+  function moveBrush(x) {
+    var outer = timeline.getBoundingClientRect();
+    var a = clampX(drag.x);
+    var b = clampX(x);
+    brush.style.left = (Math.min(a, b) - outer.left) + "px";
+    brush.style.width = Math.abs(b - a) + "px";
+    brush.hidden = false;
+  }
+  function startDrag(event) {
+    if (event.button !== 0 || !(total > 0)) { return; }
+    event.preventDefault();
+    drag = {x: event.clientX};
+    dragged = false;
+  }
+  axisLane.addEventListener("mousedown", startDrag);
+  rows.forEach(function (row) {
+    row.querySelector(".lane").addEventListener("mousedown", function (event) {
+      if (event.shiftKey) { startDrag(event); }
+    });
+  });
+  document.addEventListener("mousemove", function (event) {
+    if (!drag) { return; }
+    if (Math.abs(event.clientX - drag.x) >= 3) { dragged = true; }
+    if (dragged) { moveBrush(event.clientX); }
+  });
+  document.addEventListener("mouseup", function (event) {
+    if (!drag) { return; }
+    var from = timeAt(drag.x);
+    var to = timeAt(event.clientX);
+    drag = null;
+    brush.hidden = true;
+    suppress = dragged;
+    if (dragged) { zoom(Math.min(from, to), Math.max(from, to)); }
+  });
+  if (total > 0) { drawAxis(); }
   rows.forEach(function (row) {
     var index = Number(row.getAttribute("data-i"));
-    row.addEventListener("click", function () { select(index); });
+    row.addEventListener("click", function () {
+      if (suppress) { suppress = false; return; }
+      select(index);
+    });
     row.addEventListener("keydown", function (event) {
       if (event.key === "Enter" || event.key === " ") {
         event.preventDefault();
         select(index);
+      } else if (event.key === "z" && !event.ctrlKey && !event.metaKey && !event.altKey) {
+        event.preventDefault();
+        if (data.nodes[index]) { zoomTo(data.nodes[index]); }
       } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
         event.preventDefault();
         var next = rows[rows.indexOf(row) + (event.key === "ArrowDown" ? 1 : -1)];
@@ -519,12 +804,14 @@ _PAGE = """<!DOCTYPE html>
 <span><i class="sw open" style="background-color:#545b64"></i>In progress</span>
 <span>Bold rows with a line above start a document (segment or independent subsegment)</span>
 </div>
+<div class="links" id="links"></div>
 </header>
 {service_map}
 <main>
 <div class="timeline" role="grid" aria-label="Timeline" style="--grid:{grid}%">
+<div class="zoombar" id="zoombar"></div>
 <div class="axis" role="row"><div class="cell">Name</div><div class="cell">Status</div>
-<div class="cell dur">Duration</div><div class="cell lane">{ticks}</div></div>
+<div class="cell dur">Duration</div><div class="cell lane" id="axis-lane">{ticks}</div></div>
 {rows}
 </div>
 <aside id="details" aria-live="polite">
