@@ -151,7 +151,13 @@ def test_screenshot_of_the_demos_trace(
     target = SCREENSHOT if os.environ.get("TRACING_UPDATE_DOCS") == "1" else tmp_path / "t.png"
     html = (demo_run[1] / "demo-trace.html").read_text(encoding="utf-8")
     page = viewer.open(html, "trace.html")
-    page.set_viewport_size({"width": 1400, "height": 620})
+    # As wide as the map is drawn (full size, never scaled down), so that the
+    # picture shows all of it: a narrower page scrolls the map sideways.
+    width = page.evaluate(
+        "Math.max(...[...document.querySelectorAll('svg')].map(s => s.scrollWidth || "
+        "s.getBoundingClientRect().width))"
+    )
+    page.set_viewport_size({"width": min(2600, max(1400, int(width) + 120)), "height": 620})
     assert page.locator(".row .label").all_inner_texts()[0] == "Init"  # the first order's trace
     page.locator(".row", has_text="orders-worker").first.click()
     target.parent.mkdir(exist_ok=True)

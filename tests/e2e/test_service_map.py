@@ -109,7 +109,13 @@ def test_screenshot_of_the_demos_map(
     """``TRACING_UPDATE_DOCS=1`` refreshes docs/service-map.png (never by default)."""
     target = SCREENSHOT if os.environ.get("TRACING_UPDATE_DOCS") == "1" else tmp_path / "m.png"
     page = viewer.open(demo_map[1], "map.html")
-    page.set_viewport_size({"width": 1400, "height": 520})
+    # As wide as the map is drawn (full size, never scaled down), so that the
+    # picture shows all of it: a narrower page scrolls the map sideways.
+    width = page.evaluate(
+        "Math.max(...[...document.querySelectorAll('svg')].map(s => s.scrollWidth || "
+        "s.getBoundingClientRect().width))"
+    )
+    page.set_viewport_size({"width": min(2600, max(1400, int(width) + 120)), "height": 520})
     page.locator("g.node.function", has_text="orders-worker").click()
     target.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(target), full_page=True)
