@@ -250,6 +250,7 @@ class Span:
             log.debug("tracing: annotation %r dropped: %d per entity at most", key, MAX_ANNOTATIONS)
             return
         annotations[key] = value
+        self.annotations_json = None  # its owner's encoding no longer holds
 
     def _set_metadata(self, key: str, value: Any, namespace: str) -> None:
         metadata = self.metadata

@@ -265,3 +265,39 @@ def test_an_eventbridge_events_detail_context_in_a_worker(
         pass
     [doc] = daemon.wait_for(1)
     assert (doc["trace_id"], doc["parent_id"], doc["name"]) == (root, parent, "worker")
+
+
+@pytest.mark.parametrize("backend", ["xray", "otel"])
+@pytest.mark.usefixtures("in_lambda")
+def test_a_records_annotations_are_exact_and_yours_are_kept(
+    backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consumer writes its annotations' JSON itself (faster than encoding the
+    dict): hostile ids come out as JSON would write them, and an annotation the
+    body adds is never lost to that shortcut."""
+    tracing.configure(service="worker", backend=backend)
+    producer_root, producer_parent = new_trace_id(), new_id()
+    hostile = 'm-"\\</script>\u00e9\U0001f600'
+    header = f"Root={producer_root};Parent={producer_parent};Sampled=1"
+    message = {"MessageId": hostile, "Body": "{}", "Attributes": {"AWSTraceHeader": header}}
+    plain = {"MessageId": "m-plain", "Body": "{}", "Attributes": {}}
+    event = testing.lambda_sqs_event([message, plain], queue_arn="arn:aws:sqs:us-east-1:1:orders")
+
+    @tracing.handler
+    def handler(event: dict[str, Any], context: Any) -> None:
+        for index, record in enumerate(event["Records"]):
+            with tracing.sqs.consume(record):
+                tracing.annotate("step", index)
+
+    _lambda_header(monkeypatch)
+    handler(event, testing.FakeContext())
+    documents = daemon.sync()
+    [segment] = [d for d in documents if d["trace_id"] == producer_root]
+    assert segment["annotations"] == {"MessageId": hostile, "Queue": "orders", "step": 0}
+    records = [e for d in documents for e in testing.iter_entities(d) if e["name"] == "SQS message"]
+    by_id = {r["annotations"]["MessageId"]: r["annotations"] for r in records}
+    assert by_id[hostile] == {"MessageId": hostile, "LinkedTraceId": producer_root}
+    # Without a usable header the record's subsegment is the processing: "step" lands on it.
+    assert by_id["m-plain"] == {"MessageId": "m-plain", "step": 1}
+    for document in documents:
+        assert not testing.check_document(document), document
