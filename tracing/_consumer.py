@@ -160,6 +160,10 @@ class Consume:
         if parent_scope is None or parent_scope.placeholder:
             invocation = None  # no invocation here (a worker, or consume() at import)
         settings = runtime.settings
+        # Only for X-Ray documents: the OTLP writers key a bounded cache of encoded
+        # annotation sets by this JSON, which per-record ids would fill with
+        # one-off sets (and push out the invocation's, the same every time).
+        vouch = not runtime.emitter.otlp
         # Annotation keys here are fixed and valid, and values are validated ids
         # (or capped), so they are set directly rather than through annotate().
         message_id = message_id[:_MAX_ID] if message_id else None
@@ -178,7 +182,8 @@ class Consume:
                 notes["LinkedTraceId"] = header.root
                 parts.append(f'"LinkedTraceId":"{header.root}"')
             record.annotations = notes
-            record.annotations_json = "{" + ",".join(parts) + "}"
+            if vouch:
+                record.annotations_json = "{" + ",".join(parts) + "}"
         self._record = record
         scope: Scope | None
         if usable and header is not None:
@@ -224,7 +229,8 @@ class Consume:
                 notes[source.place_key] = place
                 parts.append(f'"{source.place_key}":{escape(place)}')
             segment.annotations = notes
-            segment.annotations_json = "{" + ",".join(parts) + "}"
+            if vouch:
+                segment.annotations_json = "{" + ",".join(parts) + "}"
         self._scope = scope
         self._segment = segment
         self._emit = runtime.emit_scope
