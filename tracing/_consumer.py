@@ -393,3 +393,44 @@ def check_source(records: list[Any], expected: str, what: str) -> None:
             raise TypeError(
                 f"process_batch() expects a Lambda {what} event, got a record from {source!r}"
             )
+
+
+def stream_batch(
+    event: Mapping[str, Any],
+    fn: Callable[[Any], Any],
+    consume: Callable[[Any], Consume],
+    sequence: Callable[[Any], object],
+    event_source: str,
+    what: str,
+    sequence_name: str,
+    log: logging.Logger,
+) -> dict[str, Any]:
+    """``process_batch`` of a stream (Kinesis, DynamoDB Streams): see theirs.
+
+    Lambda checkpoints a shard at the lowest reported sequence number, so
+    processing stops at the first failure, which is the one reported.
+
+    Raises:
+        TypeError: ``event`` is not a ``what`` event (nothing was processed).
+        RuntimeError: The failed record had no sequence number to report.
+    """
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if not isinstance(records, list):
+        raise TypeError(f"process_batch() expects a Lambda {what} event with a 'Records' list")
+    check_source(records, event_source, what)
+    failures, unreportable = run_batch(
+        records,
+        fn,
+        consume,
+        item_id=sequence,
+        stop_after=lambda record: True,
+        report_rest=False,
+        label=what,
+        log=log,
+    )
+    if unreportable:
+        raise RuntimeError(
+            f"a failed {what} record had no {sequence_name} to report; failing the whole "
+            "batch so that no record is lost"
+        )
+    return {"batchItemFailures": failures}

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import _payload_context as payload
-from ._consumer import Consume, Source, check_source, place_after, run_batch
+from ._consumer import Consume, Source, place_after, stream_batch
 from ._header import TraceHeader
 from ._propagation import outgoing_header
 
@@ -302,25 +302,6 @@ def process_batch(event: Mapping[str, Any], fn: Callable[[Any], Any]) -> dict[st
         RuntimeError: The failed record had no ``SequenceNumber`` to report;
             the whole batch must be retried. Raised after processing stopped.
     """
-    records = event.get("Records") if isinstance(event, Mapping) else None
-    if not isinstance(records, list):
-        raise TypeError(
-            "process_batch() expects a Lambda DynamoDB Streams event with a 'Records' list"
-        )
-    check_source(records, "aws:dynamodb", "DynamoDB Streams")
-    failures, unreportable = run_batch(
-        records,
-        fn,
-        consume,
-        item_id=_sequence,
-        stop_after=lambda record: True,
-        report_rest=False,
-        label="DynamoDB",
-        log=log,
+    return stream_batch(
+        event, fn, consume, _sequence, "aws:dynamodb", "DynamoDB Streams", "SequenceNumber", log
     )
-    if unreportable:
-        raise RuntimeError(
-            "a failed DynamoDB Streams record had no SequenceNumber to report; failing the "
-            "whole batch so that no record is lost"
-        )
-    return {"batchItemFailures": failures}

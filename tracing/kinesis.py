@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import _payload_context as payload
-from ._consumer import Consume, Source, check_source, place_after, run_batch
+from ._consumer import Consume, Source, place_after, stream_batch
 from ._header import TraceHeader
 from ._propagation import outgoing_header
 
@@ -225,23 +225,6 @@ def process_batch(event: Mapping[str, Any], fn: Callable[[Any], Any]) -> dict[st
         RuntimeError: The failed record had no ``sequenceNumber`` to report;
             the whole batch must be retried. Raised after processing stopped.
     """
-    records = event.get("Records") if isinstance(event, Mapping) else None
-    if not isinstance(records, list):
-        raise TypeError("process_batch() expects a Lambda Kinesis event with a 'Records' list")
-    check_source(records, "aws:kinesis", "Kinesis")
-    failures, unreportable = run_batch(
-        records,
-        fn,
-        consume,
-        item_id=_sequence,
-        stop_after=lambda record: True,
-        report_rest=False,
-        label="Kinesis",
-        log=log,
+    return stream_batch(
+        event, fn, consume, _sequence, "aws:kinesis", "Kinesis", "sequenceNumber", log
     )
-    if unreportable:
-        raise RuntimeError(
-            "a failed Kinesis record had no sequenceNumber to report; failing the whole "
-            "batch so that no record is lost"
-        )
-    return {"batchItemFailures": failures}
