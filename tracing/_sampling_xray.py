@@ -51,7 +51,36 @@ class SamplingAPI(Protocol):
     def get_sampling_targets(self, body: dict[str, Any]) -> dict[str, Any]: ...
 
 
-class HTTPSamplingAPI:
+def _exchange(connection: Any, path: str, data: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    """POST ``data``; the JSON object answered, or ``OSError``/``ValueError``."""
+    try:
+        connection.request("POST", path, data, headers)
+        response = connection.getresponse()
+        answer_bytes = response.read(4 * 1024 * 1024)
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise OSError(f"HTTP {response.status} from {path}: {answer_bytes[:200]!r}")
+    answer = json.loads(answer_bytes)
+    if not isinstance(answer, dict):
+        raise ValueError(f"{path} answered {type(answer).__name__}, not an object")
+    return answer
+
+
+class _Calls:
+    """The two calls, as POSTs of REST-JSON bodies (``_post`` says how)."""
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def get_sampling_rules(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._post("/GetSamplingRules", body)
+
+    def get_sampling_targets(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._post("/SamplingTargets", body)
+
+
+class HTTPSamplingAPI(_Calls):
     """``POST /GetSamplingRules`` and ``POST /SamplingTargets``, unsigned, to a proxy.
 
     The X-Ray daemon and the CloudWatch agent sign and forward these on their
@@ -68,27 +97,11 @@ class HTTPSamplingAPI:
         import http.client
 
         connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
-        try:
-            connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
-            response = connection.getresponse()
-            data = response.read(4 * 1024 * 1024)
-        finally:
-            connection.close()
-        if response.status != 200:
-            raise OSError(f"HTTP {response.status} from {path}: {data[:200]!r}")
-        answer = json.loads(data)
-        if not isinstance(answer, dict):
-            raise ValueError(f"{path} answered {type(answer).__name__}, not an object")
-        return answer
-
-    def get_sampling_rules(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._post("/GetSamplingRules", body)
-
-    def get_sampling_targets(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._post("/SamplingTargets", body)
+        data = json.dumps(body).encode()
+        return _exchange(connection, path, data, {"Content-Type": "application/json"})
 
 
-class SignedSamplingAPI:
+class SignedSamplingAPI(_Calls):
     """The same two calls, SigV4-signed, straight to X-Ray's API: no daemon needed.
 
     What a worker uses with ``exporter="xray-otlp"`` (after the X-Ray daemon's
@@ -154,24 +167,7 @@ class SignedSamplingAPI:
             http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         )
         connection = connection_class(parts.hostname or "", parts.port, timeout=self.timeout_s)
-        try:
-            connection.request("POST", parts.path, data, headers)
-            response = connection.getresponse()
-            answer_bytes = response.read(4 * 1024 * 1024)
-        finally:
-            connection.close()
-        if response.status != 200:
-            raise OSError(f"HTTP {response.status} from X-Ray {path}: {answer_bytes[:200]!r}")
-        answer = json.loads(answer_bytes)
-        if not isinstance(answer, dict):
-            raise ValueError(f"{path} answered {type(answer).__name__}, not an object")
-        return answer
-
-    def get_sampling_rules(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._post("/GetSamplingRules", body)
-
-    def get_sampling_targets(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._post("/SamplingTargets", body)
+        return _exchange(connection, parts.path, data, headers)
 
 
 def _epoch(value: Any) -> float | None:
