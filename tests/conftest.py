@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tracing import testing
-from tracing.local.aws import LocalAWS
+from tracing.local.runtime.aws import LocalAWS
 
 from . import _guard
 

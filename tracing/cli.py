@@ -44,14 +44,14 @@ def _since(text: str) -> float:
 
 
 def _store(path: str | None) -> Any:
-    from .local.store import TraceStore
+    from .local.collector.store import TraceStore
 
     return TraceStore(path)
 
 
 def _cmd_traces(args: argparse.Namespace) -> int:
-    from .local.traces import summarize
-    from .local.views import print_trace_table
+    from .local.collector.traces import summarize
+    from .local.views.terminal import print_trace_table
 
     if args.filter is not None:
         return _filtered_traces(args)
@@ -66,9 +66,9 @@ def _cmd_traces(args: argparse.Namespace) -> int:
 
 def _filtered_traces(args: argparse.Namespace) -> int:
     """``tracing traces --filter``: the newest ``--limit`` stored traces that match."""
-    from .local.filter_expr import FilterError, parse
-    from .local.traces import assemble, summarize
-    from .local.views import print_trace_table
+    from .local.collector.filters import FilterError, parse
+    from .local.collector.traces import assemble, summarize
+    from .local.views.terminal import print_trace_table
 
     try:
         expression = parse(args.filter)
@@ -135,7 +135,7 @@ def _fetch_from_xray(trace_id: str, region: str | None, endpoint_url: str | None
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from .local.views import show_trace
+    from .local.views.terminal import show_trace
 
     if args.from_xray:
         documents = _fetch_from_xray(args.trace_id, args.region, args.endpoint_url)
@@ -148,8 +148,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_map(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .local.service_map import build_map, render_map_html, render_map_text
-    from .local.traces import assemble
+    from .local.collector.service_graph import build_map
+    from .local.collector.traces import assemble
+    from .local.views.service_map import render_map_html, render_map_text
 
     with _store(args.db) as store:
         ids = store.trace_ids(args.since, args.limit)
@@ -164,9 +165,9 @@ def _cmd_map(args: argparse.Namespace) -> int:
 
 
 def _cmd_daemon(args: argparse.Namespace) -> int:
-    from .local.daemon import Collector, ForwardConfig
-    from .local.traces import summarize
-    from .local.views import summary_line
+    from .local.collector.daemon import Collector, ForwardConfig
+    from .local.collector.traces import summarize
+    from .local.views.terminal import summary_line
 
     forward = None
     if args.forward:
@@ -185,7 +186,7 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
             stop.set()
 
     try:
-        from .local.xray_api import SamplingRules
+        from .local.collector.xray_api import SamplingRules
 
         SamplingRules(args.sampling_rules)  # a bad file: said before anything starts
     except ValueError as exc:
@@ -247,7 +248,7 @@ def _stop_on_signals() -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .local.run import run_handler
+    from .local.runtime.run import run_handler
 
     return run_handler(
         args.handler,

@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 import tracing
 from tracing import testing
 from tracing._header import new_id, new_trace_id
-from tracing.local.aws import LocalAWS
+from tracing.local.runtime.aws import LocalAWS
 
 EXAMPLES = int(os.environ.get("TRACING_DIFFERENTIAL_EXAMPLES", "300"))
 

@@ -115,7 +115,7 @@ def _aws() -> Any:
     """moto's HTTP server for the whole run, with the pages' SSM parameters."""
     local = _SHARED.get("aws")
     if local is None:
-        from tracing.local.aws import LocalAWS
+        from tracing.local.runtime.aws import LocalAWS
 
         local = LocalAWS().__enter__()
         ssm = local.client("ssm")

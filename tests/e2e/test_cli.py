@@ -16,7 +16,7 @@ import pytest
 
 from tracing._header import new_id, new_trace_id
 from tracing.exporters.xray_udp import UDPEmitter
-from tracing.local.aws import LocalAWS
+from tracing.local.runtime.aws import LocalAWS
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "integration" / "fixtures"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tracing.local.store import TraceStore
+from tracing.local.collector.store import TraceStore
 
 from ..unit.local import realistic_documents
 

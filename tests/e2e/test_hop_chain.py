@@ -20,12 +20,12 @@ import pytest
 
 from tracing import testing
 from tracing._header import new_id, new_trace_id, parse
-from tracing.local.aws import LocalAWS
-from tracing.local.event_source import SQSEventSource
-from tracing.local.event_sources import EventBridgeRule, KinesisEventSource
+from tracing.local.collector.service_graph import build_map
+from tracing.local.collector.traces import Node, assemble
 from tracing.local.runtime import LocalLambda
-from tracing.local.service_map import build_map
-from tracing.local.traces import Node, assemble
+from tracing.local.runtime.aws import LocalAWS
+from tracing.local.runtime.event_source import SQSEventSource
+from tracing.local.runtime.event_sources import EventBridgeRule, KinesisEventSource
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LINEAGE = "Lineage=5b1e7c2a:1"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.unit.local import CONSUMER, HANDLER, INIT, realistic_documents
-from tracing.local.render import render_html
-from tracing.local.traces import assemble
+from tracing.local.collector.traces import assemble
+from tracing.local.views.render import render_html
 
 from .conftest import Viewer
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from tracing import testing
 from tracing._header import new_id, new_trace_id
-from tracing.local.aws import LocalAWS
 from tracing.local.runtime import LocalLambda
+from tracing.local.runtime.aws import LocalAWS
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "integration" / "fixtures"

@@ -57,7 +57,7 @@ def _one_line(stderr: str) -> str:
     assert "Traceback (most recent call last)" not in stderr.replace(_function_log(stderr), ""), (
         stderr
     )
-    assert "tracing.local.runtime.InitError" not in stderr
+    assert "tracing.local.runtime.local_lambda.InitError" not in stderr
     lines = stderr.rstrip().splitlines()
     assert lines, "nothing on stderr"
     assert lines[-1].startswith("tracing "), stderr

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.unit.local import realistic_documents
-from tracing.local.render import render_html
-from tracing.local.service_map import build_map, render_map_html
-from tracing.local.traces import assemble
+from tracing.local.collector.service_graph import build_map
+from tracing.local.collector.traces import assemble
+from tracing.local.views.render import render_html
+from tracing.local.views.service_map import render_map_html
 
 from .conftest import Viewer
 

@@ -15,7 +15,7 @@ import pytest
 import tracing
 from tracing import testing
 from tracing._header import new_id, new_trace_id
-from tracing.local.aws import LocalAWS
+from tracing.local.runtime.aws import LocalAWS
 
 ROLE = "arn:aws:iam::123456789012:role/sfn"
 DEFINITION = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
@@ -137,8 +137,8 @@ def test_the_map_of_real_documents_draws_the_bus_and_state_machine_to_their_targ
     backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An invocation given a PutEvents or StartExecution call as parent, as Lambda does."""
-    from tracing.local.service_map import build_map
-    from tracing.local.traces import assemble
+    from tracing.local.collector.service_graph import build_map
+    from tracing.local.collector.traces import assemble
 
     events, sfn = boto3.client("events"), boto3.client("stepfunctions")
     bus = f"orders-{new_id()}"

@@ -21,7 +21,7 @@ from botocore.config import Config
 import tracing
 from tracing import testing
 from tracing._header import from_traceparent, new_id, new_trace_id, parse
-from tracing.local.aws import LocalAWS
+from tracing.local.runtime.aws import LocalAWS
 
 #: Two hops, so that the ``|`` botocore quotes in HTTP is exercised.
 LINEAGE = "Lineage=a87bd80c:3|68fd508a:1"

@@ -25,7 +25,7 @@ import urllib3
 import tracing
 from tracing import testing
 from tracing._header import new_id, new_trace_id, parse
-from tracing.local.aws import LocalAWS
+from tracing.local.runtime.aws import LocalAWS
 
 pytestmark = pytest.mark.usefixtures("in_lambda")
 
@@ -293,9 +293,9 @@ def test_the_call_is_a_remote_host_on_the_service_map(
     daemon: testing.DaemonListener,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tracing.local.otlp import request_documents
-    from tracing.local.service_map import build_map
-    from tracing.local.traces import assemble
+    from tracing.local.collector.otlp import request_documents
+    from tracing.local.collector.service_graph import build_map
+    from tracing.local.collector.traces import assemble
 
     tracing.configure(service="checkout", exporter=exporter)
     _run(monkeypatch, lambda: requests.get(f"{server}/missing", timeout=1))

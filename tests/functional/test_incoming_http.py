@@ -22,7 +22,7 @@ import pytest
 import tracing
 from tracing import testing
 from tracing._header import new_id
-from tracing.local.aws import LocalAWS
+from tracing.local.runtime.aws import LocalAWS
 
 LINEAGE = "Lineage=a87bd80c:2"
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 import tracing
 from tracing import testing
 from tracing._header import new_id, new_trace_id
-from tracing.local.aws import LocalAWS
+from tracing.local.runtime.aws import LocalAWS
 
 pytestmark = pytest.mark.usefixtures("in_lambda")
 

@@ -4,7 +4,7 @@ The comparison runs one program once with both emitters side by side (each a
 real one, sending to the same real UDP listener), so the X-Ray documents and
 the OTLP spans describe the very same spans: the OTLP datagrams, decoded with
 the real opentelemetry-proto package and turned into documents by X-Ray's
-mapping (``tracing.local.otlp``), must give the same trees.
+mapping (``tracing.local.collector.otlp``), must give the same trees.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from tracing._header import new_id, new_trace_id
 from tracing._runtime import get_runtime
 from tracing.exporters.otlp_udp import MAX_DATAGRAM, MAX_REQUEST
 from tracing.exporters.xray_udp import UDPEmitter
-from tracing.local.aws import LocalAWS
-from tracing.local.otlp import request_documents
+from tracing.local.collector.otlp import request_documents
+from tracing.local.runtime.aws import LocalAWS
 
 from .._emitters import Both, until_sent
 

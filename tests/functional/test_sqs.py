@@ -13,7 +13,7 @@ import pytest
 import tracing
 from tracing import testing
 from tracing._header import new_id, new_trace_id, parse
-from tracing.local.aws import LocalAWS
+from tracing.local.runtime.aws import LocalAWS
 
 
 @pytest.fixture

@@ -36,8 +36,8 @@ from tracing.exporters.xray_otlp import (
     sign,
 )
 from tracing.exporters.xray_udp import UDPEmitter
-from tracing.local.aws import LocalAWS
 from tracing.local.runtime import LocalLambda
+from tracing.local.runtime.aws import LocalAWS
 
 from .._sigv4_endpoint import ACCESS_KEY, SECRET_KEY, SigV4Endpoint
 

@@ -15,8 +15,8 @@ import atheris
 with atheris.instrument_imports():
     from tracing import sqs
     from tracing._header import MAX_HEADER_LENGTH, parse
-    from tracing.local.daemon import parse_datagram
-    from tracing.local.traces import assemble
+    from tracing.local.collector.daemon import parse_datagram
+    from tracing.local.collector.traces import assemble
 
 
 def header(data: bytes) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tracing import testing
-from tracing.local.aws import LocalAWS
 from tracing.local.runtime import LocalLambda
+from tracing.local.runtime.aws import LocalAWS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

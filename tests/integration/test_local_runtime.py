@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tracing.local._runtime_api import _Handler
 from tracing.local.runtime import InitError, LocalLambda, RuntimeAPIServer
+from tracing.local.runtime._runtime_api import _Handler
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TRACE = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"

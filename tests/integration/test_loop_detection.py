@@ -1,7 +1,7 @@
 """Lambda's recursive-loop detection, locally: tracing must not defeat it.
 
 A function that sends each message back to its own queue, delivered by the local
-SQS event source mapping (``tracing.local.event_source``), which counts the hops
+SQS event source mapping (``tracing.local.runtime.event_source``), which counts the hops
 in ``Lineage`` as Lambda does. With tracing (either backend) the loop must stop
 at the same hop as without it.
 """
@@ -12,9 +12,9 @@ import pytest
 
 from tracing import testing
 from tracing._header import new_id
-from tracing.local.aws import LocalAWS
-from tracing.local.event_source import MAX_HOPS, Delivery, SQSEventSource
 from tracing.local.runtime import LocalLambda
+from tracing.local.runtime.aws import LocalAWS
+from tracing.local.runtime.event_source import MAX_HOPS, Delivery, SQSEventSource
 
 from .conftest import FIXTURES
 

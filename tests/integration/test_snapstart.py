@@ -2,7 +2,7 @@
 
 The local runtime forks the snapshot process at the snapshot point and gives each
 copy the PRNG state of the snapshot, as a microVM restore does (see
-``tracing/local/_snapstart_boot.py``).
+``tracing/local/runtime/_snapstart_boot.py``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 
 from tracing import testing
 from tracing._header import new_id, new_trace_id
-from tracing.local.aws import LocalAWS
 from tracing.local.runtime import LocalLambda
+from tracing.local.runtime.aws import LocalAWS
 
 from .conftest import FIXTURES
 

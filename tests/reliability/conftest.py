@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from tracing import testing
-from tracing.local.aws import LocalAWS
 from tracing.local.runtime import LocalLambda
+from tracing.local.runtime.aws import LocalAWS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 #: The deadline fault's timeout: short, so the deadline guard fires soon.

@@ -61,8 +61,8 @@ from tracing import testing
 from tracing._header import new_id, new_trace_id
 from tracing._runtime import Runtime, get_runtime
 from tracing._scope import STACK
-from tracing.local.aws import LocalAWS
 from tracing.local.runtime import InvokeResult
+from tracing.local.runtime.aws import LocalAWS
 
 from .conftest import DEADLINE_TIMEOUT_S, RUNTIME_TIMEOUT_S
 

@@ -21,7 +21,7 @@ from tracing._extension import (
 from tracing._runtime import NoLibrary, Runtime
 from tracing._scope import STACK
 from tracing._span import Span
-from tracing.local._runtime_api import RuntimeAPIServer
+from tracing.local.runtime._runtime_api import RuntimeAPIServer
 
 LAMBDA = {"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"}
 

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._header import new_id, new_trace_id
+from tracing._header import new_id, new_trace_id
 
 __all__ = ["ORDERS", "run_demo"]
 
@@ -77,17 +77,18 @@ def _setup(aws: Any) -> tuple[str, str]:
 
 def run_demo(backend: str = "xray", out_dir: str = "out", examples: str | None = None) -> int:
     """Run the demo; returns the process exit code (0 when the trace is complete)."""
-    from .. import testing
-    from .aws import LocalAWS
-    from .daemon import Collector
-    from .event_source import SQSEventSource
-    from .event_sources import EventBridgeRule
-    from .run import wait_quiet
-    from .runtime import LocalLambda
-    from .service_map import build_map, render_map_html, render_map_text
-    from .store import TraceStore
-    from .traces import assemble, summarize
-    from .views import print_trace_table, show_trace
+    from tracing import testing
+    from tracing.local.collector.daemon import Collector
+    from tracing.local.collector.service_graph import build_map
+    from tracing.local.collector.store import TraceStore
+    from tracing.local.collector.traces import assemble, summarize
+    from tracing.local.runtime import LocalLambda
+    from tracing.local.runtime.aws import LocalAWS
+    from tracing.local.runtime.event_source import SQSEventSource
+    from tracing.local.runtime.event_sources import EventBridgeRule
+    from tracing.local.runtime.run import wait_quiet
+    from tracing.local.views.service_map import render_map_html, render_map_text
+    from tracing.local.views.terminal import print_trace_table, show_trace
 
     started = time.monotonic()
     apps = _find_examples(examples)

@@ -283,7 +283,7 @@ class DaemonListener:
                 by_trace.setdefault(trace_id, []).append(document)
         if expression is None:
             return by_trace
-        from ..local.filter_expr import matches_documents, parse
+        from ..local.collector.filters import matches_documents, parse
 
         selected = parse(expression)
         return {

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tracing import testing
-from tracing.local.aws import LocalAWS
 from tracing.local.runtime import LocalLambda
+from tracing.local.runtime.aws import LocalAWS
 from tracing.testing._adot import adot_exec_wrapper, adot_layer_env
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -15,7 +15,7 @@ import pytest
 
 from tracing import testing
 from tracing._header import new_id, new_trace_id, parse
-from tracing.local.aws import LocalAWS
+from tracing.local.runtime.aws import LocalAWS
 
 from .conftest import AdotLaunch
 

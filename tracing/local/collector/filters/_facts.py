@@ -1,0 +1,265 @@
+"""What the keywords read from a trace (or, inside braces, from one entity)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tracing.local.collector.traces import Node, Trace
+
+#: Keywords evaluated locally (``annotation.KEY``, ``service()``, ``edge()`` too).
+SUPPORTED = (
+    "ok", "error", "fault", "throttle", "partial", "root", "responsetime", "duration",
+    "http.status", "http.url", "http.method", "http.useragent", "http.clientip", "user",
+    "availabilityzone", "instance.id", "resource.arn", "annotation.KEY", "service()",
+    "edge()", "id()",
+)  # fmt: skip
+#: Documented keywords refused locally, with why.
+UNSUPPORTED = {
+    "rootcause": "root-cause analysis is computed by X-Ray",
+    "json": "root-cause analysis is computed by X-Ray",
+    "group": "groups are defined in X-Ray",
+    "inferred": "inferred segments are drawn by X-Ray",
+    "first": "a root-cause entity keyword",
+    "last": "a root-cause entity keyword",
+    "remote": "a root-cause entity keyword",
+    "index": "a root-cause entity keyword",
+    "coverage": "a root-cause entity keyword",
+    "name": "a root-cause entity keyword",
+    "type": "a root-cause entity keyword",
+    "message": "a root-cause entity keyword",
+}
+
+
+# -- what keywords read ------------------------------------------------------------
+
+
+def _http(node: Node | None, part: str, key: str) -> Any:
+    block = node.entity.get("http") if node is not None else None
+    section = block.get(part) if isinstance(block, dict) else None
+    return section.get(key) if isinstance(section, dict) else None
+
+
+def _ec2(node: Node, key: str) -> Any:
+    aws = node.entity.get("aws")
+    ec2 = aws.get("ec2") if isinstance(aws, dict) else None
+    return ec2.get(key) if isinstance(ec2, dict) else None
+
+
+def _entity_status(node: Node | None) -> dict[str, bool]:
+    if node is None:
+        return {"ok": False, "error": False, "fault": False, "throttle": False}
+    return {
+        "ok": not (node.fault or node.error or node.throttle),
+        "error": node.error,
+        "fault": node.fault,
+        "throttle": node.throttle,
+    }
+
+
+class _Facts:
+    """One trace, with what keywords read computed once, when first asked."""
+
+    __slots__ = ("_entities", "_entry", "_entry_done", "_map", "trace")
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+        self._entry: Node | None = None
+        self._entry_done = False
+        self._entities: list[Node] | None = None
+        self._map: _EntityMap | None = None
+
+    @property
+    def entry(self) -> Node | None:
+        if not self._entry_done:
+            roots = self.trace.roots
+            self._entry = next(
+                (r for r in roots if r.kind == "segment"),
+                next((r for r in roots if not r.is_init), roots[0] if roots else None),
+            )
+            self._entry_done = True
+        return self._entry
+
+    @property
+    def entities(self) -> list[Node]:
+        if self._entities is None:
+            found: list[Node] = []
+            stack = list(self.trace.roots)
+            while stack:
+                node = stack.pop()
+                found.append(node)
+                stack.extend(node.children)
+            self._entities = found
+        return self._entities
+
+    @property
+    def map(self) -> _EntityMap:
+        if self._map is None:
+            self._map = _EntityMap()
+            self._map.add_trace(self.trace)
+        return self._map
+
+
+# (facts) -> value, for the trace level; (node, called by the client) -> value inside braces.
+_TraceGet = Callable[[_Facts], Any]
+_NodeGet = Callable[[Node, bool], Any]
+
+_BOOLEAN: dict[str, tuple[_TraceGet | None, _NodeGet]] = {
+    "ok": (lambda f: _entity_status(f.entry)["ok"], lambda n, r: _entity_status(n)["ok"]),
+    "error": (lambda f: _entity_status(f.entry)["error"], lambda n, r: n.error),
+    "fault": (lambda f: _entity_status(f.entry)["fault"], lambda n, r: n.fault),
+    "throttle": (lambda f: _entity_status(f.entry)["throttle"], lambda n, r: n.throttle),
+    "partial": (lambda f: f.trace.in_progress, lambda n, r: n.in_progress),
+    "root": (None, lambda n, r: r),
+}
+_NUMBER: dict[str, tuple[_TraceGet, _NodeGet]] = {
+    "responsetime": (
+        lambda f: f.entry.duration if f.entry is not None else None,
+        lambda n, r: n.duration,
+    ),
+    "duration": (lambda f: f.trace.duration if f.trace.roots else None, lambda n, r: n.duration),
+    "http.status": (
+        lambda f: _http(f.entry, "response", "status"),
+        lambda n, r: _http(n, "response", "status"),
+    ),
+}
+_ENTRY_STRINGS = {
+    "http.url": ("request", "url"),
+    "http.method": ("request", "method"),
+    "http.useragent": ("request", "user_agent"),
+    "http.clientip": ("request", "client_ip"),
+}
+#: String keywords read on any entity of the trace: (node) -> value.
+_ANY_STRINGS: dict[str, Callable[[Node], Any]] = {
+    "user": lambda n: n.entity.get("user"),
+    "availabilityzone": lambda n: _ec2(n, "availability_zone"),
+    "instance.id": lambda n: _ec2(n, "instance_id"),
+    "resource.arn": lambda n: n.entity.get("resource_arn"),
+}
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _compare(op: str, want: Any) -> Callable[[Any], bool]:
+    """A test of one value against the literal (the value's type already checked)."""
+    if op == "=":
+        return lambda v: v == want
+    if op == "!=":
+        return lambda v: v != want
+    if op == "<":
+        return lambda v: v < want
+    if op == "<=":
+        return lambda v: v <= want
+    if op == ">":
+        return lambda v: v > want
+    if op == ">=":
+        return lambda v: v >= want
+    if op == "contains":
+        return lambda v: want in v
+    if op == "beginswith":
+        return lambda v: v.startswith(want)
+    return lambda v: v.endswith(want)
+
+
+# -- service map entities ----------------------------------------------------------
+
+_XRAY_TYPES = {
+    "function": "AWS::Lambda::Function",
+    "queue": "AWS::SQS::Queue",
+    "table": "AWS::DynamoDB::Table",
+    "bucket": "AWS::S3::Bucket",
+    "topic": "AWS::SNS::Topic",
+    "stream": "AWS::Kinesis::Stream",
+    "table_stream": "AWS::DynamoDBStreams::Stream",
+    "bus": "AWS::Events::EventBus",
+    "state_machine": "AWS::StepFunctions::StateMachine",
+    "client": "client",
+    "remote": "remote",
+}
+
+
+def _entity_map_class() -> type:
+    # Imported late: the service map pulls in the HTML view, which plain
+    # trace-level filters never need.
+    from tracing.local.collector.service_graph import ServiceMap
+
+    class EntityMap(ServiceMap):
+        """The service map of one trace, keeping which entities each node and edge holds."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.entities: dict[tuple[str, str], list[tuple[Node, bool]]] = {}
+            self.calls: dict[tuple[tuple[str, str], tuple[str, str]], list[tuple[Node, bool]]] = {}
+
+        def call(
+            self, source: tuple[str, str], target: tuple[str, str], node: Node, trace: str
+        ) -> None:
+            super().call(source, target, node, trace)
+            root = source == ("client", "client")
+            self.calls.setdefault((source, target), []).append((node, root))
+            held = self.entities.setdefault(target, [])
+            if not any(seen is node for seen, _ in held):
+                held.append((node, root))
+
+        def _entry(self, node: Node, *args: Any) -> tuple[str, str]:
+            key: tuple[str, str] = super()._entry(node, *args)
+            held = self.entities.setdefault(key, [])
+            if not any(seen is node for seen, _ in held):
+                held.append((node, False))
+            return key
+
+    return EntityMap
+
+
+_ENTITY_MAP: type | None = None
+
+
+class _EntityMap:
+    """Facade so the service map is imported only when a filter needs it."""
+
+    def __init__(self) -> None:
+        global _ENTITY_MAP
+        if _ENTITY_MAP is None:
+            _ENTITY_MAP = _entity_map_class()
+        self._map = _ENTITY_MAP()
+
+    def add_trace(self, trace: Trace) -> None:
+        self._map.add_trace(trace)
+
+    def node_types(self, key: tuple[str, str]) -> set[str]:
+        node = self._map.nodes.get(key)
+        kind = node.type if node is not None else key[0]
+        return {kind, _XRAY_TYPES.get(kind, kind)}
+
+    @property
+    def keys(self) -> list[tuple[str, str]]:
+        return list(self._map.nodes)
+
+    def entities(self, key: tuple[str, str]) -> list[tuple[Node, bool]]:
+        held: list[tuple[Node, bool]] = self._map.entities.get(key, [])
+        return held
+
+    def edges(self) -> dict[tuple[tuple[str, str], tuple[str, str]], list[tuple[Node, bool]]]:
+        calls: dict[tuple[tuple[str, str], tuple[str, str]], list[tuple[Node, bool]]] = (
+            self._map.calls
+        )
+        return calls
+
+
+@dataclass(frozen=True)
+class _NodeRef:
+    """``"name"`` or ``id(name: ..., type: ...)``; None matches any."""
+
+    name: str | None = None
+    type: str | None = None
+
+    def matches(self, key: tuple[str, str], types: Callable[[tuple[str, str]], set[str]]) -> bool:
+        if self.name is not None and key[1] != self.name:
+            return False
+        return self.type is None or self.type in types(key)

@@ -1,0 +1,323 @@
+"""X-Ray's query API over the local store: what the console and ``aws xray`` read.
+
+``GetTraceSummaries`` (``POST /TraceSummaries``), ``BatchGetTraces``
+(``POST /Traces``), ``GetTraceGraph`` (``POST /TraceGraph``), ``GetServiceGraph``
+(``POST /ServiceGraph``) and ``PutTraceSegments`` (``POST /TraceSegments``), with
+X-Ray's REST-JSON request and response shapes (botocore's service model:
+timestamps are epoch seconds, pages follow ``NextToken``), so
+``boto3.client("xray", endpoint_url=...)`` and ``aws xray ... --endpoint-url``
+read the local daemon's traces unchanged. The collector serves them beside the
+sampling calls (``xray_api.py``), on the TCP side of its UDP address.
+
+Summaries come newest first (by the trace's start, then its id); a
+``NextToken`` names the last trace of its page, so pages neither repeat nor skip
+a trace while more arrive. ``FilterExpression`` is X-Ray's filter language
+(:mod:`.filters`). Graphs are the service map's (:mod:`.service_graph`) in X-Ray's
+``Services``/``Edges`` shape.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from tracing.local.collector.service_graph import build_map
+from tracing.local.collector.store import TraceStore
+from tracing.local.collector.traces import Trace, assemble
+from tracing.local.collector.xray_shapes import services, summary
+
+__all__ = ["MAX_BATCH_TRACES", "QueryAPI"]
+
+#: Trace ids per ``BatchGetTraces`` call, as X-Ray allows.
+MAX_BATCH_TRACES = 5
+#: Trace ids per ``GetTraceGraph`` call.
+MAX_GRAPH_TRACES = 100
+#: Traces one page of summaries (or one service graph) reads at most.
+MAX_SCAN = 10_000
+#: Seconds of work after which a page of summaries ends early, with a
+#: ``NextToken`` (X-Ray's pages may hold fewer summaries too): a filter matching
+#: few of many traces answers page by page rather than all at once.
+PAGE_BUDGET_S = 1.0
+_CANDIDATE_CHUNK = 500
+
+
+class QueryError(ValueError):
+    """A request X-Ray would refuse: answered with a 400 ``InvalidRequestException``."""
+
+
+def _epoch(body: Mapping[str, Any], key: str) -> float:
+    value = body.get(key)
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise QueryError(f"{key} must be epoch seconds") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise QueryError(f"{key} is required (epoch seconds)")
+    return float(value)
+
+
+def _trace_ids(body: Mapping[str, Any], most: int) -> list[str]:
+    ids = body.get("TraceIds")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise QueryError("TraceIds must be a list of trace ids")
+    if len(ids) > most:
+        raise QueryError(f"TraceIds: at most {most} trace ids per call")
+    return list(dict.fromkeys(ids))
+
+
+def _token(key: tuple[float, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+
+
+def _untoken(token: Any) -> tuple[float, str] | None:
+    if token is None or token == "":
+        return None
+    try:
+        start, trace_id = json.loads(base64.urlsafe_b64decode(str(token).encode()))
+        if isinstance(start, (int, float)) and isinstance(trace_id, str):
+            return float(start), trace_id
+    except (ValueError, TypeError):
+        pass
+    raise QueryError("NextToken is not one this server gave")
+
+
+def _parse_filter(text: Any) -> Any:
+    """The parsed filter, or None for no filter (:mod:`.filters`, imported lazily)."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None
+    if not isinstance(text, str):
+        raise QueryError("FilterExpression must be a string")
+    from tracing.local.collector import filters
+
+    try:
+        return filters.parse(text)
+    except filters.FilterError as exc:
+        column = getattr(exc, "column", None)
+        raise QueryError(f"Invalid filter expression at column {column}: {exc}") from None
+
+
+class QueryAPI:
+    """Answers X-Ray's query calls from a :class:`TraceStore`.
+
+    Args:
+        store: Where the collector stores documents.
+        put: Takes ``(document, text)`` pairs from ``PutTraceSegments``: the
+            collector stores them as it stores UDP documents.
+        page_size: Trace summaries per page.
+        budget_s: Seconds of work after which a page ends early (see
+            :data:`PAGE_BUDGET_S`).
+    """
+
+    def __init__(
+        self,
+        store: TraceStore,
+        put: Callable[[list[tuple[dict[str, Any], str]]], None],
+        page_size: int = 100,
+        budget_s: float = PAGE_BUDGET_S,
+    ) -> None:
+        self.store = store
+        self.budget_s = budget_s
+        self._put = put
+        self.page_size = max(1, page_size)
+
+    def operations(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        """HTTP path -> operation, as X-Ray's REST-JSON protocol routes them."""
+        return {
+            "/TraceSummaries": self.get_trace_summaries,
+            "/Traces": self.batch_get_traces,
+            "/TraceGraph": self.get_trace_graph,
+            "/ServiceGraph": self.get_service_graph,
+            "/TraceSegments": self.put_trace_segments,
+        }
+
+    # -- reading the store ---------------------------------------------------------
+
+    def _candidates(
+        self, start: float, end: float, kind: str, after: tuple[float, str] | None, limit: int
+    ) -> list[tuple[float, str]]:
+        """``(trace start, trace id)`` of traces in the time range, newest first."""
+        where, having = "", ""
+        args_w: list[Any] = []
+        args_h: list[Any] = []
+        if kind == "TraceId":
+            # Trace ids begin with 8 lowercase hex digits of epoch seconds: a range
+            # of ids is a range of strings.
+            low, high = max(0, math.floor(start)), max(0, math.floor(end)) + 1
+            where = "WHERE trace_id >= ? AND trace_id < ?"
+            # ("1-g" sorts after every hex digit: no upper bound past 2106.)
+            args_w = [
+                f"1-{min(low, 0xFFFFFFFF):08x}",
+                f"1-{high:08x}" if high <= 0xFFFFFFFF else "1-g",
+            ]
+        elif kind == "Service":
+            where = "WHERE end_time >= ? AND end_time <= ?"
+            args_w = [start, end]
+        else:  # Event: the trace's time overlaps the range
+            having = "MIN(start_time) <= ? AND MAX(COALESCE(end_time, start_time)) >= ?"
+            args_h = [end, start]
+        if after is not None:
+            clause = "(COALESCE(MIN(start_time), 0), trace_id) < (?, ?)"
+            having = f"{having} AND {clause}" if having else clause
+            args_h += list(after)
+        sql = (
+            f"SELECT COALESCE(MIN(start_time), 0), trace_id FROM documents {where}"
+            f" GROUP BY trace_id {'HAVING ' + having if having else ''}"
+            " ORDER BY 1 DESC, 2 DESC LIMIT ?"
+        )
+        # NOTE: TraceStore has no time-range query of its own; this reads its
+        # table through its connection and lock, bound parameters only.
+        with self.store._lock:
+            rows = self.store._connection().execute(sql, [*args_w, *args_h, limit]).fetchall()
+        return [(float(row[0]), str(row[1])) for row in rows]
+
+    def _documents(self, trace_id: str) -> list[dict[str, Any]]:
+        return self.store.documents(trace_id)
+
+    def _traces_in(self, start: float, end: float) -> Iterable[Trace]:
+        after = None
+        for _ in range(0, MAX_SCAN, _CANDIDATE_CHUNK):
+            chunk = self._candidates(start, end, "Event", after, _CANDIDATE_CHUNK)
+            for _, trace_id in chunk:
+                yield assemble(self._documents(trace_id))
+            if len(chunk) < _CANDIDATE_CHUNK:
+                return
+            after = chunk[-1]
+
+    # -- operations ----------------------------------------------------------------
+
+    def get_trace_summaries(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``GetTraceSummaries``: one page of summaries of the traces in the range."""
+        start, end = _epoch(body, "StartTime"), _epoch(body, "EndTime")
+        if end < start:
+            raise QueryError("EndTime is before StartTime")
+        kind = body.get("TimeRangeType") or "Event"
+        if kind not in ("TraceId", "Event", "Service"):
+            raise QueryError("TimeRangeType must be TraceId, Event or Service")
+        matcher = _parse_filter(body.get("FilterExpression"))
+        after = _untoken(body.get("NextToken"))
+        summaries: list[dict[str, Any]] = []
+        processed = 0
+        exhausted = False
+        deadline = time.monotonic() + self.budget_s
+        while (
+            len(summaries) < self.page_size
+            and processed < MAX_SCAN
+            and (processed == 0 or time.monotonic() < deadline)
+        ):
+            limit = min(_CANDIDATE_CHUNK, MAX_SCAN - processed)
+            chunk = self._candidates(start, end, kind, after, limit)
+            for key in chunk:
+                after = key
+                processed += 1
+                trace = assemble(self._documents(key[1]))
+                if trace.nodes and (matcher is None or matcher.matches(trace)):
+                    summaries.append(summary(trace))
+                if len(summaries) >= self.page_size or time.monotonic() >= deadline:
+                    break
+            if len(chunk) < limit and (not chunk or after == chunk[-1]):
+                exhausted = True
+                break
+        token = None
+        if not exhausted and after is not None and self._candidates(start, end, kind, after, 1):
+            token = _token(after)
+        answer: dict[str, Any] = {
+            "TraceSummaries": summaries,
+            "ApproximateTime": time.time(),
+            "TracesProcessedCount": processed,
+        }
+        if token is not None:
+            answer["NextToken"] = token
+        return answer
+
+    def batch_get_traces(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``BatchGetTraces``: the stored documents of up to five traces."""
+        traces, missing = [], []
+        for trace_id in _trace_ids(body, MAX_BATCH_TRACES):
+            documents = self._documents(trace_id)
+            if not documents:
+                missing.append(trace_id)
+                continue
+            trace = assemble(documents)
+            traces.append(
+                {
+                    "Id": trace_id,
+                    "Duration": trace.duration,
+                    "LimitExceeded": False,
+                    "Segments": [
+                        {"Id": document["id"], "Document": json.dumps(document)}
+                        for document in _latest(documents)
+                    ],
+                }
+            )
+        return {"Traces": traces, "UnprocessedTraceIds": missing}
+
+    def get_trace_graph(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``GetTraceGraph``: the service graph of the given traces."""
+        traces = [
+            assemble(documents)
+            for trace_id in _trace_ids(body, MAX_GRAPH_TRACES)
+            if (documents := self._documents(trace_id))
+        ]
+        if not traces:
+            return {"Services": []}
+        start = min(trace.start for trace in traces)
+        end = max(trace.end for trace in traces)
+        return {"Services": services(build_map(traces), start, end)}
+
+    def get_service_graph(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``GetServiceGraph``: the service graph of every trace in the range."""
+        start, end = _epoch(body, "StartTime"), _epoch(body, "EndTime")
+        if end < start:
+            raise QueryError("EndTime is before StartTime")
+        service_map = build_map(self._traces_in(start, end))
+        return {
+            "StartTime": start,
+            "EndTime": end,
+            "Services": services(service_map, start, end),
+            "ContainsOldGroupVersions": False,
+        }
+
+    def put_trace_segments(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``PutTraceSegments``: valid documents are stored as UDP documents are."""
+        texts = body.get("TraceSegmentDocuments")
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise QueryError("TraceSegmentDocuments must be a list of JSON strings")
+        accepted, unprocessed = [], []
+        for text in texts:
+            try:
+                document = json.loads(text)
+            except (ValueError, RecursionError):
+                document = None
+            if (
+                isinstance(document, dict)
+                and isinstance(document.get("trace_id"), str)
+                and isinstance(document.get("id"), str)
+            ):
+                accepted.append((document, text.strip()))
+                continue
+            entity = document.get("id") if isinstance(document, dict) else None
+            unprocessed.append(
+                {
+                    "Id": entity if isinstance(entity, str) else "",
+                    "ErrorCode": "InvalidSegment",
+                    "Message": "not a segment document: a JSON object with trace_id and id",
+                }
+            )
+        if accepted:
+            self._put(accepted)
+        return {"UnprocessedTraceSegments": unprocessed}
+
+
+def _latest(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One document per entity id: the complete one over one in progress, else the later."""
+    chosen: dict[str, dict[str, Any]] = {}
+    for document in documents:
+        earlier = chosen.get(document["id"])
+        if earlier is None or "end_time" in document or "end_time" not in earlier:
+            chosen[document["id"]] = document
+    return list(chosen.values())
