@@ -10,8 +10,9 @@ the annotation keys. ``tracing.sqs.consume``, ``tracing.kinesis.consume`` and
   inside land under it.
 * Inside a Lambda invocation, the invocation also gets a small subsegment per
   record (``SQS message``, ``Kinesis record``...), annotated with the record's id
-  and ``LinkedTraceId``; the two are linked both ways (OTel messaging
-  conventions).
+  and ``LinkedTraceId`` (the producer's trace); the consumer segment is annotated
+  with ``LinkedTraceId`` too (the invocation's trace), so either trace leads to
+  the other, in X-Ray documents as in OTLP links (OTel messaging conventions).
 * No usable header: the block is recorded in the current invocation, or, in a
   worker outside any invocation, in a new trace when the sampling rules say so
   (``_sampling.py``; else nothing is recorded and the new trace is passed on
@@ -228,6 +229,11 @@ class Consume:
             if place:
                 notes[source.place_key] = place
                 parts.append(f'"{source.place_key}":{escape(place)}')
+            if record is not NOOP and parent_scope is not None:
+                # The way back: the invocation that processed this record, in
+                # its own trace (whose record subsegment links here).
+                notes["LinkedTraceId"] = parent_scope.trace_id
+                parts.append(f'"LinkedTraceId":"{parent_scope.trace_id}"')
             segment.annotations = notes
             if vouch:
                 segment.annotations_json = "{" + ",".join(parts) + "}"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.local import CONSUMER, HANDLER, INIT, realistic_documents
+from tests.unit.local import CONSUMER, HANDLER, INIT, WORKER_TRACE, realistic_documents
 from tracing.local.collector.traces import assemble
 from tracing.local.views.render import render_html
 
@@ -208,6 +208,8 @@ RECORD = "5a1f0c3d9e8b7a60"
 def _worker_documents(linked: str) -> list[dict[str, object]]:
     """A worker invocation's trace: its record subsegment names the producer's trace."""
     documents = realistic_documents()
+    for document in documents:  # (the producer's own way to the worker: not this test's)
+        document.get("annotations", {}).pop("LinkedTraceId", None)
     handler = documents[1]
     assert isinstance(handler["subsegments"], list)
     handler["subsegments"].append(
@@ -243,6 +245,20 @@ def test_a_linked_trace_id_is_a_link_to_that_traces_page(viewer: Viewer) -> None
         PRODUCER_TRACE,
     ]
     assert "SQS message (LinkedTraceId)" in page.locator("header .links").inner_text()
+    viewer.assert_clean()
+
+
+def test_the_producers_trace_links_to_the_invocation_that_consumed_its_message(
+    viewer: Viewer,
+) -> None:
+    """The way back: the consumer segment in the producer's trace links to the
+    worker's invocation trace, whose record subsegment links here."""
+    page = viewer.open(render_html(assemble(realistic_documents(messages=1))))
+    page.locator(f'.row[data-id="{CONSUMER}"]').click()
+    link = page.locator("#details .detail-annotations a")
+    assert link.inner_text() == WORKER_TRACE
+    assert link.get_attribute("href") == f"{WORKER_TRACE}.html"
+    assert "orders-worker (LinkedTraceId)" in page.locator("header .links").inner_text()
     viewer.assert_clean()
 
 

@@ -276,6 +276,7 @@ def test_stream_consumer_lands_in_the_writers_trace(
         assert segments[put_id]["annotations"] == {
             "SequenceNumber": sequence,
             "TableStream": table.name,
+            "LinkedTraceId": consumer_root,  # the invocation that processed it
         }
         assert [s["name"] for s in segments[put_id]["subsegments"]] == ["handle"]
     [invocation] = [d for d in docs if d["trace_id"] == consumer_root]

@@ -290,6 +290,7 @@ def test_round_trip_the_consumer_lands_in_the_producers_trace(
         assert segment["annotations"] == {
             "SequenceNumber": record["SequenceNumber"],
             "Stream": stream.name,
+            "LinkedTraceId": consumer_root,  # the invocation that processed it
         }
         [handle] = segment["subsegments"]
         assert handle["subsegments"][0]["aws"]["operation"] == "DescribeStreamSummary"

@@ -293,7 +293,13 @@ def test_a_records_annotations_are_exact_and_yours_are_kept(
     handler(event, testing.FakeContext())
     documents = daemon.sync()
     [segment] = [d for d in documents if d["trace_id"] == producer_root]
-    assert segment["annotations"] == {"MessageId": hostile, "Queue": "orders", "step": 0}
+    [invocation] = {d["trace_id"] for d in documents if d["trace_id"] != producer_root}
+    assert segment["annotations"] == {
+        "MessageId": hostile,
+        "Queue": "orders",
+        "LinkedTraceId": invocation,  # the way back to the invocation's trace
+        "step": 0,
+    }
     records = [e for d in documents for e in testing.iter_entities(d) if e["name"] == "SQS message"]
     by_id = {r["annotations"]["MessageId"]: r["annotations"] for r in records}
     assert by_id[hostile] == {"MessageId": hostile, "LinkedTraceId": producer_root}

@@ -16,6 +16,7 @@ INIT = "20fbdefad160e2bf"
 HANDLER = "2c988cbd80d68bb1"
 SEND = "7bfe08e8e512a05e"  # SendMessage subsegment of the first message
 CONSUMER = "2302ea7fd9e8a5bd"  # orders-worker segment processing the first message
+WORKER_TRACE = "1-5f84c7a1-0f1e2d3c4b5a69788796a5b4"  # the worker's batch invocation
 
 
 def _hex(seed: int) -> str:
@@ -148,7 +149,11 @@ def realistic_documents(
             "name": "orders-worker",
             "start_time": c0,
             "end_time": c0 + (0.0013 if failed else 0.0074),
-            "annotations": {"MessageId": send["aws"]["message_id"], "Queue": "orders"},
+            "annotations": {
+                "MessageId": send["aws"]["message_id"],
+                "Queue": "orders",
+                "LinkedTraceId": WORKER_TRACE,
+            },
             "subsegments": [work],
         }
         if failed:

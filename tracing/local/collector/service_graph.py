@@ -14,6 +14,12 @@ other services by name, such as SSM), and each remote HTTP host
 callee's duration as the caller saw it), and the error (4xx), fault (5xx) and
 throttle (429) rates.
 
+**One node per function.** A consumer segment processed inside a Lambda
+invocation carries ``LinkedTraceId`` (the invocation's trace): its node is that
+function's, labelled "Lambda function" on a one-trace map as on the map of all
+traces, where the function's own segments (``origin``
+``AWS::Lambda::Function``) say so.
+
 **The SQS hop** is drawn as the console draws it, producer -> queue -> consumer:
 a ``SendMessage`` subsegment is an edge to the queue, and the consumer segment
 the library puts under it (annotated ``Queue``) is an edge from the queue to the
@@ -301,6 +307,10 @@ class ServiceMap:
             self.node(key).function = True
         consumed = _consumed(node)
         if consumed is not None:
+            if node.kind == "segment" and "LinkedTraceId" in node.annotations:
+                # Processed in a Lambda invocation (whose trace it links to): the
+                # function's node, as its own invocations' traces name it.
+                self.node(key).function = True
             self.call(consumed, key, node, trace_id)  # a consumer segment
             if via is not None and _feeds(via, consumed):
                 self.feed(via, consumed, trace_id)

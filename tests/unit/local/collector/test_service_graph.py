@@ -29,8 +29,9 @@ def test_the_orders_application_as_the_console_draws_it() -> None:
         ("aws", "SSM"),
         ("queue", "orders"),
         # Seen here only through its consumer segments (its own invocations are in
-        # traces of their own, as make demo has them): a service.
-        ("service", "orders-worker"),
+        # traces of their own, as make demo has them), which link to the Lambda
+        # invocation that processed them: a function.
+        ("function", "orders-worker"),
         ("table", "orders"),
     }
     edges = {(e.source[1], e.target[1]): e.stats for e in service_map.edges.values()}
@@ -49,6 +50,21 @@ def test_the_orders_application_as_the_console_draws_it() -> None:
     assert hop.p95_ms is not None
     assert hop.p95_ms >= hop.avg_ms
     assert service_map.traces == 2
+
+
+def test_a_consumer_outside_lambda_is_a_service_and_inside_one_trace_a_function() -> None:
+    """One name per node type: the one-trace map labels the Lambda consumer as the
+    map of all traces does; a polling worker's consumer (no invocation to link to)
+    stays a service."""
+    docs = realistic_documents(1_800_000_000.0, messages=1)
+    [one_trace] = [
+        n for n in build_map([assemble(docs)]).nodes.values() if n.name == "orders-worker"
+    ]
+    assert (one_trace.type, one_trace.label) == ("function", "Lambda function")
+    for doc in docs:
+        doc.get("annotations", {}).pop("LinkedTraceId", None)
+    [worker] = [n for n in build_map([assemble(docs)]).nodes.values() if n.name == "orders-worker"]
+    assert (worker.type, worker.label) == ("service", "Service")
 
 
 def test_lambdas_own_function_segment_is_the_same_function() -> None:
