@@ -229,11 +229,14 @@ class Consume:
             if place:
                 notes[source.place_key] = place
                 parts.append(f'"{source.place_key}":{escape(place)}')
-            if record is not NOOP and parent_scope is not None:
+            invocation_trace = (
+                parent_scope.trace_id if record is not NOOP and parent_scope else None
+            )
+            if invocation_trace:
                 # The way back: the invocation that processed this record, in
                 # its own trace (whose record subsegment links here).
-                notes["LinkedTraceId"] = parent_scope.trace_id
-                parts.append(f'"LinkedTraceId":"{parent_scope.trace_id}"')
+                notes["LinkedTraceId"] = invocation_trace
+                parts.append(f'"LinkedTraceId":"{invocation_trace}"')
             segment.annotations = notes
             if vouch:
                 segment.annotations_json = "{" + ",".join(parts) + "}"
