@@ -7,6 +7,7 @@ Usage::
     tracing traces [--db PATH] [--since 10m] [--limit 20]
     tracing show TRACE_ID [--db PATH] [--html FILE] [--from-xray [--region R]]
     tracing map [--db PATH] [--since 1h] [--limit 1000] [--html FILE]
+    tracing ui [--db PATH] [--listen 127.0.0.1:8000]
     tracing run module.handler --event FILE [--invocations N] [--code-dir DIR] [--snapstart N]
                 [--env KEY=VALUE]... [--env-file FILE]... [--aws local [--aws-setup FILE]]
     tracing demo [--backend xray|otel]
@@ -230,6 +231,35 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
     return 141 if stop.is_set() else 0  # stopped by a closed pipe, as SIGPIPE would
 
 
+def _cmd_ui(args: argparse.Namespace) -> int:
+    from .local.views.web import TraceUI
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        print(f"tracing ui: --listen wants host:port, got {args.listen!r}", file=sys.stderr)
+        return 2
+    try:
+        store = _store(args.db)
+    except Exception as exc:  # e.g. a --db path in a directory that does not exist
+        print(f"tracing ui: cannot open the store: {exc}", file=sys.stderr)
+        return 2
+    try:
+        ui = TraceUI(store, host.strip("[]"), int(port))
+    except OSError as exc:
+        store.close()
+        print(f"tracing ui: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    with store, ui:
+        print(f"traces of {store.path} on {ui.url} (Ctrl-C stops)", flush=True)
+        _stop_on_signals()
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
 def _stop_on_signals() -> None:
     """Ctrl-C and SIGTERM stop the daemon cleanly, storing what it received.
 
@@ -347,6 +377,17 @@ def _parser() -> argparse.ArgumentParser:
     service_map.add_argument("--limit", type=int, default=1000, help="newest traces to include")
     service_map.add_argument("--html", metavar="FILE", help="write a self-contained HTML map")
     service_map.set_defaults(func=_cmd_map)
+
+    ui = commands.add_parser(
+        "ui",
+        help="the stored traces in a browser: a trace list with a filter box, timelines, map",
+        description="Serve the stored traces on 127.0.0.1: the trace list searched with "
+        "X-Ray filter expressions, each trace's timeline and the service map. Read-only; "
+        "run it beside `tracing daemon` (same --db). Ctrl-C or SIGTERM stops it.",
+    )
+    ui.add_argument("--db", help=db_help)
+    ui.add_argument("--listen", default="127.0.0.1:8000", help="host:port (default %(default)s)")
+    ui.set_defaults(func=_cmd_ui)
 
     run = commands.add_parser(
         "run",

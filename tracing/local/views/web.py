@@ -1,0 +1,219 @@
+"""``tracing ui``: the stored traces in a browser, on 127.0.0.1.
+
+Three kinds of page, all read from the store the daemon writes to (SQLite; any
+number of readers beside the daemon):
+
+* ``/``: the trace list with its filter box (:mod:`.trace_list`), answered by the
+  collector's ``GetTraceSummaries`` (:mod:`tracing.local.collector.xray_query`);
+* ``/<trace id>.html``: that trace's timeline, the page ``tracing show --html``
+  writes; its ``LinkedTraceId``/``InitTraceId`` links (``<trace id>.html``) and
+  the map's trace links resolve here, so every trace leads to the ones it names;
+* ``/map.html``: the service map of the chosen window's traces.
+
+It only reads, answers ``GET``/``HEAD`` only, and refuses a request whose
+``Host`` is not the address it listens on (a page elsewhere cannot reach it
+through a DNS name pointed at 127.0.0.1). Pages fetch nothing from the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tracing.local.collector.store import TraceStore
+
+__all__ = ["TraceUI"]
+
+log = logging.getLogger("tracing.local.views")
+
+_TRACE_PAGE = re.compile(r"/(1-[0-9a-f]{8}-[0-9a-f]{24})\.html")
+_MAX_EXPRESSION = 2000  # characters of a filter expression taken from a URL
+_MAP_TRACES = 1000  # newest traces drawn on the map
+
+
+class TraceUI:
+    """The pages over ``store``, served on ``host:port`` (port 0: any free one).
+
+    Use as a context manager, or :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(self, store: TraceStore, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.store = store
+        ui = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "tracing-ui"
+
+            def do_GET(self) -> None:
+                ui._answer(self, head=False)
+
+            def do_HEAD(self) -> None:
+                ui._answer(self, head=True)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("tracing ui: %s", format % args)
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+        self._pages: dict[str, Callable[[dict[str, str]], tuple[int, str]]] = {
+            "/": self._list,
+            "/index.html": self._list,
+            "/map.html": self._map,
+        }
+
+    @property
+    def url(self) -> str:
+        """Where the trace list is, e.g. ``http://127.0.0.1:8000/``."""
+        host, port = self._server.server_address[:2]
+        host = str(host)
+        return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+    def start(self) -> TraceUI:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="tracing-ui", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5.0)
+
+    def __enter__(self) -> TraceUI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- requests ------------------------------------------------------------------
+
+    def _answer(self, request: BaseHTTPRequestHandler, head: bool) -> None:
+        status, body, csp = 404, _message("Not found", "No such page."), True
+        try:
+            if not self._host_ok(request.headers.get("Host", "")):
+                status, body = 421, _message("Wrong host", "Open this server by its address.")
+            else:
+                url = urlsplit(request.path)
+                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                page = self._pages.get(url.path)
+                found = _TRACE_PAGE.fullmatch(url.path)
+                if page is not None:
+                    status, body = page(query)
+                    csp = url.path != "/map.html"
+                elif found is not None:
+                    status, body = self._trace(found.group(1))
+                    csp = False
+        except Exception:
+            log.warning("tracing ui: could not answer %s", request.path, exc_info=True)
+            status, body = 500, _message("Error", "This page failed; see the log.")
+        data = body.encode("utf-8")
+        request.send_response(status)
+        request.send_header("Content-Type", "text/html; charset=utf-8")
+        request.send_header("Content-Length", str(len(data)))
+        request.send_header("Cache-Control", "no-store")
+        request.send_header("X-Content-Type-Options", "nosniff")
+        request.send_header("Referrer-Policy", "no-referrer")
+        if csp:  # (the timeline and map pages carry their own, with their script's hash)
+            from tracing.local.views.trace_list import LIST_CSP
+
+            request.send_header("Content-Security-Policy", LIST_CSP)
+        request.end_headers()
+        if not head:
+            request.wfile.write(data)
+
+    def _host_ok(self, host: str) -> bool:
+        port = self._server.server_address[1]
+        bound = str(self._server.server_address[0])
+        bound = f"[{bound}]" if ":" in bound else bound
+        allowed = {f"{bound}:{port}", f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
+        return host.lower() in allowed
+
+    # -- pages ---------------------------------------------------------------------
+
+    def _list(self, query: dict[str, str]) -> tuple[int, str]:
+        from tracing.local.collector.xray_query import QueryAPI, QueryError
+        from tracing.local.views.trace_list import WINDOWS, render_trace_list
+
+        expression = query.get("filter", "").strip()[:_MAX_EXPRESSION]
+        window = query.get("since", "1h")
+        seconds = {key: value for key, _, value in WINDOWS}.get(window)
+        if seconds is None:
+            window, seconds = "1h", 3600.0
+        now = time.time()
+        request: dict[str, Any] = {
+            "StartTime": now - seconds if seconds else 0.0,
+            "EndTime": now + 60.0,  # (clocks of other machines, traces still arriving)
+        }
+        if expression:
+            request["FilterExpression"] = expression
+        if query.get("page"):
+            request["NextToken"] = query["page"]
+        api = QueryAPI(self.store, _read_only, page_size=100)
+        try:
+            answer = api.get_trace_summaries(request)
+        except QueryError as exc:
+            # (200: the page answers the form; a 400 would read as a broken page)
+            return 200, render_trace_list([], expression=expression, window=window, error=str(exc))
+        token = answer.get("NextToken")
+        next_page = (
+            urlencode({"filter": expression, "since": window, "page": token}) if token else None
+        )
+        return 200, render_trace_list(
+            answer["TraceSummaries"],
+            expression=expression,
+            window=window,
+            processed=answer.get("TracesProcessedCount", 0),
+            next_page=next_page,
+            stored=self.store.stats()["traces"],
+        )
+
+    def _trace(self, trace_id: str) -> tuple[int, str]:
+        from tracing.local.collector.traces import assemble
+        from tracing.local.views.render import render_html
+
+        documents = self.store.documents(trace_id)
+        if not documents:
+            return 404, _message(
+                "Trace not stored", f"{trace_id} is not in this store (yet).", back=True
+            )
+        return 200, render_html(assemble(documents))
+
+    def _map(self, query: dict[str, str]) -> tuple[int, str]:
+        from tracing.local.collector.service_graph import build_map
+        from tracing.local.collector.traces import assemble
+        from tracing.local.views.service_map import render_map_html
+        from tracing.local.views.trace_list import WINDOWS
+
+        labels = {key: (label, value) for key, label, value in WINDOWS}
+        label, seconds = labels.get(query.get("since", "1h"), labels["1h"])
+        since = time.time() - seconds if seconds else None
+        ids = self.store.trace_ids(since, _MAP_TRACES)
+        service_map = build_map(assemble(self.store.documents(t)) for t in ids)
+        return 200, render_map_html(service_map, facts=f"the newest traces of the {label}")
+
+
+def _read_only(documents: list[tuple[dict[str, Any], str]]) -> None:
+    raise RuntimeError("tracing ui only reads")  # (PutTraceSegments is the daemon's)
+
+
+def _message(title: str, text: str, back: bool = False) -> str:
+    import html
+
+    from tracing.local.views.trace_list import LIST_CSP
+
+    link = '<p><a href="./">Back to the trace list</a></p>' if back else ""
+    return (
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+        f'<meta http-equiv="Content-Security-Policy" content="{LIST_CSP}">'
+        f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1>"
+        f"<p>{html.escape(text)}</p>{link}</body></html>"
+    )
