@@ -179,6 +179,10 @@ def run_demo(backend: str = "xray", out_dir: str = "out", examples: str | None =
         f"{time.monotonic() - started:.1f} s"
     )
     _step(f"the service map: open {map_html} in a browser (click a node to list its traces)")
+    _step(
+        f"browse and search them: `tracing ui --db {db}`, then http://127.0.0.1:8000/ "
+        '(a filter box for X-Ray\'s expressions, e.g. annotation.sku = "book-1")'
+    )
     return 0 if complete else 1
 
 
