@@ -77,7 +77,7 @@ def _printable(text: str) -> str:
 
 
 def _ordered_edges(service_map: ServiceMap) -> list[MapEdge]:
-    from tracing.local.views.map_svg import _layers
+    from tracing.local.views.map_layout import _layers
 
     layers = _layers(service_map)
     return sorted(
@@ -98,6 +98,6 @@ def map_svg(service_map: ServiceMap, interactive: bool = True) -> str:
 
 def render_map_html(service_map: ServiceMap, title: str = "Service map", facts: str = "") -> str:
     """The map as one self-contained page (see :mod:`tracing.local.views.map_svg`)."""
-    from tracing.local.views.map_svg import render_map_html as render
+    from tracing.local.views.map_page import render_map_html as render
 
     return render(service_map, title, facts)
