@@ -53,6 +53,7 @@ MAX_DATAGRAM = 64 * 1024
 #: Most traces the quiet-period tracker remembers; the oldest are forgotten first.
 MAX_TRACKED_TRACES = 10_000
 _WRITE_BATCH = 500
+_INDEX_IDLE = 100  # stale traces indexed each time the writer finds its queue empty
 _POLL_S = 0.1  # how long a thread blocks before re-checking for stop()
 _EXACT_HEADER = b'{"format":"json","version":1}'
 
@@ -467,6 +468,8 @@ class Collector:
                 self._store_batch(batch)
             elif stopping:
                 break
+            if self._queue.empty():
+                self._index_idle()
             self._report_quiet(time.monotonic())
         # Whatever is pending is as complete as it will get in this run.
         self._report_quiet(float("inf"))
@@ -490,6 +493,14 @@ class Collector:
         while len(self._pending) > MAX_TRACKED_TRACES:
             forgotten, _ = self._pending.popitem(last=False)
             log.debug("tracing collector: too many open traces, forgot %s", forgotten)
+
+    def _index_idle(self) -> None:
+        """Index a few stale traces while nothing waits to be stored (see ``_index.py``)."""
+        assert self._store is not None
+        try:
+            self._store.refresh_index(most=_INDEX_IDLE)
+        except Exception as exc:  # queries index what is left
+            self._warn_once("index", "tracing collector: could not index traces: %s", exc)
 
     def _report_quiet(self, now: float) -> None:
         assert self._store is not None

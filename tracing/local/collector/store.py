@@ -26,6 +26,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tracing.local.collector import _index
+
 __all__ = ["DEFAULT_DB", "TraceStore", "default_path"]
 
 log = logging.getLogger("tracing.local.collector.store")
@@ -132,6 +134,11 @@ class TraceStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
+            self._conn.executescript(_index.SCHEMA)
+            if self._conn.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM trace_index) AND EXISTS (SELECT 1 FROM documents)"
+            ).fetchone()[0]:
+                self._conn.execute(_index.BACKFILL)  # a database from before the index
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -188,6 +195,7 @@ class TraceStore:
             conn.execute("BEGIN")
             try:
                 conn.executemany(_INSERT, rows)
+                conn.executemany(_index.UPSERT, _index.upserts(rows))
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -218,6 +226,67 @@ class TraceStore:
                 .fetchall()
             )
         return [json.loads(row[0]) for row in rows]
+
+    def refresh_index(self, trace_ids: Iterable[str] | None = None, most: int | None = None) -> int:
+        """Compute the index rows of stale traces (see :mod:`._index`).
+
+        Args:
+            trace_ids: Only these traces (those not stale are left alone);
+                every stale trace if None.
+            most: Stop after this many traces (None: until none is stale).
+
+        Returns:
+            How many traces were indexed.
+        """
+        done = 0
+        wanted = None if trace_ids is None else list(dict.fromkeys(trace_ids))
+        while most is None or done < most:
+            chunk = 200 if most is None else min(200, most - done)
+            with self._lock:
+                conn = self._connection()
+                if wanted is None:
+                    ids = [row[0] for row in conn.execute(_index.STALE, (chunk,))]
+                else:
+                    ids, wanted = wanted[:chunk], wanted[chunk:]
+                if not ids:
+                    break
+                marks = ",".join("?" * len(ids))
+                revisions = dict(
+                    conn.execute(
+                        "SELECT trace_id, revision FROM trace_index"
+                        f" WHERE trace_id IN ({marks}) AND indexed != revision",
+                        ids,
+                    ).fetchall()
+                )
+                bodies: dict[str, list[str]] = {trace_id: [] for trace_id in revisions}
+                for trace_id, body in conn.execute(
+                    f"SELECT trace_id, body FROM documents WHERE trace_id IN ({marks}) ORDER BY id",
+                    ids,
+                ):
+                    if trace_id in bodies:
+                        bodies[trace_id].append(body)
+            updates = [
+                (
+                    *_index.compute([json.loads(body) for body in texts]),
+                    trace_id,
+                    revisions[trace_id],
+                )
+                for trace_id, texts in bodies.items()
+            ]
+            if updates:
+                with self._lock:
+                    conn = self._connection()
+                    conn.execute("BEGIN")
+                    try:
+                        conn.executemany(_index.UPDATE, updates)
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
+            done += len(ids)
+            if wanted is not None and not wanted:
+                break
+        return done
 
     def stats(self) -> dict[str, int]:
         """Counts: ``documents`` stored and distinct ``traces``."""

@@ -25,10 +25,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from tracing.local.collector import _index
+from tracing.local.collector.filters._stored import StoredFacts
 from tracing.local.collector.service_graph import build_map
 from tracing.local.collector.store import TraceStore
 from tracing.local.collector.traces import Trace, assemble
-from tracing.local.collector.xray_shapes import services, summary
+from tracing.local.collector.xray_shapes import services
 
 __all__ = ["MAX_BATCH_TRACES", "QueryAPI"]
 
@@ -139,41 +141,103 @@ class QueryAPI:
 
     def _candidates(
         self, start: float, end: float, kind: str, after: tuple[float, str] | None, limit: int
-    ) -> list[tuple[float, str]]:
-        """``(trace start, trace id)`` of traces in the time range, newest first."""
-        where, having = "", ""
-        args_w: list[Any] = []
-        args_h: list[Any] = []
+    ) -> list[tuple[Any, ...]]:
+        """Traces in the time range, newest first: ``(trace start, trace id, stale, *FACTS)``.
+
+        ``trace start`` is the earliest start of its documents (0 if none has one),
+        read from the store's per-trace index (:mod:`._index`), with the facts
+        a filter reads (``stale`` when documents arrived since they were computed).
+        """
+        columns = f"order_start, trace_id, indexed != revision, {_index.FACTS}"
+        conditions: list[str] = []
+        args: list[Any] = []
         if kind == "TraceId":
             # Trace ids begin with 8 lowercase hex digits of epoch seconds: a range
             # of ids is a range of strings.
             low, high = max(0, math.floor(start)), max(0, math.floor(end)) + 1
-            where = "WHERE trace_id >= ? AND trace_id < ?"
+            conditions.append("trace_id >= ? AND trace_id < ?")
             # ("1-g" sorts after every hex digit: no upper bound past 2106.)
-            args_w = [
+            args += [
                 f"1-{min(low, 0xFFFFFFFF):08x}",
                 f"1-{high:08x}" if high <= 0xFFFFFFFF else "1-g",
             ]
         elif kind == "Service":
-            where = "WHERE end_time >= ? AND end_time <= ?"
-            args_w = [start, end]
+            return self._service_candidates(start, end, after, limit, columns)
         else:  # Event: the trace's time overlaps the range
-            having = "MIN(start_time) <= ? AND MAX(COALESCE(end_time, start_time)) >= ?"
-            args_h = [end, start]
+            conditions.append("min_start <= ? AND max_last >= ?")
+            args += [end, start]
         if after is not None:
-            clause = "(COALESCE(MIN(start_time), 0), trace_id) < (?, ?)"
-            having = f"{having} AND {clause}" if having else clause
-            args_h += list(after)
+            conditions.append("(order_start, trace_id) < (?, ?)")
+            args += list(after)
         sql = (
-            f"SELECT COALESCE(MIN(start_time), 0), trace_id FROM documents {where}"
-            f" GROUP BY trace_id {'HAVING ' + having if having else ''}"
-            " ORDER BY 1 DESC, 2 DESC LIMIT ?"
+            f"SELECT {columns} FROM trace_index WHERE {' AND '.join(conditions)}"
+            " ORDER BY order_start DESC, trace_id DESC LIMIT ?"
         )
         # NOTE: TraceStore has no time-range query of its own; this reads its
-        # table through its connection and lock, bound parameters only.
+        # tables through its connection and lock, bound parameters only.
         with self.store._lock:
-            rows = self.store._connection().execute(sql, [*args_w, *args_h, limit]).fetchall()
-        return [(float(row[0]), str(row[1])) for row in rows]
+            return self.store._connection().execute(sql, [*args, limit]).fetchall()
+
+    def _service_candidates(
+        self, start: float, end: float, after: tuple[float, str] | None, limit: int, columns: str
+    ) -> list[tuple[Any, ...]]:
+        """Traces with a document ending in the range (ordered by those documents' start)."""
+        having = ""
+        args: list[Any] = [start, end]
+        if after is not None:
+            having = "HAVING (COALESCE(MIN(start_time), 0), trace_id) < (?, ?)"
+            args = [*args, *after]
+        sql = (
+            "SELECT COALESCE(MIN(start_time), 0), trace_id FROM documents"
+            f" WHERE end_time >= ? AND end_time <= ? GROUP BY trace_id {having}"
+            " ORDER BY 1 DESC, 2 DESC LIMIT ?"
+        )
+        with self.store._lock:
+            conn = self.store._connection()
+            keys = conn.execute(sql, [*args, limit]).fetchall()
+            marks = ",".join("?" * len(keys))
+            rows = {
+                row[1]: row
+                for row in conn.execute(
+                    f"SELECT {columns} FROM trace_index WHERE trace_id IN ({marks})",
+                    [trace_id for _, trace_id in keys],
+                )
+            }
+        return [(order, trace_id, *rows[trace_id][2:]) for order, trace_id in keys]
+
+    def _fresh(self, chunk: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The chunk with the stale traces' facts computed now (and stored)."""
+        stale = [row[1] for row in chunk if row[2]]
+        if not stale:
+            return chunk
+        self.store.refresh_index(stale)
+        marks = ",".join("?" * len(stale))
+        with self.store._lock:
+            fresh = {
+                row[1]: row
+                for row in self.store._connection().execute(
+                    f"SELECT order_start, trace_id, 0, {_index.FACTS} FROM trace_index"
+                    f" WHERE trace_id IN ({marks})",
+                    stale,
+                )
+            }
+        return [(*row[:2], *fresh[row[1]][2:]) if row[2] else row for row in chunk]
+
+    def _summaries(self, trace_ids: list[str]) -> list[dict[str, Any]]:
+        """The stored ``TraceSummary`` of each trace, in order."""
+        if not trace_ids:
+            return []
+        marks = ",".join("?" * len(trace_ids))
+        with self.store._lock:
+            found = dict(
+                self.store._connection()
+                .execute(
+                    f"SELECT trace_id, summary FROM trace_index WHERE trace_id IN ({marks})",
+                    trace_ids,
+                )
+                .fetchall()
+            )
+        return [json.loads(found[trace_id]) for trace_id in trace_ids if found.get(trace_id)]
 
     def _documents(self, trace_id: str) -> list[dict[str, Any]]:
         return self.store.documents(trace_id)
@@ -182,11 +246,11 @@ class QueryAPI:
         after = None
         for _ in range(0, MAX_SCAN, _CANDIDATE_CHUNK):
             chunk = self._candidates(start, end, "Event", after, _CANDIDATE_CHUNK)
-            for _, trace_id in chunk:
-                yield assemble(self._documents(trace_id))
+            for row in chunk:
+                yield assemble(self._documents(row[1]))
             if len(chunk) < _CANDIDATE_CHUNK:
                 return
-            after = chunk[-1]
+            after = (chunk[-1][0], chunk[-1][1])
 
     # -- operations ----------------------------------------------------------------
 
@@ -200,28 +264,31 @@ class QueryAPI:
             raise QueryError("TimeRangeType must be TraceId, Event or Service")
         matcher = _parse_filter(body.get("FilterExpression"))
         after = _untoken(body.get("NextToken"))
-        summaries: list[dict[str, Any]] = []
+        matched: list[str] = []
         processed = 0
         exhausted = False
         deadline = time.monotonic() + self.budget_s
         while (
-            len(summaries) < self.page_size
+            len(matched) < self.page_size
             and processed < MAX_SCAN
             and (processed == 0 or time.monotonic() < deadline)
         ):
             limit = min(_CANDIDATE_CHUNK, MAX_SCAN - processed)
             chunk = self._candidates(start, end, kind, after, limit)
-            for key in chunk:
-                after = key
+            last = (chunk[-1][0], chunk[-1][1]) if chunk else None
+            # The facts are the index's: only stale traces are assembled (and
+            # their facts stored); summaries are read for the matches only.
+            for row in self._fresh(chunk):
+                after = (row[0], row[1])
                 processed += 1
-                trace = assemble(self._documents(key[1]))
-                if trace.nodes and (matcher is None or matcher.matches(trace)):
-                    summaries.append(summary(trace))
-                if len(summaries) >= self.page_size or time.monotonic() >= deadline:
+                if row[3] and (matcher is None or matcher.matches_stored(StoredFacts(*row[4:]))):
+                    matched.append(row[1])
+                if len(matched) >= self.page_size or time.monotonic() >= deadline:
                     break
-            if len(chunk) < limit and (not chunk or after == chunk[-1]):
+            if len(chunk) < limit and (not chunk or after == last):
                 exhausted = True
                 break
+        summaries = self._summaries(matched)
         token = None
         if not exhausted and after is not None and self._candidates(start, end, kind, after, 1):
             token = _token(after)

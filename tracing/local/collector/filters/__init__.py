@@ -5,7 +5,9 @@ it in "Using filter expressions"
 (https://docs.aws.amazon.com/xray/latest/devguide/xray-console-filters.html).
 :func:`parse` compiles an expression once into closures; :meth:`Filter.matches`
 then tests an assembled :class:`~tracing.local.collector.traces.Trace` without re-parsing,
-and :func:`matches_documents` tests a trace's stored documents. Stdlib only.
+:func:`matches_documents` tests a trace's stored documents, and
+:meth:`Filter.matches_stored` the facts the store keeps per trace (``_stored.py``),
+with the same answers and no assembly. Stdlib only.
 
 Grammar (EBNF; keywords, ``AND``/``OR``/``NOT``, ``true``/``false`` and the word
 operators are case-insensitive, as AWS's own examples mix ``AND`` with ``and``
@@ -87,6 +89,7 @@ from typing import Any
 from tracing.local.collector.filters._facts import SUPPORTED, UNSUPPORTED, _Facts
 from tracing.local.collector.filters._lexer import FilterError
 from tracing.local.collector.filters._parser import compile_expression
+from tracing.local.collector.filters._stored import StoredFacts
 from tracing.local.collector.traces import Trace, assemble
 
 __all__ = ["SUPPORTED", "UNSUPPORTED", "Filter", "FilterError", "matches_documents", "parse"]
@@ -102,6 +105,11 @@ class Filter:
     def matches(self, trace: Trace) -> bool:
         """The trace satisfies the expression."""
         return bool(self._predicate(_Facts(trace)))
+
+    def matches_stored(self, facts: StoredFacts) -> bool:
+        """The trace whose stored facts (the store's index) these are satisfies it."""
+        predicate: Callable[[Any], bool] = self._predicate
+        return bool(predicate(facts))
 
     def select(self, traces: Iterable[Trace]) -> list[Trace]:
         """The traces that satisfy the expression, in order."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +101,28 @@ class _Facts:
             self._map.add_trace(self.trace)
         return self._map
 
+    # What the trace-level keywords read (the stored index answers the same).
+
+    @property
+    def partial(self) -> bool:
+        return self.trace.in_progress
+
+    @property
+    def duration(self) -> float | None:
+        return self.trace.duration if self.trace.roots else None
+
+    def strings(self, name: str) -> list[Any]:
+        """The value of a string keyword (``user``...) on every entity."""
+        read = _ANY_STRINGS[name]
+        return [read(node) for node in self.entities]
+
+    def annotated(self, key: str) -> bool:
+        return any(key in node.annotations for node in self.entities)
+
+    def annotation(self, key: str) -> list[Any]:
+        """The values of the annotation on the entities carrying it."""
+        return [node.annotations[key] for node in self.entities if key in node.annotations]
+
 
 # (facts) -> value, for the trace level; (node, called by the client) -> value inside braces.
 _TraceGet = Callable[[_Facts], Any]
@@ -111,7 +133,7 @@ _BOOLEAN: dict[str, tuple[_TraceGet | None, _NodeGet]] = {
     "error": (lambda f: _entity_status(f.entry)["error"], lambda n, r: n.error),
     "fault": (lambda f: _entity_status(f.entry)["fault"], lambda n, r: n.fault),
     "throttle": (lambda f: _entity_status(f.entry)["throttle"], lambda n, r: n.throttle),
-    "partial": (lambda f: f.trace.in_progress, lambda n, r: n.in_progress),
+    "partial": (lambda f: f.partial, lambda n, r: n.in_progress),
     "root": (None, lambda n, r: r),
 }
 _NUMBER: dict[str, tuple[_TraceGet, _NodeGet]] = {
@@ -119,7 +141,7 @@ _NUMBER: dict[str, tuple[_TraceGet, _NodeGet]] = {
         lambda f: f.entry.duration if f.entry is not None else None,
         lambda n, r: n.duration,
     ),
-    "duration": (lambda f: f.trace.duration if f.trace.roots else None, lambda n, r: n.duration),
+    "duration": (lambda f: f.duration, lambda n, r: n.duration),
     "http.status": (
         lambda f: _http(f.entry, "response", "status"),
         lambda n, r: _http(n, "response", "status"),
@@ -184,6 +206,11 @@ _XRAY_TYPES = {
 }
 
 
+def _types(kind: str) -> set[str]:
+    """A node's types as ``id(type: ...)`` names them: ours, and X-Ray's."""
+    return {kind, _XRAY_TYPES.get(kind, kind)}
+
+
 def _entity_map_class() -> type:
     # Imported late: the service map pulls in the HTML view, which plain
     # trace-level filters never need.
@@ -232,10 +259,13 @@ class _EntityMap:
     def add_trace(self, trace: Trace) -> None:
         self._map.add_trace(trace)
 
-    def node_types(self, key: tuple[str, str]) -> set[str]:
+    def node_type(self, key: tuple[str, str]) -> str:
         node = self._map.nodes.get(key)
-        kind = node.type if node is not None else key[0]
-        return {kind, _XRAY_TYPES.get(kind, kind)}
+        kind: str = node.type if node is not None else key[0]
+        return kind
+
+    def node_types(self, key: tuple[str, str]) -> set[str]:
+        return _types(self.node_type(key))
 
     @property
     def keys(self) -> list[tuple[str, str]]:
@@ -251,6 +281,19 @@ class _EntityMap:
         )
         return calls
 
+    def services(self, ref: _NodeRef) -> Iterator[list[tuple[Node, bool]]]:
+        """The entities of each service (not the client) ``ref`` matches."""
+        for key in self.keys:
+            if key[0] != "client" and ref.matches(key, self.node_types):
+                yield self.entities(key)
+
+    def calls(self, source: _NodeRef, target: _NodeRef) -> Iterator[list[tuple[Node, bool]]]:
+        """The calls of each edge between services ``source`` and ``target`` match."""
+        types = self.node_types
+        for (a, b), calls in self.edges().items():
+            if source.matches(a, types) and target.matches(b, types):
+                yield calls
+
 
 @dataclass(frozen=True)
 class _NodeRef:
@@ -263,3 +306,9 @@ class _NodeRef:
         if self.name is not None and key[1] != self.name:
             return False
         return self.type is None or self.type in types(key)
+
+    def accepts(self, name: str, kind: str) -> bool:
+        """The same test on a stored node: its name and its type (ours)."""
+        if self.name is not None and name != self.name:
+            return False
+        return self.type is None or self.type in _types(kind)

@@ -164,11 +164,8 @@ class _Parser:
         inner = self.braces()
 
         def service(facts: _Facts) -> bool:
-            entity_map = facts.map
-            for key in entity_map.keys:
-                if key[0] == "client" or not ref.matches(key, entity_map.node_types):
-                    continue
-                if inner is None or any(inner(n, r) for n, r in entity_map.entities(key)):
+            for entities in facts.map.services(ref):
+                if inner is None or any(inner(n, r) for n, r in entities):
                     return True
             return False
 
@@ -184,11 +181,7 @@ class _Parser:
         inner = self.braces()
 
         def edge(facts: _Facts) -> bool:
-            entity_map = facts.map
-            types = entity_map.node_types
-            for (a, b), calls in entity_map.edges().items():
-                if not (source.matches(a, types) and target.matches(b, types)):
-                    continue
+            for calls in facts.map.calls(source, target):
                 if inner is None or any(inner(n, r) for n, r in calls):
                     return True
             return False
@@ -296,7 +289,7 @@ class _Parser:
         read = _ANY_STRINGS[name]
         if self.inside:
             return lambda n, r: test(read(n))
-        return lambda f: any(test(read(n)) for n in f.entities)
+        return lambda f: any(test(value) for value in f.strings(name))
 
     def annotation(self, token: _Token) -> _TracePred:
         key = token.value.split(".", 1)[1]
@@ -310,7 +303,7 @@ class _Parser:
         self.pos += 1
         op = self.operator()
         if op is None:
-            return lambda f: any(key in n.annotations for n in f.entities)
+            return lambda f: f.annotated(key)
         value = self.value("a string, a number, true or false")
         lowered = op.value.lower()
         if value.kind == "string":
@@ -329,14 +322,9 @@ class _Parser:
             want = value.value.lower() == "true"
             kind = lambda v: isinstance(v, bool)  # noqa: E731
         test = _compare(lowered, want)
-        missing = object()
 
         def annotation(facts: _Facts) -> bool:
-            for node in facts.entities:
-                found = node.annotations.get(key, missing)
-                if found is not missing and kind(found) and test(found):
-                    return True
-            return False
+            return any(kind(found) and test(found) for found in facts.annotation(key))
 
         return annotation
 
