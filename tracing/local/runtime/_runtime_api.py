@@ -5,8 +5,10 @@
 ``/extension/register`` (during init only) and ``/extension/event/next``, with
 Lambda's freeze rule: an invocation's result is ready when the runtime posts
 it, but the next invocation is handed to the runtime only once every registered
-extension has called ``event/next`` again. `PendingInvocation` is one queued
-event and `InvokeResult` its outcome. Stdlib only.
+extension has called ``event/next`` again (that part is in
+`~tracing.local.runtime._extensions_api`). `PendingInvocation` is one queued
+event and `InvokeResult` its outcome (`~tracing.local.runtime._invocation`).
+Stdlib only.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import queue
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tracing.local.runtime._extensions_api import ExtensionsAPI, _Registered
+from tracing.local.runtime._invocation import InvokeResult, PendingInvocation, _error
 
 # NOTE: awslambdaric reports a handler error's X-Ray cause in the
 # Lambda-Runtime-Function-XRay-Error-Cause header, up to 1 MiB (real Lambda accepts
@@ -42,118 +45,6 @@ _EXTENSION = "/2020-01-01/extension"
 _DEFAULT_ARN = "arn:aws:lambda:us-east-1:123456789012:function:local-function"
 
 
-def _error(error_type: str, message: str) -> dict[str, Any]:
-    return {"errorType": error_type, "errorMessage": message}
-
-
-@dataclass(frozen=True)
-class InvokeResult:
-    """Outcome of one invocation.
-
-    Attributes:
-        request_id: The ``Lambda-Runtime-Aws-Request-Id`` of the invocation.
-        ok: True when the runtime posted ``/response``.
-        payload: The decoded JSON response when ``ok`` (raw bytes if not JSON).
-        error: The decoded error body (``errorType``, ``errorMessage``, ...) if not ok.
-        duration_ms: Time from handing the event to the runtime until the result,
-            like Lambda's Duration (init excluded).
-        timed_out: True when the deadline passed and the process was killed.
-        responded_at: ``time.perf_counter()`` when the result arrived (the
-            runtime posted it, or it failed).
-    """
-
-    request_id: str
-    ok: bool
-    payload: Any
-    error: dict[str, Any] | None
-    duration_ms: float
-    timed_out: bool
-    responded_at: float = 0.0
-    _invocation: PendingInvocation | None = field(default=None, repr=False, compare=False)
-
-    def extensions_done_at(self, timeout: float = 0.0) -> float | None:
-        """``time.perf_counter()`` when every extension had called ``event/next``
-        after this invocation (the sandbox could freeze), waiting up to ``timeout``
-        seconds; the response time when no extension is registered; None if not yet.
-        """
-        inv = self._invocation
-        if inv is None:
-            return self.responded_at
-        return inv.extensions_done_at(timeout)
-
-    def post_response_ms(self, timeout: float = 0.0) -> float | None:
-        """Milliseconds from the response until the extensions were done, like
-        Lambda's ``PostRuntimeExtensionsDuration``; None if they are not done yet."""
-        done = self.extensions_done_at(timeout)
-        if done is None:
-            return None
-        return max(0.0, (done - self.responded_at) * 1000.0)
-
-
-class PendingInvocation:
-    """An event queued on a `RuntimeAPIServer`; ``wait()`` for its result."""
-
-    def __init__(self, body: bytes, trace: str | None, deadline_ms: int, arn: str) -> None:
-        self.request_id = str(uuid.uuid4())
-        self.body, self.trace_header, self.function_arn = body, trace, arn
-        self.deadline_ms = deadline_ms
-        self.submitted_at = time.perf_counter()
-        self.dispatched_at: float | None = None  # when /next handed it out
-        self._result: InvokeResult | None = None
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-        # The freeze rule: set when every extension registered at dispatch
-        # called event/next after it (at once when there is none).
-        self._extensions_done = threading.Event()
-        self._extensions_done_at: float | None = None
-        self._extensions_done.set()
-
-    def extensions_pending(self) -> None:
-        """Dispatched to registered extensions: done only once they call next."""
-        self._extensions_done.clear()
-
-    def extensions_finished(self, at: float) -> None:
-        """Every extension called ``event/next`` after this invocation, at ``at``."""
-        self._extensions_done_at = at
-        self._extensions_done.set()
-
-    def extensions_done_at(self, timeout: float) -> float | None:
-        """When the sandbox could freeze after this invocation (see `InvokeResult`)."""
-        if not self._extensions_done.wait(timeout):
-            return None
-        result = self._result
-        responded = result.responded_at if result is not None else None
-        done = self._extensions_done_at
-        if done is None or (responded is not None and responded > done):
-            return responded  # an extension finished before the response: it waits
-        return done
-
-    def wait(self, timeout: float) -> InvokeResult | None:
-        """Block up to ``timeout`` seconds; return the result or None if pending."""
-        self._done.wait(timeout)
-        return self._result
-
-    def resolve(
-        self,
-        ok: bool,
-        payload: Any,
-        error: dict[str, Any] | None,
-        timed_out: bool = False,
-    ) -> InvokeResult | None:
-        """Record the outcome. The first call wins and gets the result; later get None."""
-        with self._lock:
-            if self._result is not None:
-                return None
-            now = time.perf_counter()
-            start = self.dispatched_at or self.submitted_at
-            ms = (now - start) * 1000.0
-            self._result = InvokeResult(
-                self.request_id, ok, payload, error, ms, timed_out, now, self
-            )
-        self._done.set()
-        return self._result
-
-
 def _decode(body: bytes) -> Any:
     try:
         return json.loads(body) if body else None
@@ -166,20 +57,6 @@ def _decode_error(body: bytes, header_type: str | None) -> dict[str, Any]:
     error = decoded if isinstance(decoded, dict) else {"errorMessage": str(decoded)}
     error.setdefault("errorType", header_type or "Runtime.Unknown")
     return error
-
-
-def _json(value: Any) -> bytes:
-    return json.dumps(value).encode()
-
-
-class _Registered:
-    """One registered extension: its events, and whether it called next since."""
-
-    def __init__(self, name: str, invoke: bool) -> None:
-        self.name = name
-        self.invoke = invoke
-        self.ready = False  # registered: busy until its first event/next (its init)
-        self.events: queue.Queue[bytes] = queue.Queue()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -275,7 +152,7 @@ class _HTTPServer(ThreadingHTTPServer):
         logger.debug("runtime API connection %s failed: %r", client_address, sys.exc_info()[1])
 
 
-class RuntimeAPIServer:
+class RuntimeAPIServer(ExtensionsAPI):
     """Lambda Runtime API (2018-06-01) server, usable without `LocalLambda`.
 
     Args:
@@ -316,12 +193,6 @@ class RuntimeAPIServer:
         self._extensions: dict[str, _Registered] = {}
         self._ready = threading.Condition(self._lock)
         self._last: PendingInvocation | None = None  # the invocation extensions work on
-
-    @property
-    def extensions(self) -> list[str]:
-        """Names of the extensions registered by the live runtime, in order."""
-        with self._lock:
-            return [ext.name for ext in self._extensions.values()]
 
     @property
     def address(self) -> str:
@@ -452,82 +323,6 @@ class RuntimeAPIServer:
                 self._inflight[inv.request_id] = inv
                 self._dispatch_to_extensions(inv)
                 return inv
-        return None
-
-    # -- the Extensions API (2020-01-01) -------------------------------------------------
-
-    def _register(self, name: str, body: bytes, features: str) -> tuple[int, bytes, dict[str, str]]:
-        """``POST /extension/register``: during init only, ``INVOKE`` only (internal)."""
-        if self.refuse_extensions:
-            return 403, _json(_error("Extension.Forbidden", "extensions refused (local)")), {}
-        if not name:
-            return 400, _json(_error("InvalidRequest", "Lambda-Extension-Name is required")), {}
-        try:
-            request = json.loads(body or b"{}")
-        except ValueError:
-            request = None
-        events = request.get("events") if isinstance(request, dict) else None
-        if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
-            return 400, _json(_error("InvalidRequest", 'expected {"events": [...]}')), {}
-        unknown = sorted(set(events) - {"INVOKE", "SHUTDOWN"})
-        if unknown:
-            return 400, _json(_error("InvalidRequest", f"unknown events {unknown}")), {}
-        if "SHUTDOWN" in events:
-            # Locally every extension runs in the runtime's process: internal ones
-            # cannot register for SHUTDOWN.
-            message = "internal extensions cannot register for SHUTDOWN"
-            return 403, _json(_error("Extension.InvalidEventType", message)), {}
-        with self._lock:
-            if self._polled.is_set():
-                message = "registration is only accepted during init"
-                return 403, _json(_error("Extension.RegistrationPeriodOver", message)), {}
-            identifier = str(uuid.uuid4())
-            self._extensions[identifier] = _Registered(name, "INVOKE" in events)
-        answer = dict(self.function_info)
-        if "accountId" in features:
-            answer["accountId"] = "123456789012"
-        return 200, _json(answer), {"Lambda-Extension-Identifier": identifier}
-
-    def _dispatch_to_extensions(self, inv: PendingInvocation) -> None:
-        """An invocation starts: every extension gets INVOKE and is busy until next.
-
-        Called with the lock held.
-        """
-        self._last = inv
-        if not self._extensions:
-            return
-        inv.extensions_pending()
-        event = {
-            "eventType": "INVOKE",
-            "deadlineMs": inv.deadline_ms,
-            "requestId": inv.request_id,
-            "invokedFunctionArn": inv.function_arn,
-            "tracing": {"type": "X-Amzn-Trace-Id", "value": inv.trace_header or ""},
-        }
-        body = _json(event)
-        for ext in self._extensions.values():
-            ext.ready = False
-            if ext.invoke:
-                ext.events.put(body)
-
-    def _extension_next(self, identifier: str) -> tuple[int, bytes, dict[str, str]] | None:
-        """``GET /extension/event/next``: done with the last event; wait for the next."""
-        generation = self._generation
-        with self._lock:
-            ext = self._extensions.get(identifier)
-            if ext is None:
-                return 403, _json(_error("Extension.UnknownExtensionIdentifier", "")), {}
-            ext.ready = True
-            last = self._last
-            if last is not None and all(e.ready for e in self._extensions.values()):
-                last.extensions_finished(time.perf_counter())
-            self._ready.notify_all()
-        while not self._stopping.is_set() and generation == self._generation:
-            try:
-                body = ext.events.get(timeout=0.25)
-            except queue.Empty:
-                continue
-            return 200, body, {"Lambda-Extension-Event-Identifier": str(uuid.uuid4())}
         return None
 
     def _take_inflight(self, request_id: str) -> PendingInvocation | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tracing.local.runtime import InvokeResult
+from tracing.local.runtime._streams import _failures, _jsonable
 from tracing.local.runtime.event_source import (
     Delivery,
     _function_hash,
@@ -12,7 +13,6 @@ from tracing.local.runtime.event_source import (
     lineage_count,
     next_lineage,
 )
-from tracing.local.runtime.event_sources import _failures, _jsonable
 
 BATCH = ["11", "12", "13"]
 
