@@ -20,6 +20,9 @@ daemon's proxy answers them from X-Ray (``xray_api.py``), for
 ``BatchGetTraces``, ``GetTraceGraph``, ``GetServiceGraph``, ``PutTraceSegments``)
 from the store (``xray_query.py``), for boto3's ``xray`` client and ``aws xray``.
 
+The writer's loop is in ``_writer.py``, the forwarder's in ``_forward.py``, the
+datagram's parsing in ``_datagram.py``.
+
 Example::
 
     with Collector("127.0.0.1:2000", TraceStore(":memory:")) as collector:
@@ -38,90 +41,20 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from tracing.local.collector._datagram import MAX_DATAGRAM, Document, _header_ok, parse_datagram
+from tracing.local.collector._forward import _POLL_S, ForwardConfig, _Forwarding
+from tracing.local.collector._writer import MAX_TRACKED_TRACES, _Writing
 from tracing.local.collector.store import TraceStore
 
-__all__ = ["Collector", "ForwardConfig", "parse_datagram"]
+__all__ = ["MAX_DATAGRAM", "MAX_TRACKED_TRACES", "Collector", "ForwardConfig", "parse_datagram"]
 
 log = logging.getLogger("tracing.local.collector.daemon")
 
-#: The daemon reads into a 64 KiB buffer; anything longer is not a datagram it keeps.
-MAX_DATAGRAM = 64 * 1024
-#: Most traces the quiet-period tracker remembers; the oldest are forgotten first.
-MAX_TRACKED_TRACES = 10_000
-_WRITE_BATCH = 500
-_INDEX_IDLE = 100  # stale traces indexed each time the writer finds its queue empty
-_POLL_S = 0.1  # how long a thread blocks before re-checking for stop()
-_EXACT_HEADER = b'{"format":"json","version":1}'
 
-Document = dict[str, Any]
-
-
-def _header_ok(header: bytes) -> bool:
-    if header == _EXACT_HEADER:
-        return True
-    # NOTE: the daemon unmarshals the header rather than comparing bytes, so
-    # '{"format": "json", "version": 1}' with spaces is accepted too.
-    # https://github.com/aws/aws-xray-daemon/blob/master/pkg/tracesegment/tracesegment.go
-    try:
-        fields = json.loads(header)
-    except ValueError:
-        return False
-    version = fields.get("version") if isinstance(fields, dict) else None
-    return type(version) is int and version == 1 and fields.get("format") == "json"
-
-
-def parse_datagram(data: bytes) -> tuple[Document, str] | None:
-    """Parse one daemon datagram: a header line, a newline, one JSON document.
-
-    The header is checked as the X-Ray daemon checks it (a JSON object with
-    ``format == "json"`` and ``version == 1``); the document must be a JSON
-    object with a string ``trace_id`` and ``id``.
-
-    Returns:
-        The document and its raw JSON text, or ``None`` for anything else.
-        Never raises.
-    """
-    try:
-        header, newline, body = data.partition(b"\n")
-        if len(data) > MAX_DATAGRAM or not newline or not _header_ok(header):
-            return None
-        text = body.decode("utf-8").strip()
-        document = json.loads(text)
-        if (
-            isinstance(document, dict)
-            and isinstance(document.get("trace_id"), str)
-            and isinstance(document.get("id"), str)
-        ):
-            return document, text
-    except Exception:  # ValueError, RecursionError on deep nesting...: all garbage
-        return None
-    return None
-
-
-@dataclass(frozen=True)
-class ForwardConfig:
-    """Where and how to forward documents to AWS X-Ray.
-
-    Credentials come from the environment, as for any boto3 client.
-
-    Args:
-        region: AWS region; the environment's default if None.
-        endpoint_url: Another X-Ray endpoint (a local emulator, a VPC endpoint).
-        batch_size: Documents per ``PutTraceSegments`` call (the daemon uses 50).
-        interval_s: Longest a document waits for its batch to fill.
-    """
-
-    region: str | None = None
-    endpoint_url: str | None = None
-    batch_size: int = 50
-    interval_s: float = 1.0
-
-
-class Collector:
+class Collector(_Forwarding, _Writing):
     """Receives X-Ray daemon datagrams on UDP and stores them.
 
     Args:
@@ -459,124 +392,3 @@ class Collector:
         except queue.Full:
             self._count("forward_errors")
             self._warn_once("forward-full", "tracing collector: forward queue full, not forwarding")
-
-    def _write(self, stop: threading.Event) -> None:
-        while True:
-            stopping = stop.is_set()
-            batch = _drain(self._queue, _WRITE_BATCH, 0 if stopping else _POLL_S)
-            if batch:
-                self._store_batch(batch)
-            elif stopping:
-                break
-            if self._queue.empty():
-                self._index_idle()
-            self._report_quiet(time.monotonic())
-        # Whatever is pending is as complete as it will get in this run.
-        self._report_quiet(float("inf"))
-
-    def _store_batch(self, batch: list[tuple[Document, float]]) -> None:
-        assert self._store is not None
-        try:
-            stored = self._store.add([doc for doc, _ in batch], received_at=batch[-1][1])
-        except Exception as exc:
-            self._count("dropped", len(batch))
-            self._warn_once("store", "tracing collector: could not store documents: %s", exc)
-            return
-        self._count("stored", stored)
-        if self._on_trace is None:
-            return
-        now = time.monotonic()
-        for document, _ in batch:
-            trace_id = document["trace_id"]
-            self._pending[trace_id] = now
-            self._pending.move_to_end(trace_id)
-        while len(self._pending) > MAX_TRACKED_TRACES:
-            forgotten, _ = self._pending.popitem(last=False)
-            log.debug("tracing collector: too many open traces, forgot %s", forgotten)
-
-    def _index_idle(self) -> None:
-        """Index a few stale traces while nothing waits to be stored (see ``_index.py``)."""
-        assert self._store is not None
-        try:
-            self._store.refresh_index(most=_INDEX_IDLE)
-        except Exception as exc:  # queries index what is left
-            self._warn_once("index", "tracing collector: could not index traces: %s", exc)
-
-    def _report_quiet(self, now: float) -> None:
-        assert self._store is not None
-        # Oldest first: the first trace still in its quiet period ends the scan.
-        while self._pending and self._on_trace is not None:
-            trace_id, last = next(iter(self._pending.items()))
-            if now - last < self._quiet_s:
-                return
-            del self._pending[trace_id]
-            try:
-                self._on_trace(trace_id, self._store.documents(trace_id))
-            except Exception as exc:
-                self._warn_once("on_trace", "tracing collector: on_trace failed: %r", exc)
-
-    def _forward_loop(self, stop: threading.Event) -> None:
-        assert self._forward is not None
-        config = self._forward
-        client: Any = None
-        while True:
-            stopping = stop.is_set()
-            wait_s, fill_s = (0.0, 0.0) if stopping else (_POLL_S, config.interval_s)
-            batch = _drain(self._forward_queue, config.batch_size, wait_s, fill_s, stop)
-            if not batch:
-                if stopping:
-                    return
-                continue
-            try:
-                client = client or _xray_client(config)
-                response = client.put_trace_segments(TraceSegmentDocuments=batch)
-            except Exception as exc:
-                self._count("forward_errors", len(batch))
-                self._warn_once("forward", "tracing collector: forwarding failed: %s", exc)
-                continue
-            rejected = response.get("UnprocessedTraceSegments") or []
-            self._count("forwarded", len(batch) - len(rejected))
-            if rejected:
-                self._count("forward_errors", len(rejected))
-                self._warn_once(
-                    "rejected", "tracing collector: X-Ray rejected documents: %s", rejected[:3]
-                )
-
-
-def _drain(
-    source: queue.Queue[Any],
-    most: int,
-    first_s: float,
-    fill_s: float = 0.0,
-    stop: threading.Event | None = None,
-) -> list[Any]:
-    """Up to ``most`` items: wait ``first_s`` for the first, then ``fill_s`` for more."""
-    items: list[Any] = []
-    deadline = time.monotonic() + first_s
-    while len(items) < most:
-        left = deadline - time.monotonic()
-        try:
-            items.append(
-                source.get(timeout=min(left, _POLL_S)) if left > 0 else source.get_nowait()
-            )
-        except queue.Empty:
-            if left <= 0 or (stop is not None and stop.is_set()):
-                break
-            continue
-        if len(items) == 1:
-            deadline = time.monotonic() + fill_s
-    return items
-
-
-def _xray_client(config: ForwardConfig) -> Any:
-    # Imported here: boto3 costs ~100 ms and only --forward needs it.
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "xray",
-        region_name=config.region,
-        endpoint_url=config.endpoint_url,
-        # Few, short retries: a batch is not worth stalling stop() for.
-        config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=3),
-    )

@@ -50,12 +50,20 @@ calls (the SSM read at import) count, for its function.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+# (imported from here by the views and xray_shapes: re-exported)
+from tracing.local.collector._map_model import _MAX_TRACES_PER_ITEM as _MAX_TRACES_PER_ITEM
+from tracing.local.collector._map_model import _TYPE_LABELS as _TYPE_LABELS
+from tracing.local.collector._map_model import MapEdge as MapEdge
+from tracing.local.collector._map_model import MapNode as MapNode
+from tracing.local.collector._map_model import _item as _item
+from tracing.local.collector._map_model import _round as _round
+from tracing.local.collector._map_model import _Stats as _Stats
+from tracing.local.collector._map_model import _stats as _stats
 from tracing.local.collector.traces import Node, Trace
 
 __all__ = ["MapEdge", "MapNode", "ServiceMap", "build_map"]
@@ -108,21 +116,6 @@ _RESOURCES: tuple[tuple[str, str, Callable[[str], str]], ...] = (
     ("kinesis.stream_name", "stream", _last("/")),
     ("step_functions.state_machine.arn", "state_machine", _machine),
 )
-_TYPE_LABELS = {
-    "client": "Client",
-    "function": "Lambda function",
-    "service": "Service",
-    "queue": "SQS queue",
-    "table": "DynamoDB table",
-    "bucket": "S3 bucket",
-    "topic": "SNS topic",
-    "stream": "Kinesis stream",
-    "table_stream": "DynamoDB stream",
-    "bus": "EventBridge event bus",
-    "state_machine": "Step Functions state machine",
-    "aws": "AWS service",
-    "remote": "Remote host",
-}
 #: Consumer segments' annotations naming what they consumed from.
 _CONSUMED = (("Queue", "queue"), ("Stream", "stream"), ("TableStream", "table_stream"))
 #: The subsegment a batch invocation gets per record it consumes.
@@ -132,83 +125,8 @@ _RECORDS = frozenset({"SQS message", "Kinesis record", "DynamoDB record"})
 _HOPS = frozenset({"queue", "topic", "stream", "table_stream", "bus", "state_machine"})
 #: AWS's own segments for a resource (``origin``): that resource's node.
 _ORIGINS = (("AWS::SNS", "topic"), ("AWS::StepFunctions", "state_machine"))
-_MAX_TRACES_PER_ITEM = 500  # trace ids listed for one node or edge
 _MAX_LABEL = 60  # characters of a name drawn on the map
 _MAX_KIND = 22  # characters of a node's type that fit its box as they are
-
-
-@dataclass
-class _Stats:
-    count: int = 0
-    errors: int = 0
-    faults: int = 0
-    throttles: int = 0
-    durations: list[float] = field(default_factory=list)
-    traces: list[str] = field(default_factory=list)
-
-    def add(self, node: Node, trace_id: str) -> None:
-        self.count += 1
-        self.errors += node.error
-        self.faults += node.fault
-        self.throttles += node.throttle
-        if node.duration is not None:
-            milliseconds = max(0.0, node.duration) * 1000.0
-            if math.isfinite(milliseconds):  # (huge times overflow when scaled)
-                self.durations.append(milliseconds)
-        self._trace(trace_id)
-
-    def count_only(self, trace_id: str) -> None:
-        self.count += 1
-        self._trace(trace_id)
-
-    def _trace(self, trace_id: str) -> None:
-        if trace_id not in self.traces and len(self.traces) < _MAX_TRACES_PER_ITEM:
-            self.traces.append(trace_id)
-
-    @property
-    def avg_ms(self) -> float | None:
-        return sum(self.durations) / len(self.durations) if self.durations else None
-
-    @property
-    def p95_ms(self) -> float | None:
-        if not self.durations:
-            return None
-        ordered = sorted(self.durations)
-        return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
-
-    def rate(self, which: str) -> float:
-        return getattr(self, which) / self.count if self.count else 0.0
-
-
-@dataclass
-class MapNode:
-    """A node of the map: ``key`` is ``(type, name)``."""
-
-    key: tuple[str, str]
-    stats: _Stats = field(default_factory=_Stats)
-    #: A service seen running as a Lambda invocation.
-    function: bool = False
-
-    @property
-    def type(self) -> str:
-        return "function" if self.function else self.key[0]
-
-    @property
-    def name(self) -> str:
-        return self.key[1]
-
-    @property
-    def label(self) -> str:
-        return _TYPE_LABELS.get(self.type, self.type)
-
-
-@dataclass
-class MapEdge:
-    """Calls from ``source`` to ``target`` (node keys)."""
-
-    source: tuple[str, str]
-    target: tuple[str, str]
-    stats: _Stats = field(default_factory=_Stats)
 
 
 @dataclass
@@ -414,26 +332,6 @@ def _aws_node(node: Node) -> tuple[str, str]:
     if service == "lambda" and isinstance(function, str) and function:
         return ("service", function.rsplit(":", 1)[-1][:200])  # another function
     return ("aws", _AWS_NAMES.get(service, node.name))
-
-
-def _stats(stats: _Stats) -> dict[str, Any]:
-    return {
-        "count": stats.count,
-        "avg_ms": _round(stats.avg_ms),
-        "p95_ms": _round(stats.p95_ms),
-        "error_rate": round(stats.rate("errors"), 4),
-        "fault_rate": round(stats.rate("faults"), 4),
-        "throttle_rate": round(stats.rate("throttles"), 4),
-        "traces": list(stats.traces),
-    }
-
-
-def _item(node: MapNode, stats: dict[str, Any]) -> dict[str, Any]:
-    return {"type": node.type, "name": node.name, "label": node.label, **stats}
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
 
 
 def build_map(traces: Iterable[Trace]) -> ServiceMap:
