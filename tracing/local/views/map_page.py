@@ -90,7 +90,8 @@ _SCRIPT = """
     body.appendChild(list);
     if (item.traces.length) {
       body.appendChild(text("p", "Each link opens <trace id>.html next to this page: " +
-        "write it with tracing show <trace id> --html <trace id>.html"));
+        "tracing ui serves every stored trace so, or write one with " +
+        "tracing show <trace id> --html <trace id>.html"));
     }
   }
   document.querySelectorAll(".node").forEach(function (box) {

@@ -42,8 +42,8 @@ _SCRIPT = """
         typeof item === "string" && TRACE_ID.test(item)) {
       var link = el("a", "trace-link", item);
       link.href = item + ".html";
-      link.title = "Open " + item + ".html next to this page " +
-        "(write it with tracing show " + item + " --html " + item + ".html)";
+      link.title = "Open " + item + ".html next to this page (tracing ui serves it, " +
+        "or write it with tracing show " + item + " --html " + item + ".html)";
       dd.appendChild(link);
     } else {
       dd.textContent = show(item);
@@ -85,7 +85,8 @@ _SCRIPT = """
       item.appendChild(el("span", "from", names ? " named by " + names : ""));
     });
     links.appendChild(el("span", "from", " (each opens <trace id>.html next to this " +
-      "page: write it with tracing show <trace id> --html <trace id>.html)"));
+      "page: tracing ui serves every stored trace so, or write one with " +
+      "tracing show <trace id> --html <trace id>.html)"));
   }
   var thrown = {};  // exception id -> the entity that recorded it
   data.nodes.forEach(function (node) {
