@@ -3,11 +3,14 @@
 **Ingest.** A :class:`~tracing.local.collector.daemon.Collector` on 127.0.0.1
 (an ephemeral port) with an on-disk :class:`TraceStore`; one UDP sender in
 another process sends X-Ray segment documents (a Lambda invocation's segment
-with a DynamoDB and an SQS call, 700-800 bytes each) as fast as it can. The
-figure is documents stored per second, from the first datagram sent to the last
-document stored, and how many were lost (sent - stored). The anchor the issue
-names, aws-xray-daemon (Go), cannot run here (no Go toolchain, no binary): the
-row is held against the target, 10,000 segments/s.
+with a DynamoDB and an SQS call, about 540 bytes each), paced at 12,000 a second,
+and then as fast as it can. The figure is documents stored per second, from the
+first datagram sent to the last document stored, and how many were lost (sent -
+stored). The anchor the issue names, aws-xray-daemon (Go), cannot run here (no
+Go toolchain, no binary): the paced row is held against the target, 10,000
+segments/s with no loss; the flat-out row (about a million datagrams a second
+offered, more than any one receiver's socket buffer holds) has no target and
+shows the collector's capacity.
 
 **Queries.** 100,000 traces (two documents each: an ``orders-api`` invocation
 and the ``orders-worker`` consumer segment under its ``SendMessage``) are put
@@ -241,8 +244,13 @@ def _ingest_row(ingest: list[dict[str, Any]], count: int, rate: int) -> dict[str
     sent = [r["sent"] / r["send_seconds"] for r in ingest]
     pace = f"paced at {rate:,}/s" if rate else "flat out"
     row = bh.measured(BENCH, f"ingest, one UDP sender, {pace}", stored, "docs/s")
-    row["target"] = "≥ 10,000/s, no loss"
-    row["met"] = min(stored) >= 10_000 and not any(lost)
+    if rate:
+        row["target"] = "≥ 10,000/s, no loss"
+        row["met"] = min(stored) >= 10_000 and not any(lost)
+    # Flat out, the sender offers far more than any one receiver takes (about a
+    # million datagrams a second): the kernel's receive buffer overflows, so loss
+    # is expected and no target applies; what is stored per second is the
+    # collector's capacity.
     row["datagrams"] = f"{sum(r['stored'] for r in ingest)}/{sum(r['sent'] for r in ingest)}"
     row["note"] = (
         f"{count} documents ({ingest[0]['bytes']:.0f} bytes) per round, {pace} (sent at "
