@@ -94,6 +94,15 @@ class Viewer:
         assert all(url.startswith("file://") for url in self.requests), self.requests
 
 
+def assert_apart(boxes: list[dict[str, float]]) -> None:
+    """No two of these boxes (``x``, ``y``, ``w``, ``h`` in CSS px) overlap."""
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            apart_x = a["x"] + a["w"] <= b["x"] + 0.5 or b["x"] + b["w"] <= a["x"] + 0.5
+            apart_y = a["y"] + a["h"] <= b["y"] + 0.5 or b["y"] + b["h"] <= a["y"] + 0.5
+            assert apart_x or apart_y, (a, b)
+
+
 @pytest.fixture
 def viewer(browser: Browser, tmp_path: Path) -> Iterator[Viewer]:
     """A fresh page (own context) on a 1400x800 viewport."""

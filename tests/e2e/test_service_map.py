@@ -14,7 +14,7 @@ from tracing.local.collector.traces import assemble
 from tracing.local.views.render import render_html
 from tracing.local.views.service_map import render_map_html
 
-from .conftest import Viewer
+from .conftest import Viewer, assert_apart
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -158,11 +158,7 @@ def assert_readable(page: Page, scope: str) -> None:
     found = page.evaluate(MEASURE, scope)
     boxes = found["boxes"]
     assert len(boxes) > 4
-    for i, a in enumerate(boxes):
-        for b in boxes[i + 1 :]:
-            apart_x = a["x"] + a["w"] <= b["x"] + 0.5 or b["x"] + b["w"] <= a["x"] + 0.5
-            apart_y = a["y"] + a["h"] <= b["y"] + 0.5 or b["y"] + b["h"] <= a["y"] + 0.5
-            assert apart_x or apart_y, (a, b)
+    assert_apart(boxes)
     assert found["crossings"] == []
     for text in found["texts"]:
         assert text["size"] >= 11, text

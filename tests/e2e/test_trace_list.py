@@ -19,6 +19,8 @@ from tracing.local.collector.store import TraceStore
 from tracing.local.collector.xray_query import QueryAPI
 from tracing.local.views.web import TraceUI
 
+from .conftest import assert_apart
+
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
@@ -206,11 +208,7 @@ def test_no_text_overlaps_and_nothing_is_cut_off(browsing: Browsing) -> None:
     )
     boxes = found["boxes"]
     assert len(boxes) > 20
-    for i, a in enumerate(boxes):
-        for b in boxes[i + 1 :]:
-            apart_x = a["x"] + a["w"] <= b["x"] + 0.5 or b["x"] + b["w"] <= a["x"] + 0.5
-            apart_y = a["y"] + a["h"] <= b["y"] + 0.5 or b["y"] + b["h"] <= a["y"] + 0.5
-            assert apart_x or apart_y, (a, b)
+    assert_apart(boxes)
     assert found["cut"] == []
     assert found["small"] == []
     browsing.assert_clean()
