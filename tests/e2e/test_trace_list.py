@@ -114,7 +114,39 @@ def test_a_filter_matching_nothing_says_so_and_lists_nothing(browsing: Browsing)
     page = _search(browsing, 'annotation.sku = "no-such-book"')
     assert _listed(page) == []
     assert "No traces match this expression" in page.locator("[role=status]").inner_text()
+    assert page.locator("[role=status] a").count() == 0  # (all stored traces were searched)
     browsing.assert_clean()
+
+
+def test_an_empty_window_offers_all_stored_traces(browser: Browser, tmp_path: Path) -> None:
+    two_hours_ago = time.time() - 7200
+    with TraceStore(tmp_path / "old.sqlite3") as store:
+        store.add(
+            [
+                {
+                    "trace_id": TRACE_ID,
+                    "id": "70de5b6f19ff9a0a",
+                    "name": "orders-api",
+                    "start_time": two_hours_ago,
+                    "end_time": two_hours_ago + 0.2,
+                    "annotations": {"sku": "book-1"},
+                }
+            ]
+        )
+        with TraceUI(store) as ui:
+            context = browser.new_context()
+            try:
+                page = context.new_page()
+                page.goto(ui.url + "?filter=annotation.sku+%3D+%22book-1%22")  # the last hour
+                assert _listed(page) == []
+                wider = page.locator("[role=status] a", has_text="Search all stored traces")
+                with page.expect_navigation():
+                    wider.click()
+                assert page.input_value("#filter") == 'annotation.sku = "book-1"'
+                assert page.input_value("#since") == "all"
+                assert _listed(page) == [TRACE_ID]
+            finally:
+                context.close()
 
 
 def test_a_bad_expression_is_answered_with_a_caret_under_its_column(browsing: Browsing) -> None:

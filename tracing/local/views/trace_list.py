@@ -163,10 +163,16 @@ def render_trace_list(
         body = _error(expression, error)
     elif not summaries:
         what = "match this expression" if expression else "were received"
+        wider = (
+            f' <a href="?{_esc(urlencode({"filter": expression, "since": "all"}))}">'
+            "Search all stored traces</a>"
+            if window != "all"
+            else ""
+        )
         body = (
             f'<p class="status-line" role="status">No traces {what} in '
             f"{_esc(dict((k, v) for k, v, _ in WINDOWS).get(window, window))} "
-            f"({processed} looked at).</p>"
+            f"({processed} looked at).{wider}</p>"
         )
     else:
         more = f' <a href="?{_esc(next_page)}" rel="next">Next page</a>' if next_page else ""
