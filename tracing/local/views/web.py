@@ -10,7 +10,9 @@ number of readers beside the daemon):
   the map's trace links resolve here, so every trace leads to the ones it names;
 * ``/map.html``: the service map of the chosen window's traces.
 
-It only reads, answers ``GET``/``HEAD`` only, and refuses a request whose
+It never changes what is stored (a query may fill in the store's per-trace
+index, as the collector does; SQLite's WAL and busy timeout let both processes
+at it), answers ``GET``/``HEAD`` only, and refuses a request whose
 ``Host`` is not the address it listens on (a page elsewhere cannot reach it
 through a DNS name pointed at 127.0.0.1). Pages fetch nothing from the network.
 """
