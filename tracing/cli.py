@@ -251,6 +251,12 @@ def _cmd_ui(args: argparse.Namespace) -> int:
         return 2
     with store, ui:
         print(f"traces of {store.path} on {ui.url} (Ctrl-C stops)", flush=True)
+        if not _loopback(host.strip("[]")):
+            print(
+                f"tracing ui: listening on {host}, not 127.0.0.1: anyone who can reach it "
+                "can read your traces",
+                file=sys.stderr,
+            )
         _stop_on_signals()
         try:
             while True:
@@ -258,6 +264,15 @@ def _cmd_ui(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
     return 0
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _stop_on_signals() -> None:

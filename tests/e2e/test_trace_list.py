@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -309,7 +310,11 @@ def test_only_its_own_address_is_served_and_only_reads(ui: TraceUI) -> None:
     assert status == 200
     assert "script-src 'none'" in headers["Content-Security-Policy"]
     assert headers["X-Content-Type-Options"] == "nosniff"
-    assert _get(ui, "/", host="attacker.example:80")[0] == 421  # DNS rebinding
+    port = ui.url.rstrip("/").rsplit(":", 1)[1]
+    assert _get(ui, "/", host=f"attacker.example:{port}")[0] == 421  # DNS rebinding
+    assert _get(ui, "/", host="127.0.0.1:1")[0] == 421  # another port
+    assert _get(ui, "/", host=f"localhost:{port}")[0] == 200
+    assert _get(ui, "/", host=f"[::1]:{port}")[0] == 200
     assert _get(ui, f"/{TRACE_ID}.html")[0] == 404
     assert _get(ui, "/../../etc/passwd")[0] == 404
     address = ui.url.split("//")[1].rstrip("/")
@@ -339,6 +344,23 @@ def test_the_command_serves_the_store_and_stops_on_sigterm(demo_run: tuple[str, 
         _, err = process.communicate(timeout=20)
     assert process.returncode == 0, err
     assert err == ""
+
+
+def test_the_command_says_when_its_address_is_taken() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "tracing", "ui", "--listen", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"tracing ui: cannot listen on 127.0.0.1:{port}: "), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_the_command_refuses_a_bad_address_in_one_line() -> None:

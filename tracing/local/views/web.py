@@ -13,12 +13,14 @@ number of readers beside the daemon):
 It never changes what is stored (a query may fill in the store's per-trace
 index, as the collector does; SQLite's WAL and busy timeout let both processes
 at it), answers ``GET``/``HEAD`` only, and refuses a request whose
-``Host`` is not the address it listens on (a page elsewhere cannot reach it
-through a DNS name pointed at 127.0.0.1). Pages fetch nothing from the network.
+``Host`` names it by a DNS name rather than an address or ``localhost`` (a page
+elsewhere cannot reach it through a name pointed at 127.0.0.1). Pages fetch
+nothing from the network.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import threading
@@ -133,11 +135,19 @@ class TraceUI:
             request.wfile.write(data)
 
     def _host_ok(self, host: str) -> bool:
-        port = self._server.server_address[1]
-        bound = str(self._server.server_address[0])
-        bound = f"[{bound}]" if ":" in bound else bound
-        allowed = {f"{bound}:{port}", f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
-        return host.lower() in allowed
+        """The ``Host`` names this server by address (an IP literal or localhost)
+        and port: never by a DNS name, which a page elsewhere could point here."""
+        port = str(self._server.server_address[1])
+        name, _, given = host.lower().rpartition(":")
+        if given != port:
+            return False
+        if name == "localhost":
+            return True
+        try:
+            ipaddress.ip_address(name[1:-1] if name.startswith("[") else name)
+        except ValueError:
+            return False
+        return True
 
     # -- pages ---------------------------------------------------------------------
 
