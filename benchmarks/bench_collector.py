@@ -152,7 +152,7 @@ def child_query(traces: int, rounds: int, path: str) -> None:
 
     with TraceStore(path) as store:
         timings = populate(store, traces)
-        api = QueryAPI(store, lambda documents: None)
+        api = QueryAPI(store)
         samples: dict[str, list[float]] = {name: [] for name in EXPRESSIONS}
         info: dict[str, Any] = {}
         for _ in range(rounds):

@@ -288,6 +288,11 @@ class TraceStore:
                 break
         return done
 
+    def trace_count(self) -> int:
+        """How many traces are stored (one row each in the index: no scan of documents)."""
+        with self._lock:
+            return int(self._connection().execute("SELECT COUNT(*) FROM trace_index").fetchone()[0])
+
     def stats(self) -> dict[str, int]:
         """Counts: ``documents`` stored and distinct ``traces``."""
         with self._lock:

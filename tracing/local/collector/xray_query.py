@@ -48,7 +48,15 @@ _CANDIDATE_CHUNK = 500
 
 
 class QueryError(ValueError):
-    """A request X-Ray would refuse: answered with a 400 ``InvalidRequestException``."""
+    """A request X-Ray would refuse: answered with a 400 ``InvalidRequestException``.
+
+    Attributes:
+        column: For a bad filter expression, where (1-based); else None.
+    """
+
+    def __init__(self, message: str, column: int | None = None) -> None:
+        super().__init__(message)
+        self.column = column
 
 
 def _epoch(body: Mapping[str, Any], key: str) -> float:
@@ -99,8 +107,8 @@ def _parse_filter(text: Any) -> Any:
     try:
         return filters.parse(text)
     except filters.FilterError as exc:
-        column = getattr(exc, "column", None)
-        raise QueryError(f"Invalid filter expression at column {column}: {exc}") from None
+        message = f"Invalid filter expression at column {exc.column}: {exc.reason}"
+        raise QueryError(message, exc.column) from None
 
 
 class QueryAPI:
@@ -109,7 +117,8 @@ class QueryAPI:
     Args:
         store: Where the collector stores documents.
         put: Takes ``(document, text)`` pairs from ``PutTraceSegments``: the
-            collector stores them as it stores UDP documents.
+            collector stores them as it stores UDP documents. None: a reader
+            (``tracing ui``, a benchmark), which offers no ``PutTraceSegments``.
         page_size: Trace summaries per page.
         budget_s: Seconds of work after which a page ends early (see
             :data:`PAGE_BUDGET_S`).
@@ -118,7 +127,7 @@ class QueryAPI:
     def __init__(
         self,
         store: TraceStore,
-        put: Callable[[list[tuple[dict[str, Any], str]]], None],
+        put: Callable[[list[tuple[dict[str, Any], str]]], None] | None = None,
         page_size: int = 100,
         budget_s: float = PAGE_BUDGET_S,
     ) -> None:
@@ -129,13 +138,15 @@ class QueryAPI:
 
     def operations(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
         """HTTP path -> operation, as X-Ray's REST-JSON protocol routes them."""
-        return {
+        operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "/TraceSummaries": self.get_trace_summaries,
             "/Traces": self.batch_get_traces,
             "/TraceGraph": self.get_trace_graph,
             "/ServiceGraph": self.get_service_graph,
-            "/TraceSegments": self.put_trace_segments,
         }
+        if self._put is not None:
+            operations["/TraceSegments"] = self.put_trace_segments
+        return operations
 
     # -- reading the store ---------------------------------------------------------
 
@@ -376,6 +387,8 @@ class QueryAPI:
                 }
             )
         if accepted:
+            if self._put is None:
+                raise QueryError("this server only reads: PutTraceSegments goes to tracing daemon")
             self._put(accepted)
         return {"UnprocessedTraceSegments": unprocessed}
 

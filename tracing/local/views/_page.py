@@ -14,7 +14,22 @@ import html
 import json
 from typing import Any
 
-__all__ = ["page_csp"]
+__all__ = ["PAGE_HEAD", "page_csp"]
+
+#: The start of every page, to ``<body>``: ``str.format`` fields ``csp``,
+#: ``title`` (escaped) and ``style``.
+PAGE_HEAD = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
+<meta name="referrer" content="no-referrer">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{style}</style>
+</head>
+<body>
+"""
 
 
 def _script_json(data: Any) -> str:
@@ -32,14 +47,20 @@ def _script_json(data: Any) -> str:
     )
 
 
-def page_csp(script: str) -> str:
-    """The Content-Security-Policy of our pages: no load at all, only ``script`` runs."""
-    script_hash = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+def page_csp(script: str | None, form_action: str = "'none'") -> str:
+    """The Content-Security-Policy of our pages: no load at all; only ``script``
+    runs (``None``: no script at all), and forms go to ``form_action`` only."""
+    if script is None:
+        scripts = "'none'"
+    else:
+        scripts = (
+            "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+        )
     return (
         "default-src 'none'; style-src 'unsafe-inline'; "
-        f"script-src 'sha256-{script_hash}'; img-src 'none'; base-uri 'none'; form-action 'none'"
+        f"script-src {scripts}; img-src 'none'; base-uri 'none'; form-action {form_action}"
     )
 
 
-def _esc(text: str) -> str:
-    return html.escape(text, quote=True)
+def _esc(text: object) -> str:
+    return html.escape(str(text), quote=True)

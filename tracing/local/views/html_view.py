@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 from tracing.local.collector.traces import Trace
-from tracing.local.views._page import _esc, _script_json, page_csp
+from tracing.local.views._page import PAGE_HEAD, _esc, _script_json, page_csp
 from tracing.local.views.render import _ms
 from tracing.local.views.timeline_rows import (
     _linked_traces,
@@ -238,18 +238,9 @@ ol.frames{margin:2px 0 6px;padding-left:20px;font:12px ui-monospace,monospace;wo
 @media (max-width:1000px){main{grid-template-columns:1fr}:root{--name:240px}}
 """
 
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{csp}">
-<meta name="referrer" content="no-referrer">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>{style}</style>
-</head>
-<body>
-<header>
+_PAGE = (
+    PAGE_HEAD
+    + """<header>
 <h1>{title}</h1>
 <div class="facts"><span>trace <b>{trace_id}</b></span><span>started <b>{started}</b></span>
 <span>duration <b>{duration}</b></span><span><b>{entities}</b> entities in
@@ -283,3 +274,4 @@ AWS call and error cause.</p></div>
 </body>
 </html>
 """
+)

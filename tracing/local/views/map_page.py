@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from tracing.local.collector.service_graph import ServiceMap, _stats
-from tracing.local.views._page import _esc, _script_json, page_csp
+from tracing.local.views._page import PAGE_HEAD, _esc, _script_json, page_csp
 from tracing.local.views.map_layout import _delivered
 from tracing.local.views.map_svg import MAP_STYLE, _health, map_legend, map_svg
 from tracing.local.views.service_map import _ms, _name, _ordered_edges, _pct
@@ -104,18 +104,9 @@ _SCRIPT = """
 })();
 """
 
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{csp}">
-<meta name="referrer" content="no-referrer">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>{style}</style>
-</head>
-<body>
-<header><h1>{title}</h1>
+_PAGE = (
+    PAGE_HEAD
+    + """<header><h1>{title}</h1>
 <div class="facts">{facts}</div></header>
 <main>
 <div class="canvas">{svg}{legend}</div>
@@ -131,6 +122,7 @@ _PAGE = """<!DOCTYPE html>
 </body>
 </html>
 """
+)
 
 
 def _edge_table(service_map: ServiceMap) -> str:

@@ -17,13 +17,13 @@ the page with X-Ray's message and a caret under the column it names.
 from __future__ import annotations
 
 import datetime
-import html
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-__all__ = ["EXAMPLES", "LIST_CSP", "WINDOWS", "render_trace_list"]
+from tracing.local.views._page import PAGE_HEAD, _esc, page_csp
+
+__all__ = ["EXAMPLES", "LIST_CSP", "WINDOWS", "render_trace_list", "window_entry"]
 
 #: The time windows offered, as the console offers them (label, seconds; 0: all).
 WINDOWS: tuple[tuple[str, str, float], ...] = (
@@ -44,16 +44,8 @@ EXAMPLES = (
     "http.status = 500",
 )
 #: Scripts: none. Forms may only go back to this server.
-LIST_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; script-src 'none'; "
-    "base-uri 'none'; form-action 'self'"
-)
-_COLUMN = re.compile(r"at column (\d+)")
+LIST_CSP = page_csp(None, form_action="'self'")
 _MAX_ANNOTATIONS = 4  # per row; the timeline has them all
-
-
-def _esc(text: object) -> str:
-    return html.escape(str(text), quote=True)
 
 
 def _when(seconds: Any) -> str:
@@ -121,11 +113,18 @@ def _row(summary: Mapping[str, Any], expression: str) -> str:
     )
 
 
-def _error(expression: str, message: str) -> str:
+def window_entry(key: str | None) -> tuple[str, str, float]:
+    """The :data:`WINDOWS` entry of ``key`` (the last hour when it names none)."""
+    for entry in WINDOWS:
+        if entry[0] == key:
+            return entry
+    return WINDOWS[1]
+
+
+def _error(expression: str, message: str, column: int | None) -> str:
     caret = ""
-    found = _COLUMN.search(message)
-    if found and expression:
-        column = max(1, min(int(found.group(1)), len(expression) + 1))
+    if column is not None and expression:
+        column = max(1, min(column, len(expression) + 1))
         caret = f"<pre>{_esc(expression)}\n{' ' * (column - 1)}^</pre>"
     return f'<div class="error" role="alert"><p>{_esc(message)}</p>{caret}</div>'
 
@@ -136,6 +135,7 @@ def render_trace_list(
     expression: str = "",
     window: str = "1h",
     error: str | None = None,
+    column: int | None = None,
     processed: int = 0,
     next_page: str | None = None,
     stored: int | None = None,
@@ -147,6 +147,7 @@ def render_trace_list(
         expression: The filter expression as typed (shown back in the box).
         window: The chosen key of :data:`WINDOWS`.
         error: The answer to a bad expression (nothing else is shown then).
+        column: Where in the expression the error is (1-based), for a caret.
         processed: Traces the query looked at.
         next_page: The query string of the next page, when there is one.
         stored: Traces in the store, for the status line.
@@ -160,7 +161,7 @@ def render_trace_list(
         for e in EXAMPLES
     )
     if error is not None:
-        body = _error(expression, error)
+        body = _error(expression, error, column)
     elif not summaries:
         what = "match this expression" if expression else "were received"
         wider = (
@@ -171,7 +172,7 @@ def render_trace_list(
         )
         body = (
             f'<p class="status-line" role="status">No traces {what} in '
-            f"{_esc(dict((k, v) for k, v, _ in WINDOWS).get(window, window))} "
+            f"{_esc(window_entry(window)[1])} "
             f"({processed} looked at).{wider}</p>"
         )
     else:
@@ -189,12 +190,8 @@ def render_trace_list(
             + "</tbody></table>"
         )
     page = (
-        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
-        f'<meta http-equiv="Content-Security-Policy" content="{LIST_CSP}">'
-        '<meta name="referrer" content="no-referrer">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>Traces</title><style>{_STYLE}</style></head><body>"
-        '<header><h1>Traces</h1><nav><a href="map.html">Service map</a></nav></header><main>'
+        PAGE_HEAD.format(csp=LIST_CSP, title="Traces", style=_STYLE)
+        + '<header><h1>Traces</h1><nav><a href="map.html">Service map</a></nav></header><main>'
         '<form method="get" action="" role="search">'
         '<label for="filter">Filter expression</label>'
         f'<input id="filter" name="filter" value="{_esc(expression)}" autocomplete="off" '

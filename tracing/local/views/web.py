@@ -66,7 +66,7 @@ class TraceUI:
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
-        self._pages: dict[str, Callable[[dict[str, str]], tuple[int, str]]] = {
+        self._pages: dict[str, Callable[[dict[str, str]], tuple[int, str, str]]] = {
             "/": self._list,
             "/index.html": self._list,
             "/map.html": self._map,
@@ -101,24 +101,22 @@ class TraceUI:
     # -- requests ------------------------------------------------------------------
 
     def _answer(self, request: BaseHTTPRequestHandler, head: bool) -> None:
-        status, body, csp = 404, _message("Not found", "No such page."), True
+        status, body, csp = 404, *_message("Not found", "No such page.")
         try:
             if not self._host_ok(request.headers.get("Host", "")):
-                status, body = 421, _message("Wrong host", "Open this server by its address.")
+                status, body, csp = 421, *_message("Wrong host", "Open this server by its address.")
             else:
                 url = urlsplit(request.path)
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
                 page = self._pages.get(url.path)
                 found = _TRACE_PAGE.fullmatch(url.path)
                 if page is not None:
-                    status, body = page(query)
-                    csp = url.path != "/map.html"
+                    status, body, csp = page(query)
                 elif found is not None:
-                    status, body = self._trace(found.group(1))
-                    csp = False
+                    status, body, csp = self._trace(found.group(1))
         except Exception:
             log.warning("tracing ui: could not answer %s", request.path, exc_info=True)
-            status, body = 500, _message("Error", "This page failed; see the log.")
+            status, body, csp = 500, *_message("Error", "This page failed; see the log.")
         data = body.encode("utf-8")
         request.send_response(status)
         request.send_header("Content-Type", "text/html; charset=utf-8")
@@ -126,10 +124,7 @@ class TraceUI:
         request.send_header("Cache-Control", "no-store")
         request.send_header("X-Content-Type-Options", "nosniff")
         request.send_header("Referrer-Policy", "no-referrer")
-        if csp:  # (the timeline and map pages carry their own, with their script's hash)
-            from tracing.local.views.trace_list import LIST_CSP
-
-            request.send_header("Content-Security-Policy", LIST_CSP)
+        request.send_header("Content-Security-Policy", csp)  # (the page's own, as its meta)
         request.end_headers()
         if not head:
             request.wfile.write(data)
@@ -151,15 +146,12 @@ class TraceUI:
 
     # -- pages ---------------------------------------------------------------------
 
-    def _list(self, query: dict[str, str]) -> tuple[int, str]:
+    def _list(self, query: dict[str, str]) -> tuple[int, str, str]:
         from tracing.local.collector.xray_query import QueryAPI, QueryError
-        from tracing.local.views.trace_list import WINDOWS, render_trace_list
+        from tracing.local.views.trace_list import LIST_CSP, render_trace_list, window_entry
 
         expression = query.get("filter", "").strip()[:_MAX_EXPRESSION]
-        window = query.get("since", "1h")
-        seconds = {key: value for key, _, value in WINDOWS}.get(window)
-        if seconds is None:
-            window, seconds = "1h", 3600.0
+        window, _, seconds = window_entry(query.get("since"))
         now = time.time()
         request: dict[str, Any] = {
             "StartTime": now - seconds if seconds else 0.0,
@@ -169,63 +161,62 @@ class TraceUI:
             request["FilterExpression"] = expression
         if query.get("page"):
             request["NextToken"] = query["page"]
-        api = QueryAPI(self.store, _read_only, page_size=100)
         try:
-            answer = api.get_trace_summaries(request)
+            answer = QueryAPI(self.store, page_size=100).get_trace_summaries(request)
         except QueryError as exc:
             # (200: the page answers the form; a 400 would read as a broken page)
-            return 200, render_trace_list([], expression=expression, window=window, error=str(exc))
+            page = render_trace_list(
+                [], expression=expression, window=window, error=str(exc), column=exc.column
+            )
+            return 200, page, LIST_CSP
         token = answer.get("NextToken")
         next_page = (
             urlencode({"filter": expression, "since": window, "page": token}) if token else None
         )
-        return 200, render_trace_list(
+        page = render_trace_list(
             answer["TraceSummaries"],
             expression=expression,
             window=window,
             processed=answer.get("TracesProcessedCount", 0),
             next_page=next_page,
-            stored=self.store.stats()["traces"],
+            stored=self.store.trace_count(),
         )
+        return 200, page, LIST_CSP
 
-    def _trace(self, trace_id: str) -> tuple[int, str]:
+    def _trace(self, trace_id: str) -> tuple[int, str, str]:
         from tracing.local.collector.traces import assemble
+        from tracing.local.views._page import page_csp
         from tracing.local.views.render import render_html
+        from tracing.local.views.timeline_script import _SCRIPT
 
         documents = self.store.documents(trace_id)
         if not documents:
-            return 404, _message(
+            return 404, *_message(
                 "Trace not stored", f"{trace_id} is not in this store (yet).", back=True
             )
-        return 200, render_html(assemble(documents))
+        return 200, render_html(assemble(documents)), page_csp(_SCRIPT)
 
-    def _map(self, query: dict[str, str]) -> tuple[int, str]:
+    def _map(self, query: dict[str, str]) -> tuple[int, str, str]:
         from tracing.local.collector.service_graph import build_map
         from tracing.local.collector.traces import assemble
+        from tracing.local.views._page import page_csp
+        from tracing.local.views.map_page import _SCRIPT
         from tracing.local.views.service_map import render_map_html
-        from tracing.local.views.trace_list import WINDOWS
+        from tracing.local.views.trace_list import window_entry
 
-        labels = {key: (label, value) for key, label, value in WINDOWS}
-        label, seconds = labels.get(query.get("since", "1h"), labels["1h"])
+        _, label, seconds = window_entry(query.get("since"))
         since = time.time() - seconds if seconds else None
         ids = self.store.trace_ids(since, _MAP_TRACES)
         service_map = build_map(assemble(self.store.documents(t)) for t in ids)
-        return 200, render_map_html(service_map, facts=f"the newest traces of the {label}")
+        page = render_map_html(service_map, facts=f"the newest traces of {label}")
+        return 200, page, page_csp(_SCRIPT)
 
 
-def _read_only(documents: list[tuple[dict[str, Any], str]]) -> None:
-    raise RuntimeError("tracing ui only reads")  # (PutTraceSegments is the daemon's)
-
-
-def _message(title: str, text: str, back: bool = False) -> str:
-    import html
-
+def _message(title: str, text: str, back: bool = False) -> tuple[str, str]:
+    """A page saying one thing, and its policy."""
+    from tracing.local.views._page import PAGE_HEAD, _esc
     from tracing.local.views.trace_list import LIST_CSP
 
     link = '<p><a href="./">Back to the trace list</a></p>' if back else ""
-    return (
-        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
-        f'<meta http-equiv="Content-Security-Policy" content="{LIST_CSP}">'
-        f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1>"
-        f"<p>{html.escape(text)}</p>{link}</body></html>"
-    )
+    head = PAGE_HEAD.format(csp=LIST_CSP, title=_esc(title), style="")
+    return f"{head}<h1>{_esc(title)}</h1><p>{_esc(text)}</p>{link}</body></html>", LIST_CSP

@@ -249,7 +249,7 @@ def test_pages_cut_short_by_the_time_budget_lose_nothing(
 ) -> None:
     # With no time to spare, each page reads one trace: pages come back empty or
     # with one summary, and following NextToken still finds every match once.
-    api = QueryAPI(store, lambda documents: None, page_size=10, budget_s=0.0)
+    api = QueryAPI(store, page_size=10, budget_s=0.0)
     body: dict[str, Any] = {
         "StartTime": NOW - 3600,
         "EndTime": NOW + 60,

@@ -227,7 +227,7 @@ def test_the_index_answers_as_the_assembled_trace(
             assert compiled.matches_stored(facts) is expected, text
             if not trace.nodes:
                 continue
-            api = QueryAPI(store, lambda documents: None)
+            api = QueryAPI(store)
             answer = api.get_trace_summaries(
                 {"StartTime": T0 - 60, "EndTime": T0 + 60, "FilterExpression": text}
             )
@@ -242,7 +242,7 @@ def test_documents_arriving_later_update_the_facts() -> None:
     in_progress = {k: v for k, v in first.items() if k != "end_time"}
     with TraceStore(":memory:") as store:
         store.add([in_progress])
-        api = QueryAPI(store, lambda documents: None)
+        api = QueryAPI(store)
         body = {"StartTime": T0 - 60, "EndTime": T0 + 60, "FilterExpression": "partial"}
         assert len(api.get_trace_summaries(body)["TraceSummaries"]) == 1
         store.add([first, *rest])
@@ -258,6 +258,6 @@ def test_a_database_from_before_the_index_is_indexed(tmp_path: Any) -> None:
         with store._lock:
             store._connection().execute("DROP TABLE trace_index")
     with TraceStore(path) as store:
-        api = QueryAPI(store, lambda documents: None)
+        api = QueryAPI(store)
         body = {"StartTime": T0 - 60, "EndTime": T0 + 60, "FilterExpression": "ok"}
         assert len(api.get_trace_summaries(body)["TraceSummaries"]) == 1
