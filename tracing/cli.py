@@ -66,24 +66,34 @@ def _cmd_traces(args: argparse.Namespace) -> int:
 
 
 def _filtered_traces(args: argparse.Namespace) -> int:
-    """``tracing traces --filter``: the newest ``--limit`` stored traces that match."""
-    from .local.collector.filters import FilterError, parse
-    from .local.collector.traces import assemble, summarize
+    """``tracing traces --filter``: the newest ``--limit`` stored traces that match.
+
+    Answered by the collector's ``GetTraceSummaries`` (its per-trace index), as
+    ``tracing ui`` and ``aws xray get-trace-summaries`` are: the three agree.
+    """
+    from .local.collector.traces import summarize
+    from .local.collector.xray_query import QueryAPI, QueryError
     from .local.views.terminal import print_trace_table
 
-    try:
-        expression = parse(args.filter)
-    except FilterError as exc:
-        print(f"tracing traces: --filter, column {exc.column}: {exc.reason}", file=sys.stderr)
-        return 2
-    summaries = []
+    request: dict[str, Any] = {
+        "StartTime": args.since or 0.0,
+        "EndTime": time.time() + 60.0,  # (traces still arriving)
+        "FilterExpression": args.filter,
+    }
     with _store(args.db) as store:
-        for trace_id in store.trace_ids(args.since, limit=2**62):  # every one, newest first
-            documents = store.documents(trace_id)
-            if expression.matches(assemble(documents)):
-                summaries.append(summarize(documents))
-                if len(summaries) >= args.limit:
+        api = QueryAPI(store, page_size=max(1, min(args.limit, 1000)))
+        ids: list[str] = []
+        try:
+            while len(ids) < args.limit:
+                answer = api.get_trace_summaries(request)
+                ids += [s["Id"] for s in answer["TraceSummaries"]]
+                if "NextToken" not in answer:
                     break
+                request["NextToken"] = answer["NextToken"]
+        except QueryError as exc:
+            print(f"tracing traces: --filter: {exc}", file=sys.stderr)
+            return 2
+        summaries = [summarize(store.documents(t)) for t in ids[: args.limit]]
     if not summaries:
         print(f"no stored trace matches {args.filter}")
         return 0
