@@ -38,6 +38,7 @@ from typing import Any
 
 from ._hooks import ImportHook, when_imported
 from ._propagation import outgoing_header
+from ._runtime import get_runtime
 
 __all__ = ["HEADER", "install"]
 
@@ -61,11 +62,19 @@ _AROUND: list[Around | None] = [None]
 #: function pays only for the services it calls.
 _CARRIERS = {
     "sqs": ".sqs",
-    "sns": "._sns",
     "events": "._eventbridge",
     "stepfunctions": "._stepfunctions",
-    "kinesis": ".kinesis",
-    "dynamodb": ".dynamodb",
+}
+#: Carriers that add nothing under the default settings (Kinesis and DynamoDB
+#: carry context only where ``payload_context`` names them; SNS only a
+#: ``traceparent``, on the otel backend): their operations get a stand-in that
+#: imports the module on the first call that can use it, so a function that
+#: writes to DynamoDB without the option never imports it. Checked against the
+#: modules' ``HANDLERS`` by the tests.
+_OPT_IN_CARRIERS = {
+    "sns": ("._sns", ("Publish", "PublishBatch")),
+    "kinesis": (".kinesis", ("PutRecord", "PutRecords")),
+    "dynamodb": (".dynamodb", ("PutItem", "BatchWriteItem", "TransactWriteItems")),
 }
 
 _HOOK: list[ImportHook | None] = [None]
@@ -180,6 +189,41 @@ def _register(client: Any) -> None:
         handlers = importlib.import_module(carrier, __package__).HANDLERS
         for operation, handler in handlers.items():
             events.register(f"before-parameter-build.{service}.{operation}", handler)
+    elif service in _OPT_IN_CARRIERS:
+        module, operations = _OPT_IN_CARRIERS[service]
+        for operation in operations:
+            events.register(
+                f"before-parameter-build.{service}.{operation}",
+                _when_carried(service, module, operation),
+            )
+
+
+def _when_carried(service: str, module: str, operation: str) -> Callable[..., None]:
+    """The stand-in for an opt-in carrier's handler (see ``_OPT_IN_CARRIERS``)."""
+    found: list[Callable[..., Any]] = []
+
+    def handler(**kwargs: Any) -> None:
+        if not _carries(service):
+            return
+        if not found:
+            found.append(importlib.import_module(module, __package__).HANDLERS[operation])
+        found[0](**kwargs)
+
+    return handler
+
+
+def _carries(service: str) -> bool:
+    """Whether an opt-in carrier (``_OPT_IN_CARRIERS``) can add anything now:
+    read per call, so a later ``configure()`` counts. ``tracing.kinesis.inject``
+    and the like work by hand whatever this says."""
+    runtime = get_runtime()
+    if runtime is None:
+        return False
+    if service == "sns":
+        return bool(runtime.backend.traceparent)
+    return any(
+        t == service or t.startswith(service + ":") for t in runtime.settings.payload_context
+    )
 
 
 def _record_first_call(client: Any, operation: str, params: Any, call: Callable[[], Any]) -> Any:

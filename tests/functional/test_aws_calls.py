@@ -175,3 +175,69 @@ def test_the_sdks_own_botocore_patch_does_not_double_calls(
     ]
     unsampled = f"Root={unsampled_root};Parent={unsampled_parent};Sampled=0;Lineage=a87bd80c:3"
     assert headers[2:] == [unsampled, unsampled]
+
+
+def test_opt_in_carriers_name_exactly_their_modules_operations() -> None:
+    import importlib
+
+    from tracing import _boto_hooks
+
+    for module, operations in _boto_hooks._OPT_IN_CARRIERS.values():
+        handlers = importlib.import_module(module, "tracing").HANDLERS
+        assert tuple(handlers) == operations
+
+
+OPT_IN_SCRIPT = """
+import json, sys
+import boto3
+import tracing
+from tracing import testing
+from tracing._header import new_id, new_trace_id
+import os
+
+options = {"payload_context": [f"dynamodb:{sys.argv[2]}"]} if sys.argv[3] == "on" else {}
+tracing.configure(backend=sys.argv[1], **options)
+ddb = boto3.client("dynamodb")
+ddb.create_table(TableName=sys.argv[2], KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+    AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+    BillingMode="PAY_PER_REQUEST")
+os.environ["_X_AMZN_TRACE_ID"] = f"Root={new_trace_id()};Parent={new_id()};Sampled=1"
+
+@tracing.handler
+def handler(event, context):
+    ddb.put_item(TableName=sys.argv[2], Item={"id": {"S": "1"}})
+
+handler({}, testing.FakeContext())
+imported = "tracing.dynamodb" in sys.modules
+item = ddb.get_item(TableName=sys.argv[2], Key={"id": {"S": "1"}})["Item"]
+print(json.dumps({"imported": imported, "carried": "_tracing" in item}))
+"""
+
+
+@pytest.mark.parametrize("option", ["off", "on"])
+@pytest.mark.parametrize("backend", ["xray", "otel"])
+def test_a_write_imports_the_dynamodb_carrier_only_where_payload_context_asks(
+    backend: str, option: str, aws: LocalAWS, tmp_path: Path
+) -> None:
+    """The opt-in carriers cost a DynamoDB writer nothing by default (no module
+    imported, nothing written); naming the table carries the context."""
+    env = {
+        **os.environ,
+        **aws.env,
+        "LAMBDA_TASK_ROOT": str(tmp_path),
+        "AWS_LAMBDA_FUNCTION_NAME": "svc",
+        "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:9",
+    }
+    script = tmp_path / "app.py"
+    script.write_text(OPT_IN_SCRIPT)
+    table = f"opt-in-{backend}-{new_id()}"
+    done = subprocess.run(
+        [sys.executable, str(script), backend, table, option],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    on = option == "on"
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"imported": on, "carried": on}
