@@ -27,8 +27,11 @@ def configure(service: str | None = None, backend: str | None = None, **options:
     """Set up tracing. Call once, at module import (in the Lambda init phase).
 
     Opens the init window (work from now until the first invocation is kept and
-    replayed into its trace), installs the backend, and instruments boto3. Opens
-    no socket and starts no thread: both happen on first use.
+    replayed into its trace), installs the backend, and instruments boto3. With
+    the UDP exporters it opens no socket and starts no thread (both happen on
+    first use); in Lambda, a network exporter (``otlp``, ``xray-otlp``) registers
+    the in-process extension and starts its thread, so that export happens after
+    the response.
 
     Args:
         service: Service name, annotated on every invocation. Defaults to

@@ -60,6 +60,7 @@ How it differs from the others:
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import socket
@@ -228,7 +229,14 @@ class Extension:
             return False
         self.identifier = identifier
         self.active = True
-        thread = threading.Thread(target=self._run, name="tracing-extension", daemon=True)
+        # A fresh context: the extension belongs to no unit of work, whatever was
+        # current when configure() ran (the thread hand-off would copy it).
+        thread = threading.Thread(
+            target=contextvars.Context().run,
+            args=(self._run,),
+            name="tracing-extension",
+            daemon=True,
+        )
         thread.start()
         return True
 
