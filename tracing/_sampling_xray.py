@@ -109,7 +109,7 @@ class SignedSamplingAPI(_Calls):
     botocore's X-Ray endpoint (``AWS_ENDPOINT_URL_XRAY`` and ``AWS_ENDPOINT_URL``
     redirect it), the credentials botocore's chain, read before each call so
     refreshable ones refresh; signed by the exporter's own SigV4
-    (``tracing.exporters.xray_otlp.sign``). botocore is imported at the first call,
+    (``tracing._sigv4.sign``). botocore is imported at the first call,
     in the poller's thread, never at import or in a handler.
 
     Args:
@@ -129,7 +129,7 @@ class SignedSamplingAPI(_Calls):
         import http.client
         from urllib.parse import urlsplit
 
-        from .exporters.xray_otlp import SigningKeys, canonical_host, resolve_endpoint, sign
+        from ._sigv4 import SigningKeys, canonical_host, resolve_endpoint, sign
 
         if self._session is None:
             import botocore.session

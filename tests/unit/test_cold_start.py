@@ -51,6 +51,7 @@ DEFERRED = {
     "tracing.backends.otel_propagator",
     "tracing.backends.otel_otlp",
     "tracing.exporters.xray_otlp",
+    "tracing._sigv4",
     "aws_xray_sdk",
     "opentelemetry.propagate",
     "opentelemetry.propagators.aws",
