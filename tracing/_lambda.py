@@ -183,7 +183,11 @@ class _Invocations:
                 init_trace_id = self._close_init(header, sampled)
             lambda_root = header.root if header is not None else None
             caller = None
-            if self.read_traceparent and type(event) is dict and "headers" in event:
+            if (
+                self.read_traceparent
+                and type(event) is dict
+                and ("headers" in event or "multiValueHeaders" in event)
+            ):
                 caller = _caller_traceparent(event, header)
             linked = caller
             if caller is not None and self.continue_traceparent:
@@ -342,21 +346,25 @@ def _sample(runtime: Runtime, event: Any) -> bool:
 def _caller_traceparent(event: dict[str, Any], header: TraceHeader | None) -> TraceHeader | None:
     """A W3C ``traceparent`` in an HTTP event's headers, from another trace.
 
-    API Gateway (REST, HTTP), ALB and function URL events all hold ``headers``;
-    only a REST API keeps the caller's spelling of a name, so only its events
-    (which also hold ``multiValueHeaders``) are searched case-insensitively.
-    ``None`` when there is none, it does not parse, or it names the trace Lambda
-    already continues (a caller inside AWS whose OTel trace id is X-Ray's).
+    API Gateway (REST, HTTP) and function URL events, and ALB's by default, hold
+    ``headers``; only a REST API keeps the caller's spelling of a name, so only
+    its events (which also hold ``multiValueHeaders``) are searched
+    case-insensitively. An ALB target group with multi-value headers on sends
+    ``multiValueHeaders`` alone: there, one ``traceparent`` value is taken (two
+    are not a valid W3C context). ``None`` when there is none, it does not
+    parse, or it names the trace Lambda already continues (a caller inside AWS
+    whose OTel trace id is X-Ray's).
     """
-    headers = event["headers"]
-    if type(headers) is not dict:
-        return None
-    value = headers.get("traceparent")
-    if value is None and "multiValueHeaders" in event:
-        for key, found in headers.items():
-            if type(key) is str and len(key) == 11 and key.lower() == "traceparent":
-                value = found
-                break
+    headers = event.get("headers")
+    multi = event.get("multiValueHeaders")
+    value: Any = None
+    if type(headers) is dict:
+        value = headers.get("traceparent")
+        if value is None and multi is not None:
+            value = _named_traceparent(headers)
+    elif type(multi) is dict:
+        values = multi.get("traceparent")
+        value = values[0] if type(values) is list and len(values) == 1 else None
     if value is None:
         return None
     caller = from_traceparent(value)
@@ -366,6 +374,13 @@ def _caller_traceparent(event: dict[str, Any], header: TraceHeader | None) -> Tr
     if header is not None and caller.root == header.root:
         return None
     return caller
+
+
+def _named_traceparent(headers: dict[Any, Any]) -> Any:
+    for key, found in headers.items():
+        if type(key) is str and len(key) == 11 and key.lower() == "traceparent":
+            return found
+    return None
 
 
 def _capture(span: Span, key: str, value: Any, runtime: Runtime) -> None:

@@ -53,6 +53,20 @@ def _rest_event(name: str, traceparent: str) -> dict[str, Any]:
     }
 
 
+ALB = {"elb": {"targetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/t/1"}}
+
+
+def _alb_event(traceparent: str, multi_value: bool) -> dict[str, Any]:
+    """An ALB event: ``headers``, or only ``multiValueHeaders`` when the target
+    group has multi-value headers on (names lowercased either way)."""
+    event: dict[str, Any] = {"requestContext": ALB, "httpMethod": "POST", "body": "{}"}
+    if multi_value:
+        event["multiValueHeaders"] = {"user-agent": ["curl/8.5"], "traceparent": [traceparent]}
+    else:
+        event["headers"] = {"user-agent": "curl/8.5", "traceparent": traceparent}
+    return event
+
+
 @pytest.fixture(params=["xray", "otel"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -215,6 +229,38 @@ def test_a_rest_api_header_is_found_whatever_its_spelling(
     tracing.configure()
     _invoke(monkeypatch, calls, _rest_event(name, _traceparent()))
     assert _invocation(daemon.sync())["annotations"]["LinkedTraceId"] == CALLER_ROOT
+
+
+@pytest.mark.parametrize("multi_value", [False, True], ids=["headers", "multi-value"])
+@pytest.mark.parametrize("mode", ["link", "continue"])
+def test_an_alb_callers_traceparent_is_read_with_or_without_multi_value_headers(
+    backend: str,
+    mode: str,
+    multi_value: bool,
+    calls: Calls,
+    daemon: testing.DaemonListener,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tracing.configure(backend=backend, incoming_traceparent=mode)
+    root, _ = _invoke(monkeypatch, calls, _alb_event(_traceparent(), multi_value))
+    documents = _work(daemon.sync())
+    invocation = _invocation(documents)
+    if mode == "link":
+        assert {d["trace_id"] for d in documents} == {root}
+        assert invocation["annotations"]["LinkedTraceId"] == CALLER_ROOT
+    else:
+        assert {d["trace_id"] for d in documents} == {CALLER_ROOT}
+        assert invocation["annotations"]["LinkedTraceId"] == root
+
+
+def test_two_traceparent_values_are_no_context(
+    calls: Calls, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracing.configure()
+    event = _alb_event(_traceparent(), multi_value=True)
+    event["multiValueHeaders"]["traceparent"].append(_traceparent("00"))
+    _invoke(monkeypatch, calls, event)
+    assert "LinkedTraceId" not in _invocation(daemon.sync()).get("annotations", {})
 
 
 @pytest.mark.parametrize(
