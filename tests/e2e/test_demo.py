@@ -42,6 +42,19 @@ def test_demo_shows_init_and_the_worker_inside_the_producers_trace(
         "notify customer",
     ):
         assert expected in tree, expected
+    # The worker's segment names the invocation that processed the order: a trace
+    # of its own, listed in the table above the tree.
+    root = tree.split("trace ", 1)[1].split()[0]
+    notes = tree.split("◆ orders-worker", 1)[1].split("save order", 1)[0]
+    linked = "".join(notes.split()).split("LinkedTraceId=", 1)[1][:35]
+    assert linked != root
+    assert linked in out.split("the first order's trace")[0]
+    # ... and the notifier runs under the worker's PutEvents call.
+    rows = tree.splitlines()
+    events = next(n for n, row in enumerate(rows) if "└─ events" in row)
+    assert "├─ Init" in rows[events + 1]
+    assert "└─ ## handler" in rows[events + 2]
+    assert "notify customer" in rows[events + 3]
     assert (
         "complete: Init, SendMessage, the worker's DynamoDB call and the notifier in one trace"
         in out
