@@ -208,7 +208,7 @@ class Consume:
             # The producer decided not to record this trace: record nothing, and
             # pass its decision on (Sampled=0) from what this record triggers.
             return self._unrecorded(runtime, header.root, header.parent, _extras(runtime, header))
-        elif not runtime.in_lambda and not _sample(runtime):
+        elif not runtime.in_lambda and not runtime.sample():
             # No decision came with the message: the sampling rules made one
             # (_sampling.py). Unsampled: a new trace of its own, passed on as
             # Sampled=0, as Lambda does for an unsampled invocation.
@@ -322,19 +322,6 @@ def _extras(runtime: Runtime, header: TraceHeader) -> tuple[tuple[str, str], ...
     invocation = runtime.invocation
     scope = invocation.scope if invocation is not None else None
     return scope.extra if scope is not None else ()
-
-
-#: ``_sampling.sample``, imported at the first decision outside Lambda: never at
-#: import (cold start), and never in Lambda, where Lambda decides.
-_SAMPLE: list[Callable[..., bool]] = []
-
-
-def _sample(runtime: Runtime, *request: str) -> bool:
-    if not _SAMPLE:
-        from ._sampling import sample
-
-        _SAMPLE.append(sample)
-    return _SAMPLE[0](runtime, *request)
 
 
 def run_batch(

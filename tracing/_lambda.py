@@ -199,7 +199,7 @@ class _Invocations:
                     caller.root, caller.parent, caller.sampled, header.extra if header else ()
                 )
             backend = runtime.backend
-            if header is None and not self.in_lambda and not _sample(runtime, event):
+            if header is None and not self.in_lambda and not runtime.sample(event):
                 # No decision came with the call: the sampling rules made one
                 # (_sampling.py). Unsampled: a new trace passed on as Sampled=0.
                 span = self._unsampled(TraceHeader(new_trace_id(), new_id(), "0"))
@@ -328,19 +328,6 @@ class _Invocations:
             end_unit()  # late windows of earlier invocations close (_scope.py)
         except Exception:
             runtime.log_once("finish", "tracing: could not end the invocation (logged once)")
-
-
-#: ``_sampling``'s decision, imported at the first handler call outside Lambda
-#: without a trace header: never at import (cold start), never in Lambda.
-_SAMPLE: list[Callable[[Runtime, Any], bool]] = []
-
-
-def _sample(runtime: Runtime, event: Any) -> bool:
-    if not _SAMPLE:
-        from ._sampling import http_attributes, sample
-
-        _SAMPLE.append(lambda runtime, event: sample(runtime, *http_attributes(event)))
-    return _SAMPLE[0](runtime, event)
 
 
 def _caller_traceparent(event: dict[str, Any], header: TraceHeader | None) -> TraceHeader | None:

@@ -118,6 +118,14 @@ class Runtime:
         except Exception:
             self.log_once("emit", "tracing: could not send a trace document (logged once)")
 
+    def sample(self, event: Any = None) -> bool:
+        """The sampling rules' decision for a unit that starts its own trace outside
+        Lambda (an HTTP ``event``'s host, method and path count; ``_sampling.py``,
+        imported at the first decision: never at import, never in Lambda)."""
+        from ._sampling import sample_event  # (cached in sys.modules after the first)
+
+        return sample_event(self, event)
+
     def emit_scope(self, scope: Scope) -> bool:
         """Emit ``scope`` unless the deadline guard already did."""
         claimed = scope.claim()

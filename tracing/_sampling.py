@@ -215,6 +215,11 @@ def sample(runtime: Runtime, host: str = "", method: str = "", path: str = "") -
         return True
 
 
+def sample_event(runtime: Runtime, event: Any = None) -> bool:
+    """:func:`sample` for ``event`` (an HTTP event's attributes; none for a message)."""
+    return sample(runtime, *http_attributes(event))
+
+
 def http_attributes(event: Any) -> tuple[str, str, str]:
     """``(host, method, path)`` of an API Gateway, function URL or ALB event; empty
     strings for anything else. Never raises."""
