@@ -56,12 +56,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 # (imported from here by the views and xray_shapes: re-exported)
-from tracing.local.collector._map_model import _MAX_TRACES_PER_ITEM as _MAX_TRACES_PER_ITEM
 from tracing.local.collector._map_model import _TYPE_LABELS as _TYPE_LABELS
 from tracing.local.collector._map_model import MapEdge as MapEdge
 from tracing.local.collector._map_model import MapNode as MapNode
 from tracing.local.collector._map_model import _item as _item
-from tracing.local.collector._map_model import _round as _round
 from tracing.local.collector._map_model import _Stats as _Stats
 from tracing.local.collector._map_model import _stats as _stats
 from tracing.local.collector.traces import Node, Trace

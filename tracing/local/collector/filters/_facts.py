@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from tracing.local.collector.service_graph import ServiceMap
 from tracing.local.collector.traces import Node, Trace
 
 #: Keywords evaluated locally (``annotation.KEY``, ``service()``, ``edge()`` too).
@@ -211,75 +212,50 @@ def _types(kind: str) -> set[str]:
     return {kind, _XRAY_TYPES.get(kind, kind)}
 
 
-def _entity_map_class() -> type:
-    # Imported late: the service map pulls in the HTML view, which plain
-    # trace-level filters never need.
-    from tracing.local.collector.service_graph import ServiceMap
-
-    class EntityMap(ServiceMap):
-        """The service map of one trace, keeping which entities each node and edge holds."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.entities: dict[tuple[str, str], list[tuple[Node, bool]]] = {}
-            self.calls: dict[tuple[tuple[str, str], tuple[str, str]], list[tuple[Node, bool]]] = {}
-
-        def call(
-            self, source: tuple[str, str], target: tuple[str, str], node: Node, trace: str
-        ) -> None:
-            super().call(source, target, node, trace)
-            root = source == ("client", "client")
-            self.calls.setdefault((source, target), []).append((node, root))
-            held = self.entities.setdefault(target, [])
-            if not any(seen is node for seen, _ in held):
-                held.append((node, root))
-
-        def _entry(self, node: Node, *args: Any) -> tuple[str, str]:
-            key: tuple[str, str] = super()._entry(node, *args)
-            held = self.entities.setdefault(key, [])
-            if not any(seen is node for seen, _ in held):
-                held.append((node, False))
-            return key
-
-    return EntityMap
-
-
-_ENTITY_MAP: type | None = None
-
-
-class _EntityMap:
-    """Facade so the service map is imported only when a filter needs it."""
+class _EntityMap(ServiceMap):
+    """The service map of one trace, keeping which entities each node and edge holds."""
 
     def __init__(self) -> None:
-        global _ENTITY_MAP
-        if _ENTITY_MAP is None:
-            _ENTITY_MAP = _entity_map_class()
-        self._map = _ENTITY_MAP()
+        super().__init__()
+        self._held: dict[tuple[str, str], list[tuple[Node, bool]]] = {}
+        self._calls: dict[tuple[tuple[str, str], tuple[str, str]], list[tuple[Node, bool]]] = {}
 
-    def add_trace(self, trace: Trace) -> None:
-        self._map.add_trace(trace)
+    def call(
+        self, source: tuple[str, str], target: tuple[str, str], node: Node, trace: str
+    ) -> None:
+        super().call(source, target, node, trace)
+        root = source == ("client", "client")
+        self._calls.setdefault((source, target), []).append((node, root))
+        self._hold(target, node, root)
+
+    def _entry(self, node: Node, *args: Any) -> tuple[str, str]:
+        key: tuple[str, str] = super()._entry(node, *args)
+        self._hold(key, node, False)
+        return key
+
+    def _hold(self, key: tuple[str, str], node: Node, root: bool) -> None:
+        held = self._held.setdefault(key, [])
+        if not any(seen is node for seen, _ in held):
+            held.append((node, root))
 
     def node_type(self, key: tuple[str, str]) -> str:
-        node = self._map.nodes.get(key)
-        kind: str = node.type if node is not None else key[0]
-        return kind
+        node = self.nodes.get(key)
+        return node.type if node is not None else key[0]
 
     def node_types(self, key: tuple[str, str]) -> set[str]:
         return _types(self.node_type(key))
 
     @property
     def keys(self) -> list[tuple[str, str]]:
-        return list(self._map.nodes)
+        return list(self.nodes)
 
     def entities(self, key: tuple[str, str]) -> list[tuple[Node, bool]]:
-        held: list[tuple[Node, bool]] = self._map.entities.get(key, [])
-        return held
+        return self._held.get(key, [])
 
-    def edges(self) -> dict[tuple[tuple[str, str], tuple[str, str]], list[tuple[Node, bool]]]:
-        calls: dict[tuple[tuple[str, str], tuple[str, str]], list[tuple[Node, bool]]] = (
-            self._map.calls
-        )
-        return calls
+    def calls_by_edge(
+        self,
+    ) -> dict[tuple[tuple[str, str], tuple[str, str]], list[tuple[Node, bool]]]:
+        return self._calls
 
     def services(self, ref: _NodeRef) -> Iterator[list[tuple[Node, bool]]]:
         """The entities of each service (not the client) ``ref`` matches."""
@@ -290,7 +266,7 @@ class _EntityMap:
     def calls(self, source: _NodeRef, target: _NodeRef) -> Iterator[list[tuple[Node, bool]]]:
         """The calls of each edge between services ``source`` and ``target`` match."""
         types = self.node_types
-        for (a, b), calls in self.edges().items():
+        for (a, b), calls in self._calls.items():
             if source.matches(a, types) and target.matches(b, types):
                 yield calls
 

@@ -116,7 +116,9 @@ def record(trace: Trace) -> tuple[int, float | None, str | None, str, str]:
         [key[0], key[1], service_map.node_type(key), refs(service_map.entities(key))]
         for key in keys
     ]
-    edges = [[index[a], index[b], refs(calls)] for (a, b), calls in service_map.edges().items()]
+    edges = [
+        [index[a], index[b], refs(calls)] for (a, b), calls in service_map.calls_by_edge().items()
+    ]
     return (
         int(trace.in_progress),
         facts.duration,
