@@ -222,6 +222,48 @@ def test_sqs_inject_follows_the_propagation_rule(run: Runner) -> None:
     assert result.child("send")["id"] == span_id
 
 
+def _sent_by_stream(carrier: str, params: dict[str, Any]) -> Any:
+    """The context a consumer reads from what ``inject`` wrote (its public extract)."""
+    if carrier == "kinesis":
+        return tracing.kinesis.extract({"Data": params["Data"], "SequenceNumber": "1"})[0]
+    change = {"NewImage": params["Item"], "SequenceNumber": "1"}
+    record = {"eventName": "INSERT", "dynamodb": change}
+    return tracing.dynamodb.extract(record)[0]
+
+
+@pytest.mark.parametrize("carrier", ["kinesis", "dynamodb"])
+def test_stream_inject_follows_the_propagation_rule(run: Runner, carrier: str) -> None:
+    """``tracing.kinesis.inject`` / ``tracing.dynamodb.inject``, the explicit opt-in,
+    by the same rule as SQS in every context: nothing from init, Lambda's own
+    ``Sampled=0`` context unsampled, else the current span as the parent."""
+
+    def body() -> tuple[dict[str, Any], str]:
+        with tracing.span("send") as s:
+            if carrier == "kinesis":
+                put = {"StreamName": "clicks", "PartitionKey": "k", "Data": b'{"sku": "x"}'}
+                return tracing.kinesis.inject(put), s.id
+            item = {"TableName": "orders", "Item": {"id": {"S": "o-1"}}}
+            return tracing.dynamodb.inject(item), s.id
+
+    result = run(body)
+    params, span_id = result.value()
+    header = _sent_by_stream(carrier, params)
+    if result.context == "init":
+        assert header is None  # the Init trace id is a placeholder: never passed on
+        return
+    assert header is not None
+    if result.context == "unsampled":
+        upstream = result.upstream
+        assert (header.root, header.parent, header.sampled) == (
+            upstream["Root"],
+            upstream["Parent"],
+            "0",
+        )
+        return
+    assert (header.root, header.parent, header.sampled) == (result.trace_id, span_id, "1")
+    assert result.child("send")["id"] == span_id
+
+
 def test_record_exception_marks_the_span_without_raising(run: Runner) -> None:
     def body() -> str:
         with tracing.span("handled") as span:
