@@ -152,16 +152,42 @@ def test_the_option_adds_the_call_as_parent_with_lineage(
 
 
 @pytest.mark.usefixtures("in_lambda")
-def test_another_tables_option_and_update_item_add_nothing(
-    table: Table, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+def test_another_tables_option_adds_nothing(
+    table: Table, daemon: testing.DaemonListener, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tracing.configure(payload_context=["dynamodb:other", "kinesis"])
+    tracing.configure(backend=backend, payload_context=["dynamodb:other", "kinesis"])
 
     def write(event: Any, context: Any) -> None:
         table.client.put_item(TableName=table.name, Item={"sku": {"S": "x"}})
 
     _invoke(monkeypatch, write)
     assert "_tracing" not in json.dumps(table.sent)
+    daemon.wait_for(2)
+
+
+@pytest.mark.usefixtures("in_lambda")
+def test_update_item_and_writes_at_init_add_nothing_even_opted_in(
+    table: Table, daemon: testing.DaemonListener, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UpdateItem writes no whole item (it is not carried); at import the Init
+    trace id is a placeholder, never passed on. The put in the invocation is."""
+    tracing.configure(backend=backend, payload_context=[f"dynamodb:{table.name}"])
+    table.client.put_item(TableName=table.name, Item={"sku": {"S": "at-import"}})
+
+    def write(event: Any, context: Any) -> None:
+        table.client.update_item(
+            TableName=table.name,
+            Key={"sku": {"S": "at-import"}},
+            UpdateExpression="SET n = :n",
+            ExpressionAttributeValues={":n": {"N": "1"}},
+        )
+        table.client.put_item(TableName=table.name, Item={"sku": {"S": "in-invocation"}})
+
+    _invoke(monkeypatch, write)
+    at_import, update, in_invocation = table.sent
+    assert "_tracing" not in json.dumps(at_import)
+    assert "_tracing" not in json.dumps(update)
+    assert "_tracing" in json.dumps(in_invocation)
     daemon.wait_for(2)
 
 

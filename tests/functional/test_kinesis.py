@@ -183,10 +183,25 @@ def test_the_option_injects_the_call_as_parent_with_lineage(
 
 
 @pytest.mark.usefixtures("in_lambda")
-def test_another_streams_option_or_init_injects_nothing(
+def test_another_streams_option_injects_nothing(
     stream: Stream, daemon: testing.DaemonListener, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tracing.configure(backend=backend, payload_context="kinesis:other-stream,dynamodb")
+    _invoke(
+        monkeypatch,
+        lambda e, c: stream.client.put_record(
+            StreamName=stream.name, Data=b'{"a": 1}', PartitionKey="k"
+        ),
+    )
+    assert stream.data() == [b'{"a": 1}']
+    daemon.wait_for(2)
+
+
+@pytest.mark.usefixtures("in_lambda")
+def test_this_streams_option_injects_in_the_invocation_never_at_init(
+    stream: Stream, daemon: testing.DaemonListener, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracing.configure(backend=backend, payload_context=[f"kinesis:{stream.name}"])
     stream.client.put_record(StreamName=stream.name, Data=b'{"at": "import"}', PartitionKey="k")
     _invoke(
         monkeypatch,
@@ -194,7 +209,9 @@ def test_another_streams_option_or_init_injects_nothing(
             StreamName=stream.name, Data=b'{"a": 1}', PartitionKey="k"
         ),
     )
-    assert stream.data() == [b'{"at": "import"}', b'{"a": 1}']
+    at_import, in_invocation = stream.data()
+    assert at_import == b'{"at": "import"}'  # the Init trace id is a placeholder
+    assert "AWSTraceHeader" in _context(in_invocation)
     daemon.wait_for(2)
 
 
