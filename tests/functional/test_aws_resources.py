@@ -185,3 +185,23 @@ def test_the_map_of_real_documents_draws_the_bus_and_state_machine_to_their_targ
     assert edges[(("client", "client"), function)].count == 1  # the targets are no client's
     assert edges[(("bus", bus), function)].rate("faults") == 0.0
     assert edges[(("state_machine", machine.rsplit(":", 1)[1]), function)].rate("faults") == 1.0
+
+
+@pytest.mark.usefixtures("in_lambda", "env")
+def test_a_service_outside_the_table_gets_every_field_of_the_generic_list(
+    backend: str, daemon: testing.DaemonListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    glue = boto3.client("glue")
+    database = f"db_{new_id()}"
+    glue.create_database(DatabaseInput={"Name": database})
+    glue.create_table(DatabaseName=database, TableInput={"Name": "sales"})
+    tracing.configure(backend=backend)
+
+    @tracing.handler
+    def handler(event: Any, context: Any) -> None:
+        glue.get_partitions(DatabaseName=database, TableName="sales")
+
+    _invoke(monkeypatch, handler)
+    [call] = _calls(daemon)
+    assert (call["name"], call["aws"]["operation"]) == ("glue", "GetPartitions")
+    assert call["aws"]["table_name"] == "sales"  # TableName, as for DynamoDB
