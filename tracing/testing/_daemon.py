@@ -263,7 +263,9 @@ class DaemonListener:
             time.sleep(quiet)
 
     def traces(self, expression: str | None = None) -> dict[str, list[dict[str, Any]]]:
-        """The documents received so far (after a :meth:`sync`), by trace id.
+        """The documents received so far (after a :meth:`sync`), by trace id:
+        X-Ray documents, and the sampled spans of OTLP datagrams
+        (``exporter="otlp-udp"``) as the local collector converts them.
 
         Args:
             expression: Keep only the traces an X-Ray filter expression selects
@@ -275,7 +277,13 @@ class DaemonListener:
             ValueError: The expression does not parse (the message points at
                 the column).
         """
-        documents = self.sync()
+        documents = list(self.sync())
+        sampled_otlp = [body for sampled, body in self.otlp if sampled]
+        if sampled_otlp:
+            from ..local.collector.otlp import request_documents
+
+            for body in sampled_otlp:
+                documents.extend(request_documents(body))
         by_trace: dict[str, list[dict[str, Any]]] = {}
         for document in documents:
             trace_id = document.get("trace_id")

@@ -59,11 +59,14 @@ def test_a_missing_trace_fails_with_what_was_received(tracing_daemon, monkeypatc
 """
 
 
-def _run_users_tests(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _run_users_tests(
+    tmp_path: Path, backend: str = "xray", exporter: str = "xray-udp"
+) -> subprocess.CompletedProcess[str]:
     (tmp_path / "app.py").write_text(textwrap.dedent(APP))
     (tmp_path / "test_users.py").write_text(textwrap.dedent(USERS_TEST))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TRACING_"))}
     env |= {"LAMBDA_TASK_ROOT": str(tmp_path), "AWS_LAMBDA_FUNCTION_NAME": "orders"}
+    env |= {"TRACING_BACKEND": backend, "TRACING_EXPORTER": exporter}
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_users.py"],
         cwd=tmp_path,
@@ -75,8 +78,15 @@ def _run_users_tests(tmp_path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_a_users_test_asserts_a_trace_by_filter_expression(tmp_path: Path) -> None:
-    done = _run_users_tests(tmp_path)
+@pytest.mark.parametrize(
+    ("backend", "exporter"),
+    [("xray", "xray-udp"), ("otel", "xray-udp"), ("xray", "otlp-udp"), ("otel", "otlp-udp")],
+)
+def test_a_users_test_asserts_a_trace_by_filter_expression(
+    tmp_path: Path, backend: str, exporter: str
+) -> None:
+    """On both backends, whether the function sends X-Ray documents or OTLP spans."""
+    done = _run_users_tests(tmp_path, backend, exporter)
     out = done.stdout + done.stderr
     assert "1 failed, 1 passed" in out or "1 passed, 1 failed" in out, out
     assert "test_a_missing_trace_fails_with_what_was_received" in out
