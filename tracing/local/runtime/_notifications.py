@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from tracing._header import new_id, new_trace_id, parse
+from tracing._header import TraceHeader, new_id, new_trace_id, parse
 from tracing.local.runtime._streams import _new_header
 from tracing.local.runtime.event_source import (
     MAX_HOPS,
@@ -102,10 +102,7 @@ class SNSSubscription:
             (k, v) for k, v in (upstream.extra if upstream is not None else ()) if k != "Lineage"
         ]
         extra.append(("Lineage", next_lineage(pairs, arn, count)))
-        header = ";".join(
-            [f"Root={root}", f"Parent={parent}", f"Sampled={sampled}"]
-            + [f"{k}={v}" for k, v in extra]
-        )
+        header = TraceHeader(root, parent, sampled, tuple(extra)).to_string()
         _async_invoke(self.function, event, header, self.maximum_retry_attempts, delivery)
 
     def event(self, note: RecordedNotification) -> dict[str, Any]:
